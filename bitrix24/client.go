@@ -1,0 +1,255 @@
+// Package bitrix24 is a small client for the classic Bitrix24 REST API
+// (/rest/<method>): one core call that posts JSON with the OAuth token in
+// the body, typed errors, and batch. It knows nothing of gin, handlers or
+// the store: callers pass the portal's stored REST endpoint and a token.
+package bitrix24
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	neturl "net/url"
+	"strings"
+	"time"
+
+	"github.com/b24apps/leadcontacts/secret"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxResponseBytes = 4 << 20
+	DefaultMaxAttempts      = 3
+	DefaultUserAgent        = "leadcontacts/1.0"
+)
+
+// Options configures a Client.
+type Options struct {
+	// HTTPClient sends the requests; use NewHTTPClient for pooled,
+	// timeout-bounded connections. It must not follow redirects.
+	HTTPClient *http.Client
+	// UserAgent names the app, as Bitrix24 recommends.
+	UserAgent string
+	// MaxResponseBytes caps how much of a body is read.
+	MaxResponseBytes int64
+	// MaxAttempts bounds tries of a call refused with QUERY_LIMIT_EXCEEDED,
+	// the only error Bitrix24 guarantees was refused before running.
+	MaxAttempts int
+	// Backoff returns the wait before retry n (1-based); default is
+	// exponential with full jitter, 500 ms base, 4 s cap.
+	Backoff func(n int) time.Duration
+	// Observe, if set, is told about every HTTP exchange (for REST logs
+	// the marketplace requires, and for metrics). It never sees tokens.
+	Observe func(Exchange)
+}
+
+// Exchange describes one HTTP request to a portal, without any secret.
+type Exchange struct {
+	Endpoint   string
+	Method     string
+	HTTPStatus int
+	ErrorCode  string
+	Duration   time.Duration
+	Err        error
+}
+
+// Client calls Bitrix24 REST methods. It is safe for concurrent use.
+type Client struct {
+	http      *http.Client
+	userAgent string
+	maxBody   int64
+	attempts  int
+	backoff   func(int) time.Duration
+	observe   func(Exchange)
+}
+
+// New returns a Client.
+func New(o Options) *Client {
+	c := &Client{
+		http:      o.HTTPClient,
+		userAgent: o.UserAgent,
+		maxBody:   o.MaxResponseBytes,
+		attempts:  o.MaxAttempts,
+		backoff:   o.Backoff,
+		observe:   o.Observe,
+	}
+	if c.http == nil {
+		c.http = NewHTTPClient(false)
+	}
+	if c.userAgent == "" {
+		c.userAgent = DefaultUserAgent
+	}
+	if c.maxBody <= 0 {
+		c.maxBody = DefaultMaxResponseBytes
+	}
+	if c.attempts <= 0 {
+		c.attempts = DefaultMaxAttempts
+	}
+	if c.backoff == nil {
+		c.backoff = FullJitter(500*time.Millisecond, 4*time.Second)
+	}
+	return c
+}
+
+// FullJitter returns exponential backoff with full jitter: a random wait in
+// [0, min(cap, base*2^(n-1))), which spreads retries of many clients apart.
+func FullJitter(base, maxWait time.Duration) func(int) time.Duration {
+	return func(n int) time.Duration {
+		d := base << (n - 1)
+		if d <= 0 || d > maxWait {
+			d = maxWait
+		}
+		return time.Duration(rand.Int64N(int64(d)))
+	}
+}
+
+// envelope is the classic REST response shape.
+type envelope struct {
+	Result           json.RawMessage `json:"result"`
+	Error            *string         `json:"error"`
+	ErrorDescription string          `json:"error_description"`
+	Time             *Time           `json:"time"`
+}
+
+// Time is the "time" block of a response; OperatingResetAt tells when a
+// method blocked with OPERATION_TIME_LIMIT becomes usable again.
+type Time struct {
+	Duration         float64 `json:"duration"`
+	Operating        float64 `json:"operating"`
+	OperatingResetAt int64   `json:"operating_reset_at"`
+}
+
+// Call runs one REST method on the portal whose REST endpoint (the stored
+// client_endpoint, ending in "/rest/") is given, authorised by token, and
+// decodes "result" into out (which may be nil). params are sent as a JSON
+// body with the token added as "auth", so no secret is ever in a URL.
+func (c *Client) Call(ctx context.Context, endpoint string, token secret.String, method string, params map[string]any, out any) error {
+	body := make(map[string]any, len(params)+1)
+	for k, v := range params {
+		body[k] = v
+	}
+	body["auth"] = token.Reveal()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("bitrix24: %s: encode params: %w", method, err)
+	}
+	env, err := c.post(ctx, endpoint, method, raw)
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(env.Result, out); err != nil {
+		return fmt.Errorf("bitrix24: %s: decode result: %w", method, errors.Join(ErrBadResponse, err))
+	}
+	return nil
+}
+
+// post sends one request, retrying only QUERY_LIMIT_EXCEEDED, and returns
+// the decoded envelope of a successful answer.
+func (c *Client) post(ctx context.Context, endpoint, method string, body []byte) (*envelope, error) {
+	url := strings.TrimSuffix(endpoint, "/") + "/" + method
+	var lastErr error
+	for attempt := 1; attempt <= c.attempts; attempt++ {
+		if attempt > 1 {
+			if err := sleep(ctx, c.backoff(attempt-1)); err != nil {
+				return nil, lastErr
+			}
+		}
+		env, err := c.once(ctx, endpoint, url, method, body)
+		if err == nil {
+			return env, nil
+		}
+		lastErr = err
+		if !errors.Is(err, ErrQueryLimitExceeded) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func (c *Client) once(ctx context.Context, endpoint, url, method string, body []byte) (env *envelope, err error) {
+	start := time.Now()
+	status := 0
+	defer func() {
+		if c.observe != nil {
+			x := Exchange{Endpoint: endpoint, Method: method, HTTPStatus: status, Duration: time.Since(start), Err: err}
+			var be *Error
+			if errors.As(err, &be) {
+				x.ErrorCode = be.Code
+			}
+			c.observe(x)
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("bitrix24: %s: build request: %w", method, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// The error names the URL, which carries no secret (auth is in the
+		// body); keep the cause for timeouts and cancellations.
+		return nil, fmt.Errorf("bitrix24: %s: %w", method, errors.Join(ErrUnreachable, unwrapURLError(err)))
+	}
+	defer resp.Body.Close()
+	status = resp.StatusCode
+	if status >= 300 && status < 400 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, &MovedError{Method: method, HTTPStatus: status, Location: resp.Header.Get("Location")}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("bitrix24: %s: read response (HTTP %d): %w", method, status, errors.Join(ErrUnreachable, err))
+	}
+	if int64(len(data)) > c.maxBody {
+		return nil, fmt.Errorf("bitrix24: %s: response over %d bytes (HTTP %d): %w", method, c.maxBody, status, ErrBadResponse)
+	}
+	env = &envelope{}
+	if err := json.Unmarshal(data, env); err != nil {
+		return nil, fmt.Errorf("bitrix24: %s: HTTP %d with a body that is not JSON: %w", method, status, ErrBadResponse)
+	}
+	if env.Error != nil {
+		return nil, &Error{Code: *env.Error, Description: env.ErrorDescription, HTTPStatus: status, Method: method}
+	}
+	if status != http.StatusOK || env.Result == nil {
+		return nil, fmt.Errorf("bitrix24: %s: HTTP %d without a result: %w", method, status, ErrBadResponse)
+	}
+	return env, nil
+}
+
+// unwrapURLError drops the *url.Error wrapper so the message says what
+// failed without repeating the request line.
+func unwrapURLError(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return ue.Err
+	}
+	return err
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		// Waiting would overrun the caller's deadline: give up now and
+		// report the last answer instead of a bare timeout.
+		return context.DeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

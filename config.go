@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/b24apps/leadcontacts/secret"
+)
+
+// Config is the whole configuration of the app, read once from the
+// environment by loadConfig. Nothing else reads the environment.
+type Config struct {
+	ClientID       string
+	ClientSecret   secret.String
+	BaseURL        *url.URL
+	Secret         []byte
+	SecretPrevious []byte
+	DatabaseURL    string
+	Addr           string
+	OAuthServers   []string
+	AllowHTTP      bool
+	JSURL          string
+}
+
+// Defaults of the optional variables (app.json and the README list them).
+const (
+	defaultDatabaseURL  = "sqlite:data/app.db"
+	defaultAddr         = ":8080"
+	defaultOAuthServers = "https://oauth.bitrix.info,https://oauth.bitrix24.tech"
+	defaultJSURL        = "https://api.bitrix24.com/api/v1/"
+)
+
+// loadConfig reads and checks every variable and reports all problems at
+// once, so an operator fixes a deployment in one go. Secret values never
+// appear in the message.
+func loadConfig(getenv func(string) string) (Config, error) {
+	var problems []string
+	bad := func(name, why string) { problems = append(problems, name+" "+why) }
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+
+	cfg := Config{
+		ClientID:     get("B24_CLIENT_ID", ""),
+		ClientSecret: secret.New(get("B24_CLIENT_SECRET", "")),
+		DatabaseURL:  get("DATABASE_URL", defaultDatabaseURL),
+		Addr:         get("ADDR", defaultAddr),
+		JSURL:        get("B24_JS_URL", defaultJSURL),
+	}
+	if v := get("B24_ALLOW_HTTP", "false"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("B24_ALLOW_HTTP", "must be true or false")
+		}
+		cfg.AllowHTTP = b
+	}
+	if cfg.ClientID == "" {
+		bad("B24_CLIENT_ID", "is required")
+	}
+	if cfg.ClientSecret.IsZero() {
+		bad("B24_CLIENT_SECRET", "is required")
+	}
+	if v := get("APP_BASE_URL", ""); v == "" {
+		bad("APP_BASE_URL", "is required")
+	} else if u, err := checkURL(v, cfg.AllowHTTP, false); err != nil {
+		bad("APP_BASE_URL", err.Error())
+	} else {
+		cfg.BaseURL = u
+	}
+	if v := get("APP_SECRET", ""); v == "" {
+		bad("APP_SECRET", "is required (at least 32 random bytes, hex or base64)")
+	} else if b, err := secret.ParseMaster(v); err != nil {
+		bad("APP_SECRET", err.Error())
+	} else {
+		cfg.Secret = b
+	}
+	if v := get("APP_SECRET_PREVIOUS", ""); v != "" {
+		if b, err := secret.ParseMaster(v); err != nil {
+			bad("APP_SECRET_PREVIOUS", err.Error())
+		} else {
+			cfg.SecretPrevious = b
+		}
+	}
+	if !strings.HasPrefix(cfg.DatabaseURL, "sqlite:") && !strings.HasPrefix(cfg.DatabaseURL, "postgres://") &&
+		!strings.HasPrefix(cfg.DatabaseURL, "postgresql://") {
+		bad("DATABASE_URL", "must be sqlite:PATH or postgres://...")
+	}
+	for _, s := range strings.Split(get("B24_OAUTH_SERVERS", defaultOAuthServers), ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		u, err := checkURL(s, cfg.AllowHTTP, true)
+		if err != nil {
+			bad("B24_OAUTH_SERVERS", fmt.Sprintf("entry %q %s", s, err))
+			continue
+		}
+		cfg.OAuthServers = append(cfg.OAuthServers, u.Scheme+"://"+u.Host)
+	}
+	if len(cfg.OAuthServers) == 0 {
+		bad("B24_OAUTH_SERVERS", "names no server")
+	}
+	if _, err := checkURL(cfg.JSURL, cfg.AllowHTTP, false); err != nil {
+		bad("B24_JS_URL", err.Error())
+	}
+	if len(problems) > 0 {
+		return cfg, errors.New("configuration: " + strings.Join(problems, "; "))
+	}
+	return cfg, nil
+}
+
+// checkURL requires an absolute https URL (http too when allowHTTP),
+// without user info, query or fragment; bare means no path either.
+func checkURL(v string, allowHTTP, bare bool) (*url.URL, error) {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		return nil, errors.New("must be an absolute URL")
+	}
+	if u.Scheme != "https" && !(allowHTTP && u.Scheme == "http") {
+		return nil, errors.New("must use https (http only with B24_ALLOW_HTTP=true)")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("must not carry user info, a query or a fragment")
+	}
+	if bare && strings.Trim(u.Path, "/") != "" {
+		return nil, errors.New("must be a base URL without a path")
+	}
+	return u, nil
+}

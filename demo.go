@@ -1,0 +1,111 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/b24apps/leadcontacts/manifest"
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/simulator"
+)
+
+// demoEnv is a running demo: a simulated Bitrix24 (OAuth server, BX24 JS
+// library and one seeded portal) and the app's configuration pointing at
+// it. The portal runs on "localhost" and the app on "127.0.0.1": two
+// different sites, so the browser treats the app's frame as cross-site,
+// exactly as with a real portal.
+type demoEnv struct {
+	cfg       Config
+	ln        net.Listener
+	portalURL string
+	close     func()
+}
+
+// startDemo needs no configuration; ADDR (default 127.0.0.1:8080) and
+// DATABASE_URL (default a fresh SQLite file in a temporary directory) may
+// be given.
+func startDemo(getenv func(string) string, m *manifest.Manifest, logger *slog.Logger) (*demoEnv, error) {
+	addr := strings.TrimSpace(getenv("ADDR"))
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("demo: listen on %s: %w (set ADDR to another address)", addr, err)
+	}
+	base, _ := url.Parse("http://" + ln.Addr().String())
+	clientSecret := randomHex(24)
+
+	sim, err := simulator.New(simulator.Options{
+		App: simulator.App{
+			ClientID:     "local.demo.leadcontacts",
+			ClientSecret: clientSecret,
+			Code:         "b24apps.leadcontacts",
+			Version:      "1",
+			Scope:        m.Scope,
+			InstallURL:   manifest.Absolute(base, m.Install),
+		},
+		AllowLocalHandlers: true,
+		Logf: func(format string, args ...any) {
+			logger.Debug("simulator: " + fmt.Sprintf(format, args...))
+		},
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	portal, err := sim.AddPortal(simulator.PortalOptions{Host: "localhost", Seed: true})
+	if err != nil {
+		sim.Close()
+		ln.Close()
+		return nil, err
+	}
+
+	dir := ""
+	dbURL := strings.TrimSpace(getenv("DATABASE_URL"))
+	if dbURL == "" {
+		dir, err = os.MkdirTemp("", "leadcontacts-demo-")
+		if err != nil {
+			sim.Close()
+			ln.Close()
+			return nil, err
+		}
+		dbURL = "sqlite:" + filepath.Join(dir, "demo.db")
+	}
+	master := make([]byte, 32)
+	_, _ = rand.Read(master)
+	cfg := Config{
+		ClientID:     "local.demo.leadcontacts",
+		ClientSecret: secret.New(clientSecret),
+		BaseURL:      base,
+		Secret:       master,
+		DatabaseURL:  dbURL,
+		Addr:         ln.Addr().String(),
+		OAuthServers: []string{sim.OAuthURL()},
+		AllowHTTP:    true,
+		JSURL:        sim.JSURL(),
+	}
+	return &demoEnv{
+		cfg: cfg, ln: ln, portalURL: portal.URL() + "/",
+		close: func() {
+			sim.Close()
+			if dir != "" {
+				_ = os.RemoveAll(dir)
+			}
+		},
+	}, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+

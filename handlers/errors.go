@@ -1,0 +1,93 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
+
+// problem is the one error type handlers return: an HTTP status, the
+// message shown to the user (a catalogue key) and the cause for the log.
+// Users never see the cause.
+type problem struct {
+	status int
+	key    string // catalogue key of the explanation
+	code   string // Bitrix24 error code to show, if any
+	cause  error
+}
+
+func (p *problem) Error() string {
+	if p.cause != nil {
+		return fmt.Sprintf("%d %s: %v", p.status, p.key, p.cause)
+	}
+	return fmt.Sprintf("%d %s", p.status, p.key)
+}
+
+func (p *problem) Unwrap() error { return p.cause }
+
+func fail(status int, key string, cause error) *problem {
+	return &problem{status: status, key: key, cause: cause}
+}
+
+// asProblem maps any error to a problem; unknown errors are internal.
+func asProblem(err error) *problem {
+	var p *problem
+	if errors.As(err, &p) {
+		return p
+	}
+	return fail(http.StatusInternalServerError, "error.internal", err)
+}
+
+// errorPage is the data of error.html.
+type errorPage struct {
+	base
+	Title, Text, Code string
+}
+
+// page adapts a handler that returns an error to gin, rendering errors as
+// a page in the user's language.
+func (h *Handlers) page(fn func(c *gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		err := fn(c)
+		if err == nil {
+			return
+		}
+		p := asProblem(err)
+		h.logProblem(c, p)
+		loc := h.d.Lang.For(c.Query("LANG"))
+		h.render(c, p.status, "error", errorPage{
+			base:  h.base(loc),
+			Title: loc.T("error.unverified_title"),
+			Text:  loc.T(p.key),
+			Code:  p.code,
+		})
+	}
+}
+
+// event adapts an event handler: Bitrix24's queue reads only the status.
+func (h *Handlers) event(fn func(c *gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		err := fn(c)
+		if err == nil {
+			c.JSON(http.StatusOK, gin.H{"status": "success"})
+			return
+		}
+		p := asProblem(err)
+		h.logProblem(c, p)
+		c.JSON(p.status, gin.H{"status": "error", "error": p.key})
+	}
+}
+
+func (h *Handlers) logProblem(c *gin.Context, p *problem) {
+	attrs := []any{"route", c.FullPath(), "status", p.status, "problem", p.key}
+	if p.cause != nil {
+		attrs = append(attrs, "err", p.cause.Error())
+	}
+	if p.status >= 500 {
+		h.d.Logger.Error("request failed", attrs...)
+	} else {
+		h.d.Logger.Info("request refused", attrs...)
+	}
+}

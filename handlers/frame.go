@@ -1,0 +1,175 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/b24apps/leadcontacts/secret"
+)
+
+// Frame is what Bitrix24 POSTs into the app's iframe when it opens the
+// installer, the app page or a placement. DOMAIN, PROTOCOL, LANG and
+// APP_SID arrive in the query string; everything else in the form body.
+// DOMAIN and SERVER_ENDPOINT are claims, never used to reach anything.
+type Frame struct {
+	Domain   string
+	Lang     string
+	AppSID   string
+	MemberID string
+
+	AuthID    secret.String
+	RefreshID secret.String
+	AppToken  secret.String
+
+	ServerEndpoint   string
+	Placement        string
+	PlacementOptions string
+	Status           string
+}
+
+// ErrBadFrame reports a malformed frame request.
+var ErrBadFrame = errors.New("malformed request from the portal")
+
+var (
+	memberIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	tokenPattern    = regexp.MustCompile(`^[\x21-\x7e]{1,512}$`)
+	langPattern     = regexp.MustCompile(`^[A-Za-z]{2}$`)
+)
+
+// ParseFrame reads a frame request from its query and body fields.
+func ParseFrame(query, body url.Values) (Frame, error) {
+	f := Frame{
+		Domain:           query.Get("DOMAIN"),
+		Lang:             query.Get("LANG"),
+		AppSID:           query.Get("APP_SID"),
+		MemberID:         body.Get("member_id"),
+		AuthID:           secret.New(body.Get("AUTH_ID")),
+		RefreshID:        secret.New(body.Get("REFRESH_ID")),
+		AppToken:         secret.New(body.Get("APPLICATION_TOKEN")),
+		ServerEndpoint:   body.Get("SERVER_ENDPOINT"),
+		Placement:        body.Get("PLACEMENT"),
+		PlacementOptions: body.Get("PLACEMENT_OPTIONS"),
+		Status:           body.Get("status"),
+	}
+	var problems []string
+	if !memberIDPattern.MatchString(f.MemberID) {
+		problems = append(problems, "member_id")
+	}
+	if !tokenPattern.MatchString(f.AuthID.Reveal()) {
+		problems = append(problems, "AUTH_ID")
+	}
+	if f.RefreshID.Reveal() != "" && !tokenPattern.MatchString(f.RefreshID.Reveal()) {
+		problems = append(problems, "REFRESH_ID")
+	}
+	if f.Lang != "" && !langPattern.MatchString(f.Lang) {
+		f.Lang = ""
+	}
+	if len(f.Placement) > 64 || len(f.PlacementOptions) > maxPlacementOptions || len(f.ServerEndpoint) > 256 {
+		problems = append(problems, "oversized field")
+	}
+	if len(problems) > 0 {
+		return Frame{}, fmt.Errorf("%w: %s", ErrBadFrame, strings.Join(problems, ", "))
+	}
+	return f, nil
+}
+
+const maxPlacementOptions = 4096
+
+var idPattern = regexp.MustCompile(`^[1-9][0-9]{0,15}$`)
+
+// ParsePlacementOptions extracts the entity ID from PLACEMENT_OPTIONS, a
+// JSON string such as {"ID":"123","URI":"..."}. Bitrix24 sends the ID as a
+// string; a number is accepted too. It must be a plain positive decimal
+// integer: no sign, exponent, fraction, leading zero or non-ASCII digit.
+// Duplicate keys and trailing data are refused, because two parsers could
+// read them differently.
+func ParsePlacementOptions(s string) (int64, error) {
+	if len(s) > maxPlacementOptions {
+		return 0, errors.New("PLACEMENT_OPTIONS too long")
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0, errors.New("PLACEMENT_OPTIONS is not a JSON object")
+	}
+	seen := map[string]bool{}
+	var rawID json.RawMessage
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return 0, fmt.Errorf("PLACEMENT_OPTIONS: %w", err)
+		}
+		k, _ := t.(string)
+		if seen[k] {
+			return 0, fmt.Errorf("PLACEMENT_OPTIONS repeats key %q", k)
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return 0, fmt.Errorf("PLACEMENT_OPTIONS: %w", err)
+		}
+		if k == "ID" {
+			rawID = v
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return 0, errors.New("PLACEMENT_OPTIONS is not a closed JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return 0, errors.New("PLACEMENT_OPTIONS has trailing data")
+	}
+	if rawID == nil {
+		return 0, errors.New("PLACEMENT_OPTIONS has no ID")
+	}
+	text := string(rawID)
+	if strings.HasPrefix(text, `"`) {
+		if err := json.Unmarshal(rawID, &text); err != nil {
+			return 0, errors.New("PLACEMENT_OPTIONS ID is not a string")
+		}
+	}
+	if !idPattern.MatchString(text) {
+		return 0, fmt.Errorf("PLACEMENT_OPTIONS ID %q is not a positive integer", text)
+	}
+	var id int64
+	_, err := fmt.Sscan(text, &id)
+	return id, err
+}
+
+// Event is a Bitrix24 event callback: form-encoded with PHP-style nested
+// keys (auth[member_id], data[CLEAN]).
+type Event struct {
+	Name string
+	Auth map[string]string
+	Data map[string]string
+}
+
+// ParseEvent reads an event form. Only one nesting level is kept; deeper
+// keys (data[FIELDS][ID]) are kept under their full inner path.
+func ParseEvent(form url.Values) (Event, error) {
+	ev := Event{Name: strings.ToUpper(form.Get("event")), Auth: map[string]string{}, Data: map[string]string{}}
+	for k, vs := range form {
+		if len(vs) == 0 {
+			continue
+		}
+		for prefix, m := range map[string]map[string]string{"auth[": ev.Auth, "data[": ev.Data} {
+			if strings.HasPrefix(k, prefix) && strings.HasSuffix(k, "]") {
+				inner := strings.TrimSuffix(strings.TrimPrefix(k, prefix), "]")
+				if inner != "" && len(inner) <= 128 {
+					m[inner] = vs[0]
+				}
+			}
+		}
+	}
+	if ev.Name == "" || len(ev.Name) > 64 {
+		return Event{}, fmt.Errorf("%w: event name", ErrBadFrame)
+	}
+	if !memberIDPattern.MatchString(ev.Auth["member_id"]) {
+		return Event{}, fmt.Errorf("%w: auth[member_id]", ErrBadFrame)
+	}
+	return ev, nil
+}

@@ -1,0 +1,177 @@
+// Package handlers serves the app's HTTP surface: the installer, the lead
+// tab and its action, and Bitrix24's event callbacks. Handlers return
+// errors; one adapter (page, event) turns them into pages or statuses.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/manifest"
+	"github.com/b24apps/leadcontacts/oauth"
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/static"
+	"github.com/b24apps/leadcontacts/store"
+	"github.com/b24apps/leadcontacts/templates"
+)
+
+// Store is what the handlers need from persistence.
+type Store interface {
+	SavePortal(ctx context.Context, p *store.Portal) error
+	Portal(ctx context.Context, memberID string) (*store.Portal, error)
+	UninstallPortal(ctx context.Context, memberID string, clean bool, at time.Time) error
+	CreateSession(ctx context.Context, s *store.Session) error
+	Session(ctx context.Context, id string, now time.Time) (*store.Session, error)
+	UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error
+}
+
+// REST is what the handlers need from the Bitrix24 REST client.
+type REST interface {
+	Call(ctx context.Context, endpoint string, token secret.String, method string, params map[string]any, out any) error
+	Batch(ctx context.Context, endpoint string, token secret.String, halt bool, cmds []bitrix24.Cmd) (*bitrix24.BatchResult, error)
+}
+
+// OAuth is what the handlers need from the OAuth client.
+type OAuth interface {
+	Trusted(endpoint string) (string, bool)
+	Refresh(ctx context.Context, server string, refresh secret.String) (*oauth.Token, error)
+}
+
+var (
+	_ Store = store.Store(nil)
+	_ REST  = (*bitrix24.Client)(nil)
+	_ OAuth = (*oauth.Client)(nil)
+)
+
+// Config is the handlers' part of the app configuration.
+type Config struct {
+	BaseURL   *url.URL // public base URL; handler URLs sent to Bitrix24 are built from it
+	JSURL     string   // BX24 library URL
+	AllowHTTP bool     // accept http:// and loopback portals (development, tests)
+	Manifest  *manifest.Manifest
+	// SessionTTL is how long an opened tab stays usable. It outlives the
+	// one-hour access token on purpose: an expired token is refreshed on
+	// click with the user's own refresh token.
+	SessionTTL time.Duration
+	// RequestTimeout bounds every request's upstream work, retries included.
+	RequestTimeout time.Duration
+	// MaxNamedContacts is how many contacts get their names looked up when
+	// the tab opens (one batch sub-call each); the rest show by ID.
+	MaxNamedContacts int
+}
+
+// Deps are the handlers' collaborators.
+type Deps struct {
+	Store  Store
+	REST   REST
+	OAuth  OAuth
+	Keys   *secret.Keyring
+	Lang   *lang.Bundle
+	Assets *static.Assets
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Handlers holds the dependencies of every route. It has no mutable state
+// beyond the in-flight refresh group, so one value serves all requests.
+type Handlers struct {
+	cfg       Config
+	d         Deps
+	pages     map[string]*template.Template
+	ctxCodecs []securecookie.Codec
+	cookies   *sessions.CookieStore
+	refreshes singleflight.Group
+	jsOrigin  string
+	tabPath   string
+	secure    bool // the app is served over https
+}
+
+// New validates the configuration and parses the templates.
+func New(cfg Config, d Deps) (*Handlers, error) {
+	if cfg.BaseURL == nil || cfg.Manifest == nil || d.Store == nil || d.REST == nil || d.OAuth == nil ||
+		d.Keys == nil || d.Lang == nil || d.Assets == nil {
+		return nil, errors.New("handlers: missing configuration or dependency")
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 2 * time.Hour
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 20 * time.Second
+	}
+	if cfg.MaxNamedContacts <= 0 {
+		cfg.MaxNamedContacts = 25
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	tab, ok := cfg.Manifest.Placement(placementLeadTab)
+	if !ok {
+		return nil, fmt.Errorf("handlers: app.json binds no %s placement", placementLeadTab)
+	}
+	h := &Handlers{cfg: cfg, d: d, tabPath: tab.Handler, secure: cfg.BaseURL.Scheme == "https"}
+	if js, err := url.Parse(cfg.JSURL); err == nil && js.Host != "" {
+		h.jsOrigin = js.Scheme + "://" + js.Host
+	} else {
+		return nil, fmt.Errorf("handlers: JS URL %q is not absolute", cfg.JSURL)
+	}
+	h.pages = map[string]*template.Template{}
+	for _, p := range []string{"tab", "error", "install", "index"} {
+		t, err := template.New(p).ParseFS(templates.FS, "layout.html", p+".html")
+		if err != nil {
+			return nil, fmt.Errorf("handlers: parse %s: %w", p, err)
+		}
+		h.pages[p] = t
+	}
+	h.ctxCodecs = securecookie.CodecsFromPairs(d.Keys.Pairs("page-context")...)
+	for _, c := range h.ctxCodecs {
+		sc := c.(*securecookie.SecureCookie)
+		sc.MaxAge(int(cfg.SessionTTL.Seconds()))
+		sc.SetSerializer(securecookie.JSONEncoder{})
+	}
+	h.cookies = sessions.NewCookieStore(d.Keys.Pairs("browser-cookie")...)
+	h.cookies.Options = &sessions.Options{
+		Path:     "/",
+		MaxAge:   int(cfg.SessionTTL.Seconds()),
+		Secure:   true,
+		HttpOnly: true,
+		// The app lives in a cross-site iframe: only SameSite=None cookies
+		// are sent there, and Partitioned (CHIPS) keys the cookie to the
+		// portal's site so no other site ever sees it.
+		SameSite:    http.SameSiteNoneMode,
+		Partitioned: true,
+	}
+	h.cookies.MaxAge(h.cookies.Options.MaxAge)
+	return h, nil
+}
+
+// placementLeadTab is the placement this app serves.
+const placementLeadTab = "CRM_LEAD_DETAIL_TAB"
+
+// now returns the current time.
+func (h *Handlers) now() time.Time { return h.d.Now() }
+
+// portalOrigin returns the origin that may frame the app's pages for a
+// stored portal: scheme of its verified REST endpoint plus its host.
+func portalOrigin(p *store.Portal) string {
+	u, err := url.Parse(p.RESTEndpoint)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+}

@@ -1,0 +1,333 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/manifest"
+	"github.com/b24apps/leadcontacts/oauth"
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// installCreds is what an install request claims: the installer frame's
+// REFRESH_ID and friends, or ONAPPINSTALL's auth[...] block.
+type installCreds struct {
+	MemberID       string
+	RefreshToken   secret.String
+	ServerEndpoint string
+	AppToken       secret.String
+	Lang           string
+}
+
+// setupItem is one line of the install report.
+type setupItem struct {
+	Label  string
+	Status string
+}
+
+// installPage is the data of install.html.
+type installPage struct {
+	base
+	OK       bool
+	TabTitle string
+	Text     string
+	Code     string
+	Items    []setupItem
+}
+
+// installInfo answers GET on the installer path: the vendor console checks
+// the URL, and a person who opens it gets a short explanation.
+func (h *Handlers) installInfo(c *gin.Context) error {
+	h.render(c, http.StatusOK, "index", struct{ base }{h.base(h.d.Lang.For(c.Query("LANG")))})
+	return nil
+}
+
+// install serves the UI installer that Bitrix24 opens in a slider when an
+// admin installs the app. It verifies the posted tokens, stores the portal,
+// binds what app.json declares and answers a page that calls
+// BX24.installFinish(), without which Bitrix24 shows no tab at all.
+func (h *Handlers) install(c *gin.Context) error {
+	f, err := ParseFrame(c.Request.URL.Query(), c.Request.PostForm)
+	if err != nil {
+		return fail(http.StatusBadRequest, "error.bad_request", err)
+	}
+	loc := h.d.Lang.For(f.Lang)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	p, items, err := h.installPortal(ctx, installCreds{
+		MemberID: f.MemberID, RefreshToken: f.RefreshID, ServerEndpoint: f.ServerEndpoint,
+		AppToken: f.AppToken, Lang: loc.Code(),
+	}, loc)
+	if p == nil {
+		return err
+	}
+	c.Set(originKey, portalOrigin(p))
+	page := installPage{base: h.base(loc), Items: items}
+	status := http.StatusOK
+	if err != nil {
+		pr := asProblem(err)
+		h.logProblem(c, pr)
+		status, page.Text, page.Code = pr.status, loc.T(pr.key, "Code", pr.code), pr.code
+	} else {
+		page.OK = true
+		page.TabTitle = placementTitle(h.cfg.Manifest, loc.Code())
+		h.d.Logger.Info("portal installed", "member", p.MemberID, "domain", p.Domain, "via", "installer")
+	}
+	h.render(c, status, "install", page)
+	return nil
+}
+
+// onAppInstall handles ONAPPINSTALL, which Bitrix24 may deliver late or
+// not at all: it is one more source of verified tokens, never the only one.
+func (h *Handlers) onAppInstall(c *gin.Context) error {
+	ev, err := ParseEvent(c.Request.PostForm)
+	if err != nil || ev.Name != "ONAPPINSTALL" {
+		return fail(http.StatusBadRequest, "error.bad_request", errors.Join(ErrBadFrame, err))
+	}
+	loc := h.d.Lang.For(ev.Data["LANGUAGE_ID"])
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	p, _, err := h.installPortal(ctx, installCreds{
+		MemberID: ev.Auth["member_id"], RefreshToken: secret.New(ev.Auth["refresh_token"]),
+		ServerEndpoint: ev.Auth["server_endpoint"], AppToken: secret.New(ev.Auth["application_token"]),
+		Lang: loc.Code(),
+	}, loc)
+	if err != nil {
+		return err
+	}
+	h.d.Logger.Info("portal installed", "member", p.MemberID, "domain", p.Domain, "via", "ONAPPINSTALL")
+	return nil
+}
+
+// installPortal verifies install credentials and records the portal. The
+// posted refresh token is traded at a trusted OAuth server for a new pair;
+// the server's answer (which needs our client secret) names the portal's
+// member_id and REST endpoint, so a forged request for somebody else's
+// member_id changes nothing. The rotated pair is stored before it is used.
+// It returns the stored portal whenever the portal was verified, even if
+// binding failed afterwards.
+func (h *Handlers) installPortal(ctx context.Context, cr installCreds, loc *lang.Localizer) (*store.Portal, []setupItem, error) {
+	server, ok := h.d.OAuth.Trusted(cr.ServerEndpoint)
+	if !ok {
+		return nil, nil, fail(http.StatusForbidden, "install.untrusted_server", fmt.Errorf("server endpoint %q", cr.ServerEndpoint))
+	}
+	if cr.AppToken.IsZero() || cr.RefreshToken.IsZero() || !memberIDPattern.MatchString(cr.MemberID) {
+		return nil, nil, fail(http.StatusBadRequest, "error.bad_request", errors.New("install without member_id, refresh token or application token"))
+	}
+	tok, err := h.d.OAuth.Refresh(ctx, server, cr.RefreshToken)
+	if err != nil {
+		if errors.Is(err, oauth.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, nil, fail(http.StatusBadGateway, "error.unreachable", err)
+		}
+		return nil, nil, fail(http.StatusForbidden, "install.unverified", err)
+	}
+	if tok.MemberID != cr.MemberID {
+		return nil, nil, fail(http.StatusForbidden, "install.unverified", fmt.Errorf("token belongs to member %q, request claimed %q", tok.MemberID, cr.MemberID))
+	}
+	endpoint, domain, err := bitrix24.NormalizeEndpoint(tok.ClientEndpoint, h.cfg.AllowHTTP)
+	if err != nil {
+		return nil, nil, fail(http.StatusForbidden, "install.unverified", fmt.Errorf("client endpoint: %w", err))
+	}
+	p := &store.Portal{
+		MemberID: tok.MemberID, Domain: domain, RESTEndpoint: endpoint, OAuthServer: tok.Server,
+		Scope: tok.Scope, Status: tok.Status, AppTokenHash: h.d.Keys.Hash(cr.AppToken),
+		InstalledBy: tok.UserID, Lang: cr.Lang,
+		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenExpiry: tok.Expiry,
+	}
+	if err := h.d.Store.SavePortal(ctx, p); err != nil {
+		return nil, nil, fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	for _, s := range h.cfg.Manifest.Scope {
+		if !hasScope(tok.Scope, s) {
+			pr := fail(http.StatusForbidden, "install.bind_failed", fmt.Errorf("granted scope %q lacks %q", tok.Scope, s))
+			pr.code = "insufficient_scope"
+			return p, nil, pr
+		}
+	}
+	items, err := h.bind(ctx, p, loc)
+	return p, items, err
+}
+
+func hasScope(granted, want string) bool {
+	for _, s := range strings.FieldsFunc(granted, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+// binding is a placement or event binding as placement.get / event.get
+// report it (Go's JSON decoding matches the keys case-insensitively).
+type binding struct {
+	Placement string `json:"placement"`
+	Event     string `json:"event"`
+	Handler   string `json:"handler"`
+}
+
+// bind makes the portal's placements and events exactly what app.json
+// declares, with absolute handler URLs under the app's base URL. It reads
+// the current bindings first, so a reinstall keeps what is right, replaces
+// a handler whose URL changed, and never trips over "Handler already
+// binded" (which is treated as success anyway, in case of a race).
+func (h *Handlers) bind(ctx context.Context, p *store.Portal, loc *lang.Localizer) ([]setupItem, error) {
+	cur, err := h.d.REST.Batch(ctx, p.RESTEndpoint, p.AccessToken, false, []bitrix24.Cmd{
+		{Key: "placements", Method: "placement.get"},
+		{Key: "events", Method: "event.get"},
+	})
+	if err != nil {
+		return nil, bindProblem(err)
+	}
+	var pls, evs []binding
+	if err := cur.Decode("placements", &pls); err != nil {
+		return nil, bindProblem(err)
+	}
+	if err := cur.Decode("events", &evs); err != nil {
+		return nil, bindProblem(err)
+	}
+
+	var ops []bitrix24.Cmd
+	var items []setupItem
+	m := h.cfg.Manifest
+	for i, pl := range m.Placements {
+		want := manifest.Absolute(h.cfg.BaseURL, pl.Handler)
+		status, stale := diff(pls, func(b binding) string { return b.Placement }, pl.Placement, want)
+		for j, old := range stale {
+			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("pu%d_%d", i, j), Method: "placement.unbind",
+				Params: url.Values{"PLACEMENT": {pl.Placement}, "HANDLER": {old}}})
+		}
+		if status != "install.status_kept" {
+			params := url.Values{"PLACEMENT": {pl.Placement}, "HANDLER": {want}, "TITLE": {pl.Title["en"]}}
+			for code, title := range pl.Title {
+				params.Set("LANG_ALL["+code+"][TITLE]", title)
+			}
+			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("pb%d", i), Method: "placement.bind", Params: params})
+		}
+		items = append(items, setupItem{Label: loc.T("install.placement", "Title", titleIn(pl, loc.Code())), Status: loc.T(status)})
+	}
+	for i, ev := range m.EventList() {
+		want := manifest.Absolute(h.cfg.BaseURL, ev.Handler)
+		status, stale := diff(evs, func(b binding) string { return b.Event }, ev.Name, want)
+		for j, old := range stale {
+			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("eu%d_%d", i, j), Method: "event.unbind",
+				Params: url.Values{"event": {ev.Name}, "handler": {old}}})
+		}
+		if status != "install.status_kept" {
+			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("eb%d", i), Method: "event.bind",
+				Params: url.Values{"event": {ev.Name}, "handler": {want}}})
+		}
+		items = append(items, setupItem{Label: loc.T("install.event", "Event", ev.Name), Status: loc.T(status)})
+	}
+	if len(ops) == 0 {
+		return items, nil
+	}
+	res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, p.AccessToken, false, ops)
+	if err != nil {
+		return items, bindProblem(err)
+	}
+	for _, op := range ops {
+		if err := res.Err(op.Key); err != nil && !alreadyBound(err) {
+			return items, bindProblem(err)
+		}
+	}
+	return items, nil
+}
+
+// diff compares the current bindings of one placement or event with the
+// wanted handler: it returns the status to report and the stale handlers.
+func diff(cur []binding, name func(binding) string, code, want string) (status string, stale []string) {
+	found := false
+	for _, b := range cur {
+		if !strings.EqualFold(name(b), code) {
+			continue
+		}
+		if b.Handler == want {
+			found = true
+		} else {
+			stale = append(stale, b.Handler)
+		}
+	}
+	switch {
+	case found && len(stale) == 0:
+		return "install.status_kept", nil
+	case len(stale) > 0:
+		return "install.status_replaced", stale
+	}
+	return "install.status_bound", nil
+}
+
+// alreadyBound recognises the answers for a binding that already exists.
+func alreadyBound(err error) bool {
+	var be *bitrix24.Error
+	if !errors.As(err, &be) {
+		return false
+	}
+	return errors.Is(err, bitrix24.ErrHandlerAlreadyBound) ||
+		strings.Contains(strings.ToLower(be.Description), "already binded") ||
+		strings.Contains(strings.ToLower(be.Description), "already exist")
+}
+
+func bindProblem(err error) error {
+	if errors.Is(err, bitrix24.ErrAccessDenied) || errors.Is(err, bitrix24.ErrWrongAuthType) {
+		return fail(http.StatusForbidden, "install.not_admin", err)
+	}
+	pr := fail(http.StatusBadGateway, "install.bind_failed", err)
+	var be *bitrix24.Error
+	if errors.As(err, &be) {
+		pr.code = be.Code
+	} else {
+		pr.code = "unreachable"
+	}
+	return pr
+}
+
+// placementTitle returns the lead tab's title in a language.
+func placementTitle(m *manifest.Manifest, code string) string {
+	pl, _ := m.Placement(placementLeadTab)
+	return titleIn(pl, code)
+}
+
+func titleIn(pl manifest.Placement, code string) string {
+	if t := pl.Title[code]; t != "" {
+		return t
+	}
+	return pl.Title["en"]
+}
+
+// onAppUninstall handles ONAPPUNINSTALL. It carries no usable token, so
+// the stored application token is the only proof that Bitrix24 sent it.
+func (h *Handlers) onAppUninstall(c *gin.Context) error {
+	ev, err := ParseEvent(c.Request.PostForm)
+	if err != nil || ev.Name != "ONAPPUNINSTALL" {
+		return fail(http.StatusBadRequest, "error.bad_request", errors.Join(ErrBadFrame, err))
+	}
+	ctx := c.Request.Context()
+	memberID := ev.Auth["member_id"]
+	p, err := h.d.Store.Portal(ctx, memberID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	// An unknown portal and a wrong token get the same answer, so the
+	// endpoint tells a prober nothing about which portals exist.
+	if p == nil || !h.d.Keys.Verify(secret.New(ev.Auth["application_token"]), p.AppTokenHash) {
+		return fail(http.StatusUnauthorized, "error.not_from_bitrix", fmt.Errorf("uninstall for member %q not verified", memberID))
+	}
+	clean := ev.Data["CLEAN"] == "1"
+	if !p.Active() && (!clean || p.Domain == "") {
+		return nil // a repeated delivery: nothing left to do
+	}
+	if err := h.d.Store.UninstallPortal(ctx, memberID, clean, h.now()); err != nil {
+		return fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	h.d.Logger.Info("portal uninstalled", "member", memberID, "clean", clean)
+	return nil
+}

@@ -1,0 +1,114 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// recoverPanics replaces gin's Recovery, which dumps request headers
+// (cookies included) in some modes. It logs the panic value and stack only.
+func (h *Handlers) recoverPanics() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v)
+			}
+			h.d.Logger.Error("panic", "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if c.Writer.Written() {
+				c.Abort()
+				return
+			}
+			c.Header("Content-Security-Policy", h.csp(""))
+			c.AbortWithStatus(http.StatusInternalServerError)
+		}()
+		c.Next()
+	}
+}
+
+// logRequests replaces gin's Logger, which prints the raw query string. It
+// logs the route pattern, never the URL, query, headers or body.
+func (h *Handlers) logRequests() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "(no route)"
+		}
+		h.d.Logger.Info("http", "method", c.Request.Method, "route", route,
+			"status", c.Writer.Status(), "bytes", c.Writer.Size(), "duration_ms", time.Since(start).Milliseconds())
+	}
+}
+
+// securityHeaders sets the headers every response carries. There is
+// deliberately no X-Frame-Options: the pages must be framed by the portal,
+// and CSP frame-ancestors (set per page) decides by whom.
+func (h *Handlers) securityHeaders() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Header("X-Content-Type-Options", "nosniff")
+		c.Header("Referrer-Policy", "no-referrer")
+		if h.secure {
+			c.Header("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		c.Next()
+	}
+}
+
+// crossOrigin applies Go's Fetch-Metadata CSRF protection to every
+// state-changing request, except the exact routes Bitrix24 itself POSTs to
+// from the portal's pages or its servers; those are authenticated by
+// stored state (application token, verified OAuth answers) instead.
+func (h *Handlers) crossOrigin(exempt ...string) gin.HandlerFunc {
+	cop := http.NewCrossOriginProtection()
+	for _, p := range exempt {
+		cop.AddInsecureBypassPattern("POST " + p)
+	}
+	return func(c *gin.Context) {
+		if err := cop.Check(c.Request); err != nil {
+			h.page(func(*gin.Context) error {
+				return fail(http.StatusForbidden, "error.forbidden_action", err)
+			})(c)
+			c.Abort()
+			return
+		}
+		c.Next()
+	}
+}
+
+// formBody caps the body and parses it as a URL-encoded form, the only
+// encoding Bitrix24 uses for frames and events. Anything else is refused
+// before a byte more is read.
+func (h *Handlers) formBody(limit int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+		if mt != "application/x-www-form-urlencoded" {
+			h.page(func(*gin.Context) error {
+				return fail(http.StatusUnsupportedMediaType, "error.bad_request", fmt.Errorf("content type %q", mt))
+			})(c)
+			c.Abort()
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+		if err := c.Request.ParseForm(); err != nil {
+			status, key := http.StatusBadRequest, "error.bad_request"
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				status, key = http.StatusRequestEntityTooLarge, "error.too_large"
+			}
+			h.page(func(*gin.Context) error { return fail(status, key, err) })(c)
+			c.Abort()
+			return
+		}
+		c.Next()
+	}
+}

@@ -1,0 +1,81 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Body limits: Bitrix24's frame and event forms are a few KiB.
+const (
+	frameBodyLimit = 64 << 10
+	eventBodyLimit = 64 << 10
+)
+
+// Engine builds the gin engine with every route. Paths come from app.json
+// (manifest), so the console, the bindings and the routes always agree.
+func (h *Handlers) Engine() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	// No proxy is trusted unless the deployment says so: c.ClientIP must
+	// not follow a client-supplied X-Forwarded-For.
+	_ = r.SetTrustedProxies(nil)
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+
+	m := h.cfg.Manifest
+	// Routes Bitrix24 POSTs to cross-site; authenticated by stored state.
+	exempt := []string{m.Install, h.tabPath}
+	for _, ev := range m.EventList() {
+		exempt = append(exempt, ev.Handler)
+	}
+	r.Use(h.recoverPanics(), h.logRequests(), h.securityHeaders(), h.crossOrigin(exempt...))
+
+	ok := func(c *gin.Context) { c.Status(http.StatusOK) }
+	form := h.formBody(frameBodyLimit)
+
+	// The vendor console checks handler URLs with HEAD and wants 200.
+	r.HEAD(m.Install, ok)
+	r.GET(m.Install, h.page(h.installInfo))
+	r.POST(m.Install, form, h.page(h.install))
+
+	r.HEAD(h.tabPath, ok)
+	r.POST(h.tabPath, form, h.page(h.leadTab))
+	r.POST(h.tabPath+"/remove", form, h.page(h.remove))
+
+	for _, ev := range m.EventList() {
+		switch ev.Name {
+		case "ONAPPINSTALL":
+			r.POST(ev.Handler, h.formBody(eventBodyLimit), h.event(h.onAppInstall))
+		case "ONAPPUNINSTALL":
+			r.POST(ev.Handler, h.formBody(eventBodyLimit), h.event(h.onAppUninstall))
+		}
+		r.HEAD(ev.Handler, ok)
+	}
+
+	r.GET("/static/:name", h.asset)
+	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	r.GET("/", h.page(h.installInfo))
+	r.HEAD("/", ok)
+
+	r.NoRoute(h.page(func(*gin.Context) error {
+		return fail(http.StatusNotFound, "error.not_found_page", nil)
+	}))
+	r.NoMethod(h.page(func(*gin.Context) error {
+		return fail(http.StatusMethodNotAllowed, "error.method_not_allowed", nil)
+	}))
+	return r
+}
+
+// asset serves an embedded static file by its content-hashed name, which
+// changes whenever the content does: it may be cached for a year.
+func (h *Handlers) asset(c *gin.Context) {
+	a, ok := h.d.Assets.Lookup(c.Param("name"))
+	if !ok {
+		c.Status(http.StatusNotFound)
+		return
+	}
+	c.Header("Cache-Control", "public, max-age=31536000, immutable")
+	c.Data(http.StatusOK, a.ContentType, a.Body)
+}

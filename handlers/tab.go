@@ -1,0 +1,236 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// tabPage is the data of tab.html.
+type tabPage struct {
+	base
+	LeadID    int64
+	LeadTitle string
+	Loaded    bool // the contact list was read
+	Total     int
+	Contacts  []contactView
+	More      int // contacts listed without a name lookup
+	Banner    *banner
+	Context   string // signed page context; empty hides the form
+	Action    string
+	CanRemove bool
+	Retry     bool
+}
+
+type contactView struct {
+	ID      int64
+	Name    string
+	Post    string
+	Primary bool
+	Path    string // portal path for BX24.openPath
+	URL     string // full portal URL, the no-JS fallback
+}
+
+// banner is a result or error message at the top of the tab.
+type banner struct {
+	Kind  string // success, danger, warning
+	Title string
+	Text  string
+	Code  string
+}
+
+// leadItem is one row of crm.lead.contact.items.get.
+type leadItem struct {
+	ContactID bitrix24.ID   `json:"CONTACT_ID"`
+	Sort      int           `json:"SORT"`
+	RoleID    bitrix24.ID   `json:"ROLE_ID"`
+	Primary   bitrix24.Bool `json:"IS_PRIMARY"`
+}
+
+type leadFields struct {
+	ID    bitrix24.ID `json:"ID"`
+	Title string      `json:"TITLE"`
+}
+
+type contactFields struct {
+	ID         bitrix24.ID `json:"ID"`
+	Name       string      `json:"NAME"`
+	SecondName string      `json:"SECOND_NAME"`
+	LastName   string      `json:"LAST_NAME"`
+	Post       string      `json:"POST"`
+}
+
+type profile struct {
+	ID bitrix24.ID `json:"ID"`
+}
+
+// leadTab serves the CRM_LEAD_DETAIL_TAB placement. It authenticates the
+// frame against stored state (known member_id, matching application token,
+// AUTH_ID accepted by the stored portal endpoint — never the posted DOMAIN
+// or SERVER_ENDPOINT), then reads the lead and its contacts in the same
+// batch: one round trip to the portal.
+func (h *Handlers) leadTab(c *gin.Context) error {
+	f, err := ParseFrame(c.Request.URL.Query(), c.Request.PostForm)
+	if err != nil {
+		return fail(http.StatusBadRequest, "error.bad_request", err)
+	}
+	if f.Placement != placementLeadTab {
+		return fail(http.StatusBadRequest, "error.bad_placement", fmt.Errorf("placement %q", f.Placement))
+	}
+	leadID, err := ParsePlacementOptions(f.PlacementOptions)
+	if err != nil {
+		return fail(http.StatusBadRequest, "error.bad_lead", err)
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	p, err := h.activePortal(ctx, f.MemberID)
+	if err != nil {
+		return err
+	}
+	if !h.d.Keys.Verify(f.AppToken, p.AppTokenHash) {
+		return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("application token mismatch for member %q", p.MemberID))
+	}
+	if f.Domain != "" && !strings.EqualFold(f.Domain, p.Domain) {
+		// Possibly a renamed portal; the stored, verified endpoint is used
+		// regardless and the claim is only noted.
+		h.d.Logger.Info("frame DOMAIN differs from stored domain", "member", p.MemberID, "stored", p.Domain)
+	}
+
+	res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, f.AuthID, false, h.tabCommands(leadID))
+	if err != nil {
+		if bitrix24.IsAuthFailure(err) {
+			return fail(http.StatusForbidden, "error.reopen", err)
+		}
+		pr := fail(http.StatusBadGateway, upstreamKey(err), err)
+		pr.code = upstreamCode(err)
+		return pr
+	}
+	var me profile
+	if err := res.Decode("me", &me); err != nil || me.ID <= 0 {
+		return fail(http.StatusForbidden, "error.reopen", fmt.Errorf("profile: %w", err))
+	}
+	// From here on the request is verified: the portal may frame the answer.
+	c.Set(originKey, portalOrigin(p))
+	loc := h.d.Lang.For(f.Lang)
+	page := tabPage{base: h.base(loc), LeadID: leadID}
+
+	var lead leadFields
+	if err := res.Decode("lead", &lead); err != nil {
+		page.Banner = h.errorBanner(loc, err)
+		h.render(c, upstreamStatus(err), "tab", page)
+		return nil
+	}
+	page.LeadTitle = lead.Title
+	var items []leadItem
+	if err := res.Decode("items", &items); err != nil {
+		page.Banner = h.errorBanner(loc, err)
+		h.render(c, upstreamStatus(err), "tab", page)
+		return nil
+	}
+	page.Loaded = true
+	page.Total = len(items)
+	page.Contacts, page.More = h.contactViews(loc, res, items, p)
+
+	sess := &store.Session{
+		ID: randomID(), MemberID: p.MemberID, UserID: int64(me.ID), LeadID: leadID,
+		LeadTitle: lead.Title, Lang: loc.Code(), AccessToken: f.AuthID, RefreshToken: f.RefreshID,
+		CreatedAt: h.now(), ExpiresAt: h.now().Add(h.cfg.SessionTTL),
+	}
+	if err := h.d.Store.CreateSession(ctx, sess); err != nil {
+		return fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	if err := h.setPageContext(c, &page, sess); err != nil {
+		return err
+	}
+	page.CanRemove = page.Total > 0
+	h.render(c, http.StatusOK, "tab", page)
+	return nil
+}
+
+// tabCommands is the one batch behind the tab: verification (app.info and
+// profile prove the token works on the stored portal and name the user),
+// the lead, its contact links, and a name lookup per contact. The lookups
+// reference the links by position ($result[items][i][CONTACT_ID]), the
+// documented batch form; a lookup beyond the last link has nothing to
+// resolve and fails on its own (halt is off), and its answer is ignored.
+func (h *Handlers) tabCommands(leadID int64) []bitrix24.Cmd {
+	id := url.Values{"id": {strconv.FormatInt(leadID, 10)}}
+	cmds := []bitrix24.Cmd{
+		{Key: "app", Method: "app.info"},
+		{Key: "me", Method: "profile"},
+		{Key: "lead", Method: "crm.lead.get", Params: id},
+		{Key: "items", Method: "crm.lead.contact.items.get", Params: id},
+	}
+	for i := 0; i < h.cfg.MaxNamedContacts && len(cmds) < bitrix24.MaxBatch; i++ {
+		cmds = append(cmds, bitrix24.Cmd{Key: fmt.Sprintf("c%d", i), Method: "crm.contact.get",
+			Params: url.Values{"id": {fmt.Sprintf("$result[items][%d][CONTACT_ID]", i)}}})
+	}
+	return cmds
+}
+
+// contactViews names the linked contacts from the batch's lookups, in the
+// portal's order (primary first, then by SORT, as Bitrix24 returns them).
+func (h *Handlers) contactViews(loc *lang.Localizer, res *bitrix24.BatchResult, items []leadItem, p *store.Portal) ([]contactView, int) {
+	origin := portalOrigin(p)
+	var out []contactView
+	more := 0
+	for i, it := range items {
+		if it.ContactID <= 0 {
+			continue
+		}
+		if i >= h.cfg.MaxNamedContacts {
+			more++
+			continue
+		}
+		v := contactView{ID: int64(it.ContactID), Primary: bool(it.Primary)}
+		v.Path = fmt.Sprintf("/crm/contact/details/%d/", v.ID)
+		v.URL = origin + v.Path
+		var cf contactFields
+		if err := res.Decode(fmt.Sprintf("c%d", i), &cf); err == nil && int64(cf.ID) == v.ID {
+			v.Name = strings.Join(strings.Fields(cf.Name+" "+cf.SecondName+" "+cf.LastName), " ")
+			v.Post = strings.TrimSpace(cf.Post)
+		}
+		if v.Name == "" {
+			v.Name = loc.T("tab.contact_fallback", "ID", v.ID)
+		}
+		out = append(out, v)
+	}
+	return out, more
+}
+
+// activePortal loads an installed portal or refuses the request.
+func (h *Handlers) activePortal(ctx context.Context, memberID string) (*store.Portal, error) {
+	p, err := h.d.Store.Portal(ctx, memberID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fail(http.StatusForbidden, "error.not_installed", fmt.Errorf("unknown member %q", memberID))
+	case err != nil:
+		return nil, fail(http.StatusInternalServerError, "error.internal", err)
+	case !p.Active():
+		return nil, fail(http.StatusForbidden, "error.not_installed", fmt.Errorf("member %q uninstalled", memberID))
+	}
+	return p, nil
+}
+
+// errorBanner explains an upstream failure in the user's language.
+func (h *Handlers) errorBanner(loc *lang.Localizer, err error) *banner {
+	return &banner{Kind: "danger", Title: loc.T("result.error_title"), Text: loc.T(upstreamKey(err)), Code: upstreamCode(err)}
+}
+
+func randomID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b)
+}

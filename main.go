@@ -1,0 +1,201 @@
+// Command leadcontacts serves the "Contacts cleanup" Bitrix24 app: a tab in
+// the CRM lead card that unlinks all contacts from a lead. With -demo it
+// also starts a simulated Bitrix24 portal, so the whole flow can be clicked
+// through in a browser without any real portal.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/handlers"
+	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/manifest"
+	"github.com/b24apps/leadcontacts/oauth"
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/static"
+	"github.com/b24apps/leadcontacts/store"
+	"github.com/b24apps/leadcontacts/store/postgres"
+	"github.com/b24apps/leadcontacts/store/sqlite"
+)
+
+//go:embed app.json
+var appJSON []byte
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// run reads the configuration, opens the store, builds the clients and the
+// HTTP server, serves until ctx is done, then shuts down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("leadcontacts", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	demo := fs.Bool("demo", false, "start a simulated Bitrix24 portal and open the app in it (no configuration needed)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	m, err := manifest.Parse(appJSON)
+	if err != nil {
+		return err
+	}
+
+	var cfg Config
+	var ln net.Listener
+	var cleanup func()
+	if *demo {
+		var d *demoEnv
+		d, err = startDemo(getenv, m, logger)
+		if err != nil {
+			return err
+		}
+		cfg, ln, cleanup = d.cfg, d.ln, d.close
+		defer cleanup()
+		fmt.Fprintf(stdout, "Demo portal: %s\n", d.portalURL)
+	} else {
+		cfg, err = loadConfig(getenv)
+		if err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	defer ln.Close()
+
+	keys, err := secret.NewKeyring(cfg.Secret, nonEmpty(cfg.SecretPrevious)...)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg.DatabaseURL, keys)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	bundle, err := lang.Load()
+	if err != nil {
+		return err
+	}
+	assets, err := static.Load()
+	if err != nil {
+		return err
+	}
+	httpClient := bitrix24.NewHTTPClient(cfg.AllowHTTP)
+	rest := bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Observe: restLogger(logger)})
+	oc := oauth.New(cfg.ClientID, cfg.ClientSecret, cfg.OAuthServers, httpClient)
+	h, err := handlers.New(handlers.Config{
+		BaseURL: cfg.BaseURL, JSURL: cfg.JSURL, AllowHTTP: cfg.AllowHTTP, Manifest: m,
+	}, handlers.Deps{Store: st, REST: rest, OAuth: oc, Keys: keys, Lang: bundle, Assets: assets, Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	srv := &http.Server{
+		Handler:           h.Engine(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	go sweepSessions(ctx, st, logger)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL.String(), "store", storeKind(cfg.DatabaseURL))
+	if !*demo {
+		fmt.Fprintf(stdout, "App listening on http://%s\n", ln.Addr())
+	}
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Let in-flight requests (a removal in progress) finish.
+	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// openStore picks the backend from DATABASE_URL.
+func openStore(ctx context.Context, dsn string, keys *secret.Keyring) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return sqlite.Open(ctx, strings.TrimPrefix(dsn, "sqlite:"), keys)
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return postgres.Open(ctx, dsn, keys)
+	}
+	return nil, errors.New("DATABASE_URL must be sqlite:PATH or postgres://...")
+}
+
+func storeKind(dsn string) string {
+	kind, _, _ := strings.Cut(dsn, ":")
+	return kind
+}
+
+func nonEmpty(b []byte) [][]byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return [][]byte{b}
+}
+
+// restLogger keeps the REST exchange log the Bitrix24 Market requires
+// (requests and responses of server-side calls): method, portal, status
+// and error code. Tokens are never part of an Exchange.
+func restLogger(logger *slog.Logger) func(bitrix24.Exchange) {
+	return func(x bitrix24.Exchange) {
+		attrs := []any{"endpoint", x.Endpoint, "method", x.Method, "status", x.HTTPStatus, "duration_ms", x.Duration.Milliseconds()}
+		if x.ErrorCode != "" {
+			attrs = append(attrs, "error_code", x.ErrorCode)
+		}
+		if x.Err != nil {
+			attrs = append(attrs, "err", x.Err.Error())
+		}
+		logger.Info("bitrix24 rest", attrs...)
+	}
+}
+
+// sweepSessions deletes expired frame sessions every ten minutes.
+func sweepSessions(ctx context.Context, st store.Store, logger *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := st.DeleteExpiredSessions(ctx, time.Now())
+			if err != nil {
+				logger.Warn("sweep sessions", "err", err)
+			} else if n > 0 {
+				logger.Info("swept sessions", "count", n)
+			}
+		}
+	}
+}

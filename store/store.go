@@ -1,0 +1,112 @@
+// Package store defines what the app persists — installed portals and the
+// lead tab's frame sessions — and the errors every backend returns. The
+// backends live in store/sqlite and store/postgres and pass one shared
+// suite (store/storetest), so handlers never see SQL or a dialect.
+//
+// Every token is encrypted by the backend before it is written (AES-GCM
+// through secret.Keyring, with the row and column as associated data), so
+// callers hand over secret.String values and never think about it.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/b24apps/leadcontacts/secret"
+)
+
+// Errors returned by every backend.
+var (
+	// ErrNotFound means no row has that key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict means a compare-and-swap lost: someone else wrote the row
+	// since the caller read it (for tokens: someone else refreshed first).
+	ErrConflict = errors.New("store: conflicting concurrent update")
+)
+
+// Portal is one Bitrix24 account the app is (or was) installed on, keyed by
+// the stable member_id (it survives domain renames).
+type Portal struct {
+	MemberID     string
+	Domain       string // host[:port], taken from the verified client_endpoint
+	RESTEndpoint string // verified client_endpoint, e.g. https://x.bitrix24.com/rest/
+	OAuthServer  string // trusted OAuth server base URL that confirmed the install
+	Scope        string // comma list granted to the app
+	Status       string // app status letter reported by the OAuth server (F, D, T, P, L, S)
+	AppTokenHash string // secret.Keyring.Hash of the application_token
+	InstalledBy  int64  // Bitrix24 user id of the admin who installed
+	Lang         string // portal language at install time
+
+	// The installing admin's tokens: used only for install-time work
+	// (binding placements and events), never for a user's action.
+	AccessToken  secret.String
+	RefreshToken secret.String
+	TokenExpiry  time.Time
+
+	InstalledAt   time.Time
+	UpdatedAt     time.Time
+	UninstalledAt time.Time // zero while installed
+	Version       int64     // incremented by every write; the compare-and-swap token
+}
+
+// Active reports whether the app is currently installed on the portal.
+func (p *Portal) Active() bool { return p.UninstalledAt.IsZero() }
+
+// Session is the server side of one opened lead tab: who opened it, for
+// which lead, with that user's own tokens. The page carries only a signed
+// reference to it, so the action never trusts a form field for the lead or
+// the user.
+type Session struct {
+	ID        string // raw random id; backends key rows by secret.Keyring.Lookup(ID), never the raw id
+	MemberID  string
+	UserID    int64
+	LeadID    int64
+	LeadTitle string
+	Lang      string
+
+	AccessToken  secret.String
+	RefreshToken secret.String
+	TokenVersion int64 // incremented by every token update; the compare-and-swap token
+
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Store is what the app needs from a backend. Implementations are safe for
+// concurrent use by many goroutines (and, for PostgreSQL, many processes).
+type Store interface {
+	// SavePortal inserts or replaces the portal row for p.MemberID (install
+	// and reinstall). It clears UninstalledAt, sets InstalledAt when the row
+	// is new or was uninstalled, sets UpdatedAt, and bumps Version; p is
+	// updated with the stored values.
+	SavePortal(ctx context.Context, p *Portal) error
+	// Portal returns the row for memberID, installed or not; ErrNotFound
+	// when there is none.
+	Portal(ctx context.Context, memberID string) (*Portal, error)
+	// UpdatePortalTokens replaces the installer's token pair if the row's
+	// Version still equals version; ErrConflict otherwise.
+	UpdatePortalTokens(ctx context.Context, memberID string, version int64, access, refresh secret.String, expiry time.Time) error
+	// UninstallPortal marks the portal uninstalled at the given time, wipes
+	// its tokens and deletes its sessions. With clean (the admin chose to
+	// delete the app's data) it also blanks domain, endpoints and scope,
+	// keeping only member_id, the application-token hash and the time, so a
+	// repeated uninstall event can still be verified. Idempotent.
+	UninstallPortal(ctx context.Context, memberID string, clean bool, at time.Time) error
+
+	// CreateSession stores a new frame session (s.ID must be set).
+	CreateSession(ctx context.Context, s *Session) error
+	// Session returns the session with that raw id; ErrNotFound when it
+	// does not exist, has expired (ExpiresAt <= now), or its portal is
+	// uninstalled.
+	Session(ctx context.Context, id string, now time.Time) (*Session, error)
+	// UpdateSessionTokens replaces the session's token pair if its
+	// TokenVersion still equals version; ErrConflict otherwise (another
+	// request refreshed first: re-read and use its tokens).
+	UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error
+	// DeleteExpiredSessions removes sessions with ExpiresAt <= now.
+	DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error)
+
+	// Close releases the backend's resources.
+	Close() error
+}
