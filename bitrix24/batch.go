@@ -66,22 +66,40 @@ func (c *Client) Batch(ctx context.Context, endpoint string, token secret.String
 	if len(cmds) == 0 || len(cmds) > MaxBatch {
 		return nil, fmt.Errorf("bitrix24: batch of %d sub-calls (1 to %d allowed)", len(cmds), MaxBatch)
 	}
-	cmd := make(map[string]string, len(cmds))
-	for _, c := range cmds {
-		if _, dup := cmd[c.Key]; dup || c.Key == "" {
+	// Bitrix24 runs sub-calls in the order of the cmd object, and a
+	// $result reference only sees earlier ones. Go sorts map keys when it
+	// encodes JSON, so the object is written by hand in the caller's order.
+	var cmd bytes.Buffer
+	cmd.WriteByte('{')
+	seen := make(map[string]bool, len(cmds))
+	for i, c := range cmds {
+		if seen[c.Key] || c.Key == "" {
 			return nil, fmt.Errorf("bitrix24: batch key %q empty or repeated", c.Key)
 		}
+		seen[c.Key] = true
 		q := c.Method
 		if len(c.Params) > 0 {
 			q += "?" + encodeQuery(c.Params)
 		}
-		cmd[c.Key] = q
+		k, _ := json.Marshal(c.Key)
+		v, _ := json.Marshal(q)
+		if i > 0 {
+			cmd.WriteByte(',')
+		}
+		cmd.Write(k)
+		cmd.WriteByte(':')
+		cmd.Write(v)
 	}
+	cmd.WriteByte('}')
 	h := 0
 	if halt {
 		h = 1
 	}
-	raw, err := json.Marshal(map[string]any{"halt": h, "cmd": cmd, "auth": token.Reveal()})
+	raw, err := json.Marshal(struct {
+		Halt int             `json:"halt"`
+		Cmd  json.RawMessage `json:"cmd"`
+		Auth string          `json:"auth"`
+	}{h, cmd.Bytes(), token.Reveal()})
 	if err != nil {
 		return nil, fmt.Errorf("bitrix24: batch: encode: %w", err)
 	}

@@ -230,3 +230,20 @@ func TestNormalizeEndpoint(t *testing.T) {
 	assert.Equal(t, "http://127.0.0.1:9000/rest/", ep)
 	assert.Equal(t, "127.0.0.1:9000", host)
 }
+
+func TestBatchKeepsCommandOrder(t *testing.T) {
+	var raw []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ = io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, `{"result":{"result":[],"result_error":[],"result_total":[],"result_next":[]}}`)
+	}))
+	defer srv.Close()
+	_, err := newTestClient().Batch(context.Background(), srv.URL+"/rest/", secret.New("t"), true, []Cmd{
+		{Key: "zeta", Method: "a"}, {Key: "items", Method: "b"}, {Key: "c0", Method: "c"},
+	})
+	require.NoError(t, err)
+	s := string(raw)
+	assert.Less(t, strings.Index(s, `"zeta"`), strings.Index(s, `"items"`))
+	assert.Less(t, strings.Index(s, `"items"`), strings.Index(s, `"c0"`))
+	assert.Contains(t, s, `"halt":1`)
+}

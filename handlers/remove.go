@@ -112,28 +112,39 @@ func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *s
 	return before, err
 }
 
-// asUser runs fn with the session's access token. When Bitrix24 says the
-// token expired, it refreshes the pair once (persisting it before use) and
-// runs fn once more — never a loop.
+// asUser runs fn with the session's access token. When Bitrix24 refuses
+// the token, it first re-reads the session: another request may have
+// refreshed it meanwhile (and a refresh revokes the old access token, which
+// then answers NO_AUTH_FOUND rather than expired_token). Only an expired
+// token with no newer pair stored is refreshed, once, persisted before use;
+// fn then runs once more — never a loop.
 func (h *Handlers) asUser(ctx context.Context, sess *store.Session, p *store.Portal, fn func(secret.String) error) error {
 	err := fn(sess.AccessToken)
-	if !bitrix24.Refreshable(err) {
+	if !bitrix24.IsAuthFailure(err) {
 		return err
 	}
-	token, rerr := h.refreshSession(ctx, sess, p)
+	token, rerr := h.refreshSession(ctx, sess, p, bitrix24.Refreshable(err))
 	if rerr != nil {
+		if errors.Is(rerr, errNoNewerToken) {
+			return err
+		}
 		return rerr
 	}
 	return fn(token)
 }
+
+// errNoNewerToken: the token was refused, nothing newer is stored, and the
+// refusal is not one a refresh cures.
+var errNoNewerToken = errors.New("no newer token stored")
 
 // refreshSession renews the session's token pair. Concurrent clicks on the
 // same tab share one refresh (refresh tokens are single-use); the new pair
 // is written with a compare-and-swap on the session's token version, and a
 // lost race means another request already stored a newer pair, which is
 // then used instead.
-func (h *Handlers) refreshSession(ctx context.Context, sess *store.Session, p *store.Portal) (secret.String, error) {
-	ch := h.refreshes.DoChan(sess.ID, func() (any, error) {
+func (h *Handlers) refreshSession(ctx context.Context, sess *store.Session, p *store.Portal, refresh bool) (secret.String, error) {
+	key := sess.ID + "|" + strconv.FormatInt(sess.TokenVersion, 10)
+	ch := h.refreshes.DoChan(key, func() (any, error) {
 		// Detached: the first caller hanging up must not fail the others
 		// or lose a pair the OAuth server has already rotated.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), oauth.RefreshTimeout+5*time.Second)
@@ -144,6 +155,9 @@ func (h *Handlers) refreshSession(ctx context.Context, sess *store.Session, p *s
 		}
 		if cur.TokenVersion != sess.TokenVersion {
 			return cur.AccessToken, nil // refreshed meanwhile
+		}
+		if !refresh {
+			return nil, errNoNewerToken
 		}
 		tok, err := h.d.OAuth.Refresh(rctx, p.OAuthServer, cur.RefreshToken)
 		if err != nil {

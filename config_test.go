@@ -1,0 +1,58 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigReportsEveryProblemAtOnce(t *testing.T) {
+	_, err := loadConfig(env(map[string]string{
+		"B24_CLIENT_SECRET": "sentinel-client-secret",
+		"APP_SECRET":        "too-short-sentinel",
+		"APP_BASE_URL":      "http://app.example.com",
+		"DATABASE_URL":      "mysql://x",
+		"B24_OAUTH_SERVERS": "https://oauth.bitrix.info/path",
+		"B24_ALLOW_HTTP":    "maybe",
+	}))
+	require.Error(t, err)
+	msg := err.Error()
+	for _, name := range []string{"B24_CLIENT_ID", "APP_SECRET", "APP_BASE_URL", "DATABASE_URL", "B24_OAUTH_SERVERS", "B24_ALLOW_HTTP"} {
+		assert.Contains(t, msg, name)
+	}
+	assert.NotContains(t, msg, "sentinel")
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(env(map[string]string{
+		"B24_CLIENT_ID":     "app.1",
+		"B24_CLIENT_SECRET": "s",
+		"APP_SECRET":        strings.Repeat("ab", 32),
+		"APP_BASE_URL":      "https://app.example.com",
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, "sqlite:data/app.db", cfg.DatabaseURL)
+	assert.Equal(t, ":8080", cfg.Addr)
+	assert.Equal(t, []string{"https://oauth.bitrix.info", "https://oauth.bitrix24.tech"}, cfg.OAuthServers)
+	assert.False(t, cfg.AllowHTTP)
+	assert.Equal(t, "https://api.bitrix24.com/api/v1/", cfg.JSURL)
+	assert.Len(t, cfg.Secret, 32)
+}
+
+func TestConfigAllowHTTP(t *testing.T) {
+	cfg, err := loadConfig(env(map[string]string{
+		"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
+		"APP_BASE_URL": "http://127.0.0.1:8080", "B24_ALLOW_HTTP": "true",
+		"B24_OAUTH_SERVERS": "http://127.0.0.1:9000/", "APP_SECRET_PREVIOUS": strings.Repeat("cd", 32),
+		"DATABASE_URL": "postgres://u@h/db",
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"http://127.0.0.1:9000"}, cfg.OAuthServers)
+	assert.Len(t, cfg.SecretPrevious, 32)
+}

@@ -1,0 +1,298 @@
+package handlers_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/PuerkitoBio/goquery"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/handlers"
+	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/manifest"
+	"github.com/b24apps/leadcontacts/oauth"
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/simulator"
+	"github.com/b24apps/leadcontacts/static"
+	"github.com/b24apps/leadcontacts/store/sqlite"
+)
+
+const (
+	testClientID     = "app.test.leadcontacts"
+	testClientSecret = "sentinel-client-secret-0123456789"
+)
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// clock is a settable time source for the app side (the simulator has its
+// own clock for token lifetimes).
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testEnv is the real app (gin engine, SQLite store, REST and OAuth
+// clients) served over HTTP and wired to a real simulated portal.
+type testEnv struct {
+	t      *testing.T
+	sim    *simulator.Simulator
+	portal *simulator.Portal
+	base   string
+	dbPath string
+	keys   *secret.Keyring
+	logs   *syncBuffer
+	clock  *clock
+	srv    *httptest.Server
+	st     *sqlite.Store
+	m      *manifest.Manifest
+	secrets []string // every secret seen; none may appear in logs or the DB
+	timeout time.Duration
+}
+
+type envOption func(*testEnv)
+
+func withTimeout(d time.Duration) envOption { return func(e *testEnv) { e.timeout = d } }
+
+func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
+	t.Helper()
+	appJSON, err := os.ReadFile("../app.json")
+	require.NoError(t, err)
+	m, err := manifest.Parse(appJSON)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	e := &testEnv{
+		t: t, base: "http://" + ln.Addr().String(), logs: &syncBuffer{}, m: m,
+		clock:  &clock{t: time.Now()},
+		dbPath: filepath.Join(t.TempDir(), "app.db"),
+		secrets: []string{testClientSecret},
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	e.sim, err = simulator.New(simulator.Options{
+		App: simulator.App{ClientID: testClientID, ClientSecret: testClientSecret, Code: "b24apps.leadcontacts",
+			Scope: m.Scope, InstallURL: e.base + m.Install},
+		AllowLocalHandlers: true,
+	})
+	require.NoError(t, err)
+	t.Cleanup(e.sim.Close)
+	e.portal, err = e.sim.AddPortal(simulator.PortalOptions{Seed: true})
+	require.NoError(t, err)
+	e.keys, err = secret.NewKeyring(bytes.Repeat([]byte{7}, 32))
+	require.NoError(t, err)
+
+	e.srv = httptest.NewUnstartedServer(nil)
+	e.srv.Listener.Close()
+	e.srv.Listener = ln
+	e.start()
+	t.Cleanup(func() {
+		e.srv.Close()
+		if e.st != nil {
+			e.st.Close()
+		}
+		e.assertNoSecretsLeaked()
+	})
+	return e
+}
+
+// start (re)builds the whole app on the same listener and database file.
+func (e *testEnv) start() {
+	t := e.t
+	var err error
+	e.st, err = sqlite.Open(context.Background(), e.dbPath, e.keys)
+	require.NoError(t, err)
+	bundle, err := lang.Load()
+	require.NoError(t, err)
+	assets, err := static.Load()
+	require.NoError(t, err)
+	httpClient := bitrix24.NewHTTPClient(true)
+	base, _ := url.Parse(e.base)
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := handlers.New(handlers.Config{
+		BaseURL: base, JSURL: e.sim.JSURL(), AllowHTTP: true, Manifest: e.m, RequestTimeout: e.timeout,
+	}, handlers.Deps{
+		Store: e.st,
+		REST: bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Backoff: func(int) time.Duration { return time.Millisecond },
+			Observe: func(x bitrix24.Exchange) { logger.Info("rest", "method", x.Method, "status", x.HTTPStatus, "err", x.Err) }}),
+		OAuth:  oauth.New(testClientID, secret.New(testClientSecret), []string{e.sim.OAuthURL()}, httpClient),
+		Keys:   e.keys, Lang: bundle, Assets: assets, Logger: logger, Now: e.clock.Now,
+	})
+	require.NoError(t, err)
+	e.srv.Config.Handler = h.Engine()
+	if e.srv.URL == "" {
+		e.srv.Start()
+	}
+}
+
+// restart simulates a process restart: a new app on the same database.
+func (e *testEnv) restart() {
+	require.NoError(e.t, e.st.Close())
+	e.st = nil
+	e.start()
+}
+
+func (e *testEnv) remember(vals ...string) {
+	for _, v := range vals {
+		if len(v) >= 8 {
+			e.secrets = append(e.secrets, v)
+		}
+	}
+}
+
+func (e *testEnv) rememberFrame(f simulator.Frame) {
+	e.remember(f.Form.Get("AUTH_ID"), f.Form.Get("REFRESH_ID"), f.Form.Get("APPLICATION_TOKEN"))
+}
+
+// assertNoSecretsLeaked checks logs and the raw database files.
+func (e *testEnv) assertNoSecretsLeaked() {
+	logs := e.logs.String()
+	var db []byte
+	for _, suffix := range []string{"", "-wal"} {
+		if b, err := os.ReadFile(e.dbPath + suffix); err == nil {
+			db = append(db, b...)
+		}
+	}
+	for _, s := range e.secrets {
+		if strings.Contains(logs, s) {
+			e.t.Errorf("a secret (%.4s…) appears in the logs", s)
+		}
+		if bytes.Contains(db, []byte(s)) {
+			e.t.Errorf("a secret (%.4s…) appears in the database file", s)
+		}
+	}
+}
+
+// client is a browser-less HTTP client: no cookie jar, no redirects.
+var client = &http.Client{
+	Timeout:       30 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// page is a fetched page.
+type page struct {
+	status int
+	header http.Header
+	doc    *goquery.Document
+	body   string
+}
+
+func (e *testEnv) postForm(target string, form url.Values, header ...string) page {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+	require.NoError(e.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := client.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(b))
+	require.NoError(e.t, err)
+	return page{status: resp.StatusCode, header: resp.Header, doc: doc, body: string(b)}
+}
+
+// postFrame POSTs a frame exactly as the portal's page would.
+func (e *testEnv) postFrame(f simulator.Frame) page {
+	e.t.Helper()
+	e.rememberFrame(f)
+	return e.postForm(f.URL, f.Form, "Sec-Fetch-Site", "cross-site", "Origin", e.portal.URL())
+}
+
+// install runs the UI installer as user 1 (admin) and finishes it.
+func (e *testEnv) install() page {
+	e.t.Helper()
+	f, err := e.portal.BeginInstall(1)
+	require.NoError(e.t, err)
+	p := e.postFrame(f)
+	require.Equal(e.t, http.StatusOK, p.status, p.body)
+	e.portal.FinishInstall()
+	return p
+}
+
+// openTab opens the lead tab as a user.
+func (e *testEnv) openTab(userID, leadID int, lang string) page {
+	e.t.Helper()
+	f, err := e.portal.OpenLeadTab(userID, leadID, lang)
+	require.NoError(e.t, err)
+	return e.postFrame(f)
+}
+
+// clickRemove submits the tab's form as the browser would (same origin).
+func (e *testEnv) clickRemove(tab page) page {
+	e.t.Helper()
+	action, ok := tab.doc.Find("#remove-form").Attr("action")
+	require.True(e.t, ok, "tab has no remove form: %s", tab.body)
+	ctx, _ := tab.doc.Find(`#remove-form input[name=ctx]`).Attr("value")
+	e.remember(ctx)
+	return e.postForm(e.base+action, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+}
+
+// leadWithContacts returns a seeded lead with at least n contacts.
+func (e *testEnv) leadWithContacts(n int) int {
+	e.t.Helper()
+	for id := 1; id < 1000; id++ {
+		if _, ok := e.portal.Lead(id); ok && len(e.portal.LeadContacts(id)) == n {
+			return id
+		}
+	}
+	e.t.Fatalf("no seeded lead with %d contacts", n)
+	return 0
+}
+
+// newCountingServer counts every request it gets; it stands for a host
+// the app must never contact.
+func newCountingServer(t *testing.T, n *int) string {
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		*n++
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
