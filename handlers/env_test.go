@@ -75,17 +75,17 @@ func (c *clock) Advance(d time.Duration) {
 // testEnv is the real app (gin engine, SQLite store, REST and OAuth
 // clients) served over HTTP and wired to a real simulated portal.
 type testEnv struct {
-	t      *testing.T
-	sim    *simulator.Simulator
-	portal *simulator.Portal
-	base   string
-	dbPath string
-	keys   *secret.Keyring
-	logs   *syncBuffer
-	clock  *clock
-	srv    *httptest.Server
-	st     *sqlite.Store
-	m      *manifest.Manifest
+	t       *testing.T
+	sim     *simulator.Simulator
+	portal  *simulator.Portal
+	base    string
+	dbPath  string
+	keys    *secret.Keyring
+	logs    *syncBuffer
+	clock   *clock
+	srv     *httptest.Server
+	st      *sqlite.Store
+	m       *manifest.Manifest
 	secrets []string // every secret seen; none may appear in logs or the DB
 	timeout time.Duration
 }
@@ -104,8 +104,8 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	require.NoError(t, err)
 	e := &testEnv{
 		t: t, base: "http://" + ln.Addr().String(), logs: &syncBuffer{}, m: m,
-		clock:  &clock{t: time.Now()},
-		dbPath: filepath.Join(t.TempDir(), "app.db"),
+		clock:   &clock{t: time.Now()},
+		dbPath:  filepath.Join(t.TempDir(), "app.db"),
 		secrets: []string{testClientSecret},
 	}
 	for _, o := range opts {
@@ -155,9 +155,11 @@ func (e *testEnv) start() {
 	}, handlers.Deps{
 		Store: e.st,
 		REST: bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Backoff: func(int) time.Duration { return time.Millisecond },
-			Observe: func(x bitrix24.Exchange) { logger.Info("rest", "method", x.Method, "status", x.HTTPStatus, "err", x.Err) }}),
-		OAuth:  oauth.New(testClientID, secret.New(testClientSecret), []string{e.sim.OAuthURL()}, httpClient),
-		Keys:   e.keys, Lang: bundle, Assets: assets, Logger: logger, Now: e.clock.Now,
+			Observe: func(x bitrix24.Exchange) {
+				logger.Info("rest", "method", x.Method, "status", x.HTTPStatus, "err", x.Err)
+			}}),
+		OAuth: oauth.New(testClientID, secret.New(testClientSecret), []string{e.sim.OAuthURL()}, httpClient),
+		Keys:  e.keys, Lang: bundle, Assets: assets, Logger: logger, Now: e.clock.Now,
 	})
 	require.NoError(t, err)
 	e.srv.Config.Handler = h.Engine()

@@ -82,10 +82,10 @@ func TestInstallRefusesWhatTheOAuthServerDoesNotConfirm(t *testing.T) {
 	require.NoError(t, err)
 
 	cases := map[string]func(f *simulator.Frame){
-		"untrusted oauth server":      func(f *simulator.Frame) { f.Form.Set("SERVER_ENDPOINT", "https://oauth.evil.example/rest/") },
-		"refresh token not issued":    func(f *simulator.Frame) { f.Form.Set("REFRESH_ID", "forged-refresh-token-123") },
-		"another portal's member_id":  func(f *simulator.Frame) { f.Form.Set("member_id", e.portal.MemberID()) },
-		"no application token":        func(f *simulator.Frame) { f.Form.Del("APPLICATION_TOKEN") },
+		"untrusted oauth server":     func(f *simulator.Frame) { f.Form.Set("SERVER_ENDPOINT", "https://oauth.evil.example/rest/") },
+		"refresh token not issued":   func(f *simulator.Frame) { f.Form.Set("REFRESH_ID", "forged-refresh-token-123") },
+		"another portal's member_id": func(f *simulator.Frame) { f.Form.Set("member_id", e.portal.MemberID()) },
+		"no application token":       func(f *simulator.Frame) { f.Form.Del("APPLICATION_TOKEN") },
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -77,12 +77,12 @@ func TestForgedUninstallChangesNothing(t *testing.T) {
 	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
 	require.NoError(t, err)
 	cases := map[string]func(url.Values){
-		"wrong token":            func(f url.Values) { f.Set("auth[application_token]", "guess") },
-		"empty token":            func(f url.Values) { f.Set("auth[application_token]", "") },
-		"missing token":          func(f url.Values) { f.Del("auth[application_token]") },
-		"unknown member":         func(f url.Values) { f.Set("auth[member_id]", other.MemberID()) },
-		"missing member":         func(f url.Values) { f.Del("auth[member_id]") },
-		"another event":          func(f url.Values) { f.Set("event", "ONCRMLEADUPDATE") },
+		"wrong token":    func(f url.Values) { f.Set("auth[application_token]", "guess") },
+		"empty token":    func(f url.Values) { f.Set("auth[application_token]", "") },
+		"missing token":  func(f url.Values) { f.Del("auth[application_token]") },
+		"unknown member": func(f url.Values) { f.Set("auth[member_id]", other.MemberID()) },
+		"missing member": func(f url.Values) { f.Del("auth[member_id]") },
+		"another event":  func(f url.Values) { f.Set("event", "ONCRMLEADUPDATE") },
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
