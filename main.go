@@ -150,7 +150,7 @@ func openStore(ctx context.Context, dsn string, keys *secret.Keyring) (store.Sto
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return postgres.Open(ctx, dsn, keys)
 	}
-	return nil, errors.New("DATABASE_URL must be sqlite:PATH or postgres://...")
+	return nil, errors.New("DATABASE_URL must be sqlite:PATH or a postgres:// URL")
 }
 
 func storeKind(dsn string) string {

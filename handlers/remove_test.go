@@ -285,3 +285,17 @@ func TestRemoveWorksWithoutCookiesAndChecksThemWhenPresent(t *testing.T) {
 	_ = cookiejar.New
 	_ = context.Background
 }
+
+func TestHangingPortalAnswersWithinTheRequestDeadline(t *testing.T) {
+	e := newTestEnv(t, withTimeout(time.Second))
+	e.install()
+	lead := e.leadWithContacts(3)
+	tab := e.openTab(2, lead, "en")
+	e.portal.InjectFault(simulator.Fault{Method: "batch", Hang: true})
+	start := time.Now()
+	res := e.clickRemove(tab)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.Equal(t, http.StatusBadGateway, res.status)
+	assert.Contains(t, res.doc.Find(".alert-danger").Text(), "did not answer")
+	assert.Equal(t, 1, res.doc.Find("#remove:not([disabled])").Length(), "retry offered")
+}
