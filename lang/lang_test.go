@@ -1,10 +1,16 @@
 package lang
 
 import (
+	"regexp"
+	"sort"
+	"strings"
 	"testing"
 
+	"github.com/BurntSushi/toml"
+	"github.com/nicksnyder/go-i18n/v2/i18n"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/text/language"
 )
 
 func TestEveryCatalogueHasEveryKey(t *testing.T) {
@@ -29,4 +35,169 @@ func TestFallbackAndPlurals(t *testing.T) {
 	assert.Equal(t, "en", unknown.Code())
 	assert.Equal(t, "ltr", unknown.Dir())
 	assert.Equal(t, "missing.key", en.T("missing.key"))
+}
+
+func TestRussianPluralsAgreeWithTheNumber(t *testing.T) {
+	b, err := Load()
+	require.NoError(t, err)
+	ru := b.For("ru")
+	cases := []struct {
+		n            int
+		count, saved string
+	}{
+		{0, "0 связанных контактов", "0 контактов отвязано от лида «Сделка»."},
+		{1, "1 связанный контакт", "1 контакт отвязан от лида «Сделка»."},
+		{2, "2 связанных контакта", "2 контакта отвязаны от лида «Сделка»."},
+		{5, "5 связанных контактов", "5 контактов отвязано от лида «Сделка»."},
+		{11, "11 связанных контактов", "11 контактов отвязано от лида «Сделка»."},
+		{21, "21 связанный контакт", "21 контакт отвязан от лида «Сделка»."},
+		{22, "22 связанных контакта", "22 контакта отвязаны от лида «Сделка»."},
+		{101, "101 связанный контакт", "101 контакт отвязан от лида «Сделка»."},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.count, ru.N("tab.count", c.n))
+		assert.Equal(t, c.saved, ru.N("result.success", c.n, "Title", "Сделка"))
+	}
+}
+
+// probeCounts covers every CLDR integer pattern the app can meet (0-200,
+// round millions) plus decimals, which select "other" in Slavic languages.
+var probeCounts = func() []any {
+	out := []any{"0.5", "1.5", "2.5", 1000, 1000000, 2000000}
+	for n := 0; n <= 200; n++ {
+		out = append(out, n)
+	}
+	return out
+}()
+
+// cldrForms lists, sorted, the plural categories that go-i18n's CLDR rules
+// use for tag, found by rendering a probe message whose forms name themselves.
+func cldrForms(t *testing.T, tag language.Tag) []string {
+	probe := i18n.NewBundle(tag)
+	probe.MustAddMessages(tag, &i18n.Message{ID: "probe",
+		Zero: "zero", One: "one", Two: "two", Few: "few", Many: "many", Other: "other"})
+	loc := i18n.NewLocalizer(probe, tag.String())
+	seen := map[string]bool{"other": true}
+	for _, n := range probeCounts {
+		form, err := loc.Localize(&i18n.LocalizeConfig{MessageID: "probe", PluralCount: n})
+		require.NoError(t, err)
+		seen[form] = true
+	}
+	var out []string
+	for form := range seen {
+		out = append(out, form)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// forms returns the plural forms a message defines, keyed by CLDR category.
+func forms(m *i18n.Message) map[string]string {
+	out := map[string]string{}
+	for form, text := range map[string]string{"zero": m.Zero, "one": m.One, "two": m.Two, "few": m.Few, "many": m.Many, "other": m.Other} {
+		if text != "" {
+			out[form] = text
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var placeholder = regexp.MustCompile(`\{\{\s*\.(\w+)\s*\}\}`)
+
+func placeholders(s string) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range placeholder.FindAllStringSubmatch(s, -1) {
+		out[m[1]] = true
+	}
+	return out
+}
+
+func parseCatalogue(t *testing.T, code string) map[string]*i18n.Message {
+	data, err := locales.ReadFile("locales/" + code + ".toml")
+	require.NoError(t, err)
+	mf, err := i18n.ParseMessageFileBytes(data, tags[code].String()+".toml",
+		map[string]i18n.UnmarshalFunc{"toml": toml.Unmarshal})
+	require.NoError(t, err)
+	out := map[string]*i18n.Message{}
+	for _, m := range mf.Messages {
+		out[m.ID] = m
+	}
+	return out
+}
+
+func TestCataloguesUseTheLanguagesPluralFormsAndPlaceholders(t *testing.T) {
+	b, err := Load()
+	require.NoError(t, err)
+	en := parseCatalogue(t, Fallback)
+	for _, code := range b.Codes() {
+		t.Run(code, func(t *testing.T) {
+			cldr := cldrForms(t, tags[code])
+			for id, m := range parseCatalogue(t, code) {
+				src, ok := en[id]
+				require.True(t, ok, "%s is not in en.toml", id)
+				got := forms(m)
+				if len(forms(src)) > 1 {
+					assert.Equal(t, cldr, sortedKeys(got), "%s must define exactly the CLDR plural forms", id)
+				} else {
+					assert.Equal(t, []string{"other"}, sortedKeys(got), "%s is not a plural message", id)
+				}
+				want := placeholders(src.Other)
+				for form, text := range got {
+					have := placeholders(text)
+					for v := range have {
+						assert.True(t, want[v], "%s (%s) uses unknown placeholder .%s", id, form, v)
+					}
+					for v := range want {
+						// Only .Count may be spelled out in words (Arabic
+						// zero/one/two); "other" always shows the number.
+						if v != "Count" || form == "other" {
+							assert.True(t, have[v], "%s (%s) lost placeholder .%s", id, form, v)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestEveryMessageRendersInEveryLanguage(t *testing.T) {
+	b, err := Load()
+	require.NoError(t, err)
+	en := parseCatalogue(t, Fallback)
+	for _, code := range b.Codes() {
+		t.Run(code, func(t *testing.T) {
+			// No English fallback: a missing key or plural form fails here.
+			strict := i18n.NewLocalizer(b.bundle, tags[code].String())
+			for id, src := range en {
+				counts := []any{nil}
+				if len(forms(src)) > 1 {
+					counts = []any{0, 1, 2, 3, 5, 11, 21, 101, 1000000}
+				}
+				for _, n := range counts {
+					data := map[string]any{"ID": 7, "Title": "Big deal", "Code": "ACCESS_DENIED", "Event": "ONAPPINSTALL", "Tab": "Tab", "Count": n}
+					s, tag, err := strict.LocalizeWithTag(&i18n.LocalizeConfig{MessageID: id, TemplateData: data, PluralCount: n})
+					require.NoError(t, err, "%s (count %v)", id, n)
+					assert.Equal(t, tags[code], tag, "%s came from another catalogue", id)
+					assert.NotEmpty(t, strings.TrimSpace(s), "%s (count %v)", id, n)
+					assert.NotContains(t, s, "{{", "%s (count %v)", id, n)
+					assert.NotContains(t, s, "<no value>", "%s (count %v)", id, n)
+				}
+			}
+			l := b.For(code)
+			for _, n := range []int{0, 1, 2, 3, 5, 11, 21, 101} {
+				s := l.N("tab.count", n)
+				assert.NotEqual(t, "tab.count", s, "count %d", n)
+				assert.NotContains(t, s, "{{", "count %d", n)
+			}
+		})
+	}
 }

@@ -73,6 +73,10 @@ type Token struct {
 
 // Client refreshes tokens at trusted servers. It is safe for concurrent use.
 type Client struct {
+	// Timeout bounds one refresh request, whoever waits for it; set it
+	// before first use. New sets RefreshTimeout.
+	Timeout time.Duration
+
 	id, secret string
 	servers    []string
 	http       *http.Client
@@ -86,7 +90,7 @@ func New(clientID string, clientSecret secret.String, servers []string, httpClie
 	for _, s := range servers {
 		norm = append(norm, strings.TrimRight(strings.TrimSpace(s), "/"))
 	}
-	return &Client{id: clientID, secret: clientSecret.Reveal(), servers: norm, http: httpClient}
+	return &Client{Timeout: RefreshTimeout, id: clientID, secret: clientSecret.Reveal(), servers: norm, http: httpClient}
 }
 
 // Trusted maps a server endpoint as Bitrix24 sends it (SERVER_ENDPOINT,
@@ -130,7 +134,7 @@ func (c *Client) Refresh(ctx context.Context, server string, refresh secret.Stri
 	}
 	key := base + "|" + fingerprint(refresh.Reveal())
 	ch := c.group.DoChan(key, func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RefreshTimeout)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.Timeout)
 		defer cancel()
 		return c.refresh(rctx, base, refresh)
 	})

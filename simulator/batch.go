@@ -1,0 +1,245 @@
+package simulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxBatch is the documented limit of sub-calls per batch.
+const maxBatch = 50
+
+// resultRef matches the documented reference form $result[key][path...].
+var resultRef = regexp.MustCompile(`\$result\[([^\]\[]+)\]((?:\[[^\]\[]*\])*)`)
+
+// runBatch executes a batch request whose token and scope were already
+// checked. Like Bitrix24 it answers 200 whatever the sub-calls do; empty
+// sections are [] (PHP's empty array), and a list of commands gives list-
+// shaped sections.
+//
+// written reports that the response was already produced (or abandoned) by a
+// fault that hit the whole request.
+func (p *Portal) runBatch(w http.ResponseWriter, r *http.Request, token string, params *omap, start time.Time, rec *Call) (status int, body any, written bool) {
+	s := p.s
+	cmdParam, _ := params.GetFold("cmd")
+	cmds := newOmap()
+	switch t := cmdParam.(type) {
+	case *omap:
+		for _, k := range t.keys {
+			cmds.Set(k, t.vals[k])
+		}
+	case []any:
+		for _, v := range t {
+			cmds.Append(v)
+		}
+	}
+	if cmds.Len() > maxBatch {
+		e := &apiError{status: 400, code: "ERROR_BATCH_LENGTH_EXCEEDED", desc: "Max batch length exceeded"}
+		rec.Error, rec.ErrorDescription = e.code, e.desc
+		return e.status, errorBody(e.code, e.desc, nil), false
+	}
+	haltV, _ := params.GetFold("halt")
+	halt := phpInt(haltV) != 0 || strings.EqualFold(str(haltV), "true")
+
+	results, errs, totals, nexts, times := newOmap(), newOmap(), newOmap(), newOmap(), newOmap()
+	// raw keeps each result as generic JSON for $result references.
+	raw := map[string]any{}
+	for _, key := range cmds.keys {
+		subStart := s.Now()
+		// SILENT: only the documented "method?query" string form is read; any
+		// other value becomes an empty method name (ERROR_METHOD_NOT_FOUND).
+		cmd := str(cmds.vals[key])
+		method, query, _ := strings.Cut(cmd, "?")
+		method = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(method), ".json"))
+		sub := newOmap()
+		parsePHPQuery(query, sub)
+		substituteRefs(sub, raw)
+		subRec := Call{Time: subStart, Method: method, Batch: true, BatchKey: key, TokenPrefix: prefix4(token), Params: flatten(sub)}
+
+		s.mu.Lock()
+		f, faulted := takeFaultLocked(&p.faults, method, true)
+		s.mu.Unlock()
+		var aerr *apiError
+		var res result
+		ran := false
+		if faulted {
+			if f.wholeRequest() {
+				// A hang, a dropped connection or an HTML page hits the whole
+				// HTTP request, as a dying portal would.
+				s.log("portal %s: fault on batch sub-call %s", p.memberID, method)
+				subRec.Error = "fault"
+				p.record(subRec)
+				_, status, errText := s.serveFault(r.Context(), w, f)
+				rec.HTTPStatus, rec.Error = status, errText
+				return status, nil, true
+			}
+			if f.Delay > 0 && !s.waitOrDone(r.Context(), f.Delay) {
+				rec.Error = "fault: client gone during delay"
+				return 0, nil, true
+			}
+			if !f.delayOnly() {
+				status := f.Status
+				if status == 0 {
+					status = http.StatusInternalServerError
+				}
+				aerr = &apiError{status: status, code: f.Code, desc: f.Description}
+				ran = true
+			}
+		}
+		s.mu.Lock()
+		t, st := s.checkTokenLocked(token, p)
+		if !ran {
+			switch st {
+			case tokenOK:
+				subRec.UserID = t.userID
+				res, aerr = p.callMethodLocked(method, t, sub)
+			case tokenExpired:
+				aerr = errExpired()
+			default:
+				aerr = errNoAuth()
+			}
+		} else if st == tokenOK {
+			subRec.UserID = t.userID
+		}
+		subFinish := s.nowLocked()
+		s.mu.Unlock()
+
+		if aerr != nil {
+			errs.Set(key, errorBody(aerr.code, aerr.desc, aerr.extra))
+			subRec.HTTPStatus, subRec.Error, subRec.ErrorDescription = aerr.status, aerr.code, aerr.desc
+			p.record(subRec)
+			if halt {
+				break
+			}
+			continue
+		}
+		subRec.HTTPStatus = http.StatusOK
+		p.record(subRec)
+		results.Set(key, res.value)
+		raw[key] = toGeneric(res.value)
+		if res.total != nil {
+			totals.Set(key, *res.total)
+		}
+		if res.next != nil {
+			nexts.Set(key, *res.next)
+		}
+		times.Set(key, timeInfo(subStart, subFinish, false))
+	}
+	out := newObj().
+		Set("result", newObj().
+			Set("result", results).
+			Set("result_error", errs).
+			Set("result_total", totals).
+			Set("result_next", nexts).
+			Set("result_time", times)).
+		Set("time", timeInfo(start, s.Now(), true))
+	return http.StatusOK, out, false
+}
+
+// substituteRefs replaces $result[key][path] references in string leaves.
+// SILENT: a leaf that is exactly one reference takes the referenced value as
+// is (which may be a whole array); references inside text take scalars only.
+// SILENT: when a path does not resolve the docs say nothing; the literal text
+// is left so that the sub-call fails its own validation.
+func substituteRefs(m *omap, results map[string]any) {
+	for _, k := range m.keys {
+		switch v := m.vals[k].(type) {
+		case *omap:
+			substituteRefs(v, results)
+		case string:
+			if !strings.Contains(v, "$result[") {
+				continue
+			}
+			if loc := resultRef.FindStringIndex(v); loc != nil && loc[0] == 0 && loc[1] == len(v) {
+				if val, ok := resolveRef(v, results); ok {
+					m.vals[k] = fromGeneric(val)
+				}
+				continue
+			}
+			m.vals[k] = resultRef.ReplaceAllStringFunc(v, func(ref string) string {
+				val, ok := resolveRef(ref, results)
+				if !ok {
+					return ref
+				}
+				switch val.(type) {
+				case map[string]any, []any:
+					return ref
+				}
+				return str(val)
+			})
+		}
+	}
+}
+
+func resolveRef(ref string, results map[string]any) (any, bool) {
+	sm := resultRef.FindStringSubmatch(ref)
+	if sm == nil {
+		return nil, false
+	}
+	cur, ok := results[sm[1]]
+	if !ok {
+		return nil, false
+	}
+	path := sm[2]
+	for path != "" {
+		end := strings.IndexByte(path, ']')
+		seg := path[1:end]
+		path = path[end+1:]
+		switch t := cur.(type) {
+		case map[string]any:
+			if cur, ok = t[seg]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(t) {
+				return nil, false
+			}
+			cur = t[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// toGeneric turns a method result into plain decoded JSON for navigation.
+func toGeneric(v any) any {
+	b, err := marshalJSON(v)
+	if err != nil {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var out any
+	if dec.Decode(&out) != nil {
+		return nil
+	}
+	return out
+}
+
+// fromGeneric converts decoded JSON back to parameter form (*omap, string).
+func fromGeneric(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := newOmap()
+		for k, e := range t {
+			m.Set(k, fromGeneric(e))
+		}
+		return m
+	case []any:
+		m := newOmap()
+		for _, e := range t {
+			m.Append(fromGeneric(e))
+		}
+		return m
+	case nil:
+		return ""
+	default:
+		return str(v)
+	}
+}

@@ -1,0 +1,196 @@
+package simulator
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+func (s *Simulator) oauthMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/oauth/token/", s.serveToken)
+	mux.HandleFunc("/oauth/token", s.serveToken)
+	mux.HandleFunc("/rest/", s.serveOAuthREST)
+	mux.HandleFunc("/api/v1/", serveShim)
+	mux.HandleFunc("/api/v1", serveShim)
+	return mux
+}
+
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSONResponse(w, status, newObj().Set("error", code).Set("error_description", desc))
+}
+
+// serveToken is /oauth/token/: GET with a query as documented
+// (settings/oauth/auto-renewal.md) or a POST form as CRest and x/oauth2 send.
+func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "Method not allowed")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "Malformed request")
+		return
+	}
+	grant := r.Form.Get("grant_type")
+	rec := Refresh{
+		Time:               s.Now(),
+		GrantType:          grant,
+		ClientID:           r.Form.Get("client_id"),
+		RefreshTokenPrefix: prefix4(r.Form.Get("refresh_token")),
+	}
+	s.mu.Lock()
+	f, faulted := takeFaultLocked(&s.faults, grant, false)
+	s.mu.Unlock()
+	if faulted {
+		if handled, status, errText := s.serveFault(r.Context(), w, f); handled {
+			rec.Status, rec.Error = status, errText
+			s.addRefresh(rec)
+			return
+		}
+	}
+	status, body := s.token(r, &rec)
+	rec.Status = status
+	s.addRefresh(rec)
+	writeJSONResponse(w, status, body)
+}
+
+func (s *Simulator) addRefresh(rec Refresh) {
+	s.mu.Lock()
+	s.refreshes = append(s.refreshes, rec)
+	s.mu.Unlock()
+	s.log("oauth: %s for client %q (token %s…): status %d %s", rec.GrantType, rec.ClientID, rec.RefreshTokenPrefix, rec.Status, rec.Error)
+}
+
+func (s *Simulator) token(r *http.Request, rec *Refresh) (int, any) {
+	fail := func(status int, code, desc string) (int, any) {
+		rec.Error = code
+		return status, newObj().Set("error", code).Set("error_description", desc)
+	}
+	grant := r.Form.Get("grant_type")
+	clientID, secret := r.Form.Get("client_id"), r.Form.Get("client_secret")
+	var secretArg string
+	switch grant {
+	case "refresh_token":
+		secretArg = r.Form.Get("refresh_token")
+	case "authorization_code":
+		secretArg = r.Form.Get("code")
+	default:
+		// SILENT: RFC 6749 would say unsupported_grant_type; Bitrix24 only
+		// documents invalid_request for malformed requests.
+		return fail(http.StatusBadRequest, "invalid_request", "Unsupported grant_type")
+	}
+	if clientID == "" || secret == "" || secretArg == "" {
+		return fail(http.StatusBadRequest, "invalid_request", "Missing required parameter")
+	}
+	// Status codes per the b24phpsdk mapping (fact sheet §2.4).
+	if clientID != s.app.ClientID || secret != s.app.ClientSecret {
+		return fail(http.StatusUnauthorized, "invalid_client", "Invalid client credentials")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowLocked()
+	var p *Portal
+	var userID int
+	switch grant {
+	case "refresh_token":
+		t, ok := s.refresh[secretArg]
+		if !ok || t.used || !now.Before(t.expires) || !t.portal.appPresentLocked() {
+			return fail(http.StatusBadRequest, "invalid_grant", "Invalid refresh token")
+		}
+		// Single use; and, per the legacy docs, the access token issued with
+		// it dies too (strict reading).
+		t.used = true
+		if at, ok := s.access[t.access]; ok {
+			at.revoked = true
+		}
+		p, userID = t.portal, t.userID
+	case "authorization_code":
+		c, ok := s.codes[secretArg]
+		if !ok || c.used || !now.Before(c.expires) || !c.portal.appPresentLocked() {
+			return fail(http.StatusBadRequest, "invalid_grant", "Invalid authorization code")
+		}
+		c.used = true
+		p, userID = c.portal, c.userID
+	}
+	rec.UserID, rec.MemberID = userID, p.memberID
+	tok := s.issueLocked(p, userID)
+	return http.StatusOK, newObj().
+		Set("access_token", tok.AccessToken).
+		Set("expires", now.Add(accessTokenTTL).Unix()).
+		Set("expires_in", tok.ExpiresIn).
+		Set("scope", s.scopeString()).
+		Set("domain", strings.TrimPrefix(s.url, "http://")).
+		Set("server_endpoint", s.serverEndpoint()).
+		Set("status", s.app.Status).
+		Set("client_endpoint", p.RESTEndpoint()).
+		Set("member_id", p.memberID).
+		Set("user_id", userID).
+		Set("refresh_token", tok.RefreshToken)
+}
+
+// serveOAuthREST is the OAuth server's own REST: only app.info, which apps use
+// to verify a token (b24phpsdk calls {server}/rest/app.info?auth=...).
+func (s *Simulator) serveOAuthREST(w http.ResponseWriter, r *http.Request) {
+	start := s.Now()
+	method := restMethodName(r.URL.Path)
+	s.mu.Lock()
+	f, faulted := takeFaultLocked(&s.faults, method, false)
+	s.mu.Unlock()
+	if faulted {
+		if handled, _, _ := s.serveFault(r.Context(), w, f); handled {
+			return
+		}
+	}
+	params, err := parseRequestParams(r)
+	if err != nil {
+		oauthError(w, http.StatusBadRequest, "INVALID_REQUEST", "Request body could not be parsed")
+		return
+	}
+	if method != "app.info" {
+		e := errMethodNotFound()
+		oauthError(w, e.status, e.code, e.desc)
+		return
+	}
+	token := str(firstParam(params, "auth"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, st := s.checkTokenLocked(token, nil)
+	switch {
+	case token == "" || st == tokenUnknown:
+		e := errNoAuth()
+		oauthError(w, e.status, e.code, e.desc)
+		return
+	case st == tokenExpired:
+		e := errExpired()
+		oauthError(w, e.status, e.code, e.desc)
+		return
+	}
+	p := t.portal
+	// SILENT: the response shape is undocumented. The documented app.info
+	// fields plus "install" with what b24phpsdk checks (install.uri), and
+	// member_id so a token can be tied to its portal.
+	info := p.appInfoLocked().
+		Set("scope", s.scopeString()).
+		Set("client_id", s.app.ClientID).
+		Set("user_id", t.userID).
+		Set("expires", t.expires.Unix()).
+		Set("install", newObj().
+			Set("installed", p.state == installed).
+			Set("version", appVersion(s.app.Version)).
+			Set("status", s.app.Status).
+			Set("uri", p.url).
+			Set("domain", p.domain).
+			Set("member_id", p.memberID))
+	writeJSONResponse(w, http.StatusOK, newObj().Set("result", info).Set("time", timeInfo(start, s.nowLocked(), false)))
+}
+
+// serveShim serves the BX24 JS shim.
+func serveShim(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "bx24.js", time.Time{}, strings.NewReader(assetText("bx24.js")))
+}

@@ -1,0 +1,473 @@
+package simulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// maxBodyBytes caps a REST request body; Bitrix24's own limit is not
+// documented, but an unbounded read would let one test exhaust memory.
+const maxBodyBytes = 8 << 20
+
+// omap is an insertion-ordered map, the model of a PHP array: REST parameters
+// are parsed into it (order matters for batch commands and item lists) and
+// responses are built from it (so JSON keys come out in a stable, natural
+// order such as ID first).
+type omap struct {
+	keys []string
+	vals map[string]any
+	next int // PHP's next integer key for "a[]=" appends
+}
+
+func newOmap() *omap { return &omap{vals: map[string]any{}} }
+
+func (m *omap) Set(k string, v any) *omap {
+	if _, ok := m.vals[k]; !ok {
+		m.keys = append(m.keys, k)
+	}
+	m.vals[k] = v
+	if n, err := strconv.Atoi(k); err == nil && n >= m.next {
+		m.next = n + 1
+	}
+	return m
+}
+
+func (m *omap) Append(v any) { m.Set(strconv.Itoa(m.next), v) }
+
+func (m *omap) Get(k string) (any, bool) {
+	if m == nil {
+		return nil, false
+	}
+	v, ok := m.vals[k]
+	return v, ok
+}
+
+// GetFold looks a key up case-insensitively, exact match first. Bitrix24
+// method parameters are matched loosely (CRest sends FILTER, the docs filter).
+func (m *omap) GetFold(k string) (any, bool) {
+	if v, ok := m.Get(k); ok {
+		return v, true
+	}
+	if m == nil {
+		return nil, false
+	}
+	for _, key := range m.keys {
+		if strings.EqualFold(key, k) {
+			return m.vals[key], true
+		}
+	}
+	return nil, false
+}
+
+func (m *omap) Len() int {
+	if m == nil {
+		return 0
+	}
+	return len(m.keys)
+}
+
+// isList reports whether the keys are exactly 0..n-1 in order, which is when
+// PHP's json_encode writes an array as a JSON list.
+func (m *omap) isList() bool {
+	for i, k := range m.keys {
+		if k != strconv.Itoa(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// MarshalJSON writes the map like PHP's json_encode would: a list when the
+// keys are 0..n-1 (so an empty map is []), an object otherwise.
+func (m *omap) MarshalJSON() ([]byte, error) {
+	if m == nil {
+		return []byte("null"), nil
+	}
+	var buf bytes.Buffer
+	if m.isList() {
+		buf.WriteByte('[')
+		for i, k := range m.keys {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if err := writeJSON(&buf, m.vals[k]); err != nil {
+				return nil, err
+			}
+		}
+		buf.WriteByte(']')
+		return buf.Bytes(), nil
+	}
+	buf.WriteByte('{')
+	for i, k := range m.keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := writeJSON(&buf, k); err != nil {
+			return nil, err
+		}
+		buf.WriteByte(':')
+		if err := writeJSON(&buf, m.vals[k]); err != nil {
+			return nil, err
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// obj is a JSON object that stays an object even when empty (Bitrix24 records).
+type obj struct{ *omap }
+
+func newObj() obj { return obj{newOmap()} }
+
+func (o obj) Set(k string, v any) obj { o.omap.Set(k, v); return o }
+
+func (o obj) MarshalJSON() ([]byte, error) {
+	if o.Len() == 0 {
+		return []byte("{}"), nil
+	}
+	if o.isList() {
+		// Force object form: numeric keys in an object are still keys.
+		var buf bytes.Buffer
+		buf.WriteByte('{')
+		for i, k := range o.keys {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			_ = writeJSON(&buf, k)
+			buf.WriteByte(':')
+			if err := writeJSON(&buf, o.vals[k]); err != nil {
+				return nil, err
+			}
+		}
+		buf.WriteByte('}')
+		return buf.Bytes(), nil
+	}
+	return o.omap.MarshalJSON()
+}
+
+func writeJSON(buf *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	buf.Truncate(buf.Len() - 1) // Encode appends a newline
+	return nil
+}
+
+// marshalJSON encodes without HTML escaping (Bitrix24 does not escape <>&).
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := writeJSON(&buf, v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// phpJSONString encodes like PHP's json_encode with default flags: slashes
+// escaped as \/ (PLACEMENT_OPTIONS in the docs reads {"URI":"\/crm\/..."}).
+func phpJSONString(v any) string {
+	b, err := marshalJSON(v)
+	if err != nil {
+		return "{}"
+	}
+	return strings.ReplaceAll(string(b), "/", `\/`)
+}
+
+// parsePHPQuery parses a query string with PHP's nested-key rules:
+// a[b][c]=1, a[]=1 (append), repeated plain keys overwrite.
+func parsePHPQuery(raw string, into *omap) {
+	for _, pair := range strings.Split(raw, "&") {
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			key = k
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			val = v
+		}
+		setPHPKey(into, key, val)
+	}
+}
+
+// setPHPKey stores val under a PHP-style key such as "filter[@ID][]".
+func setPHPKey(root *omap, key string, val any) {
+	base, rest, nested := strings.Cut(key, "[")
+	if base == "" {
+		return // PHP drops keys like "[x]=1"
+	}
+	if !nested || !strings.Contains(rest, "]") {
+		root.Set(key, val)
+		return
+	}
+	var segs []string
+	rest = "[" + rest
+	for strings.HasPrefix(rest, "[") {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			break
+		}
+		segs = append(segs, rest[1:end])
+		rest = rest[end+1:]
+	}
+	cur := root
+	name := base
+	for _, seg := range segs {
+		child, ok := cur.vals[name].(*omap)
+		if !ok {
+			child = newOmap()
+			cur.Set(name, child)
+		}
+		cur = child
+		if seg == "" {
+			seg = strconv.Itoa(cur.next)
+		}
+		name = seg
+	}
+	cur.Set(name, val)
+}
+
+// maxJSONDepth bounds nesting so that a hostile body cannot exhaust the stack.
+const maxJSONDepth = 64
+
+// decodeJSONOrdered decodes JSON keeping object key order (objects become
+// *omap, arrays []any, numbers json.Number).
+func decodeJSONOrdered(dec *json.Decoder) (any, error) { return decodeJSONDepth(dec, 0) }
+
+func decodeJSONDepth(dec *json.Decoder, depth int) (any, error) {
+	if depth > maxJSONDepth {
+		return nil, errors.New("JSON nested too deeply")
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			m := newOmap()
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				k, ok := kt.(string)
+				if !ok {
+					return nil, errors.New("object key is not a string")
+				}
+				v, err := decodeJSONDepth(dec, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				m.Set(k, v)
+			}
+			_, err := dec.Token()
+			return m, err
+		case '[':
+			list := []any{}
+			for dec.More() {
+				v, err := decodeJSONDepth(dec, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				list = append(list, v)
+			}
+			_, err := dec.Token()
+			return list, err
+		}
+		return nil, fmt.Errorf("unexpected delimiter %v", t)
+	default:
+		return tok, nil
+	}
+}
+
+// parseRequestParams merges query-string and body parameters the way PHP's
+// $_REQUEST does (body wins). It understands form, multipart and JSON bodies.
+func parseRequestParams(r *http.Request) (*omap, error) {
+	params := newOmap()
+	parsePHPQuery(r.URL.RawQuery, params)
+	if r.Body == nil || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return params, nil
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "application/json":
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(body) > maxBodyBytes {
+			return nil, errors.New("body too large")
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			return params, nil
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		v, err := decodeJSONOrdered(dec)
+		if err != nil {
+			return nil, fmt.Errorf("invalid JSON body: %w", err)
+		}
+		m, ok := v.(*omap)
+		if !ok {
+			return nil, errors.New("JSON body is not an object")
+		}
+		for _, k := range m.keys {
+			params.Set(k, m.vals[k])
+		}
+	case "multipart/form-data":
+		r.Body = http.MaxBytesReader(nil, r.Body, maxBodyBytes)
+		if err := r.ParseMultipartForm(maxBodyBytes); err != nil {
+			return nil, err
+		}
+		// multipart field order is lost by mime/multipart; sorting at least
+		// makes the result deterministic.
+		keys := make([]string, 0, len(r.MultipartForm.Value))
+		for k := range r.MultipartForm.Value {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			for _, v := range r.MultipartForm.Value[k] {
+				setPHPKey(params, k, v)
+			}
+		}
+	default:
+		// x-www-form-urlencoded, and (like PHP) a body without a type is ignored
+		// unless it is form-encoded.
+		if ct != "application/x-www-form-urlencoded" {
+			return params, nil
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(body) > maxBodyBytes {
+			return nil, errors.New("body too large")
+		}
+		parsePHPQuery(string(body), params)
+	}
+	return params, nil
+}
+
+// str converts a parameter to a string the way PHP's (string) cast would.
+func str(v any) string {
+	switch t := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return t
+	case json.Number:
+		return t.String()
+	case bool:
+		if t {
+			return "1"
+		}
+		return ""
+	case int:
+		return strconv.Itoa(t)
+	case float64:
+		return strconv.FormatFloat(t, 'f', -1, 64)
+	default:
+		return ""
+	}
+}
+
+// phpInt converts like PHP's intval(), which is what Bitrix24 applies to
+// identifiers: leading digits count, "12abc" is 12, "abc" is 0, 12.7 is 12.
+func phpInt(v any) int {
+	switch t := v.(type) {
+	case json.Number:
+		if n, err := t.Int64(); err == nil {
+			return int(n)
+		}
+		if f, err := t.Float64(); err == nil {
+			return int(f)
+		}
+		return 0
+	case bool:
+		if t {
+			return 1
+		}
+		return 0
+	case int:
+		return t
+	case float64:
+		return int(t)
+	case string:
+		s := strings.TrimLeft(t, " \t\n\r\v\f")
+		sign := 1
+		if s != "" && (s[0] == '-' || s[0] == '+') {
+			if s[0] == '-' {
+				sign = -1
+			}
+			s = s[1:]
+		}
+		n := 0
+		for i := 0; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			n = n*10 + int(s[i]-'0')
+			if n > 1<<40 {
+				return 0 // absurdly large ids are simply not found
+			}
+		}
+		return sign * n
+	}
+	return 0
+}
+
+// list returns the elements of a PHP array or JSON list in order.
+func list(v any) []any {
+	switch t := v.(type) {
+	case []any:
+		return t
+	case *omap:
+		out := make([]any, 0, len(t.keys))
+		for _, k := range t.keys {
+			out = append(out, t.vals[k])
+		}
+		return out
+	}
+	return nil
+}
+
+// flatten turns a parameter tree into PHP-style url.Values for Call records,
+// leaving out "auth" so that tokens never end up in a record.
+func flatten(m *omap) url.Values {
+	out := url.Values{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch t := v.(type) {
+		case *omap:
+			for _, k := range t.keys {
+				walk(prefix+"["+k+"]", t.vals[k])
+			}
+		case []any:
+			for i, e := range t {
+				walk(prefix+"["+strconv.Itoa(i)+"]", e)
+			}
+		default:
+			out.Add(prefix, str(v))
+		}
+	}
+	for _, k := range m.keys {
+		if k == "auth" {
+			continue
+		}
+		walk(k, m.vals[k])
+	}
+	return out
+}

@@ -1,0 +1,162 @@
+package simulator
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// leakyBucket is Bitrix24's request-intensity limit (limits.md): every request
+// adds 1, the level drains at a fixed rate, and a request that would take the
+// level over the burst is refused with 503 QUERY_LIMIT_EXCEEDED. It runs on
+// the real clock (not the simulated offset) so load tests behave; now is
+// injected for unit tests. Callers hold Simulator.mu.
+type leakyBucket struct {
+	burst int
+	drain float64 // per second
+	level float64
+	last  time.Time
+	now   func() time.Time
+}
+
+func newLeakyBucket(burst int, drain float64, now func() time.Time) *leakyBucket {
+	return &leakyBucket{burst: burst, drain: drain, now: now, last: now()}
+}
+
+func (b *leakyBucket) configure(burst int, drain float64) {
+	b.leak()
+	b.burst, b.drain = burst, drain
+}
+
+func (b *leakyBucket) leak() {
+	now := b.now()
+	if el := now.Sub(b.last).Seconds(); el > 0 {
+		b.level -= el * b.drain
+		if b.level < 0 {
+			b.level = 0
+		}
+	}
+	b.last = now
+}
+
+// allow adds one request, or refuses it without adding when the bucket is full.
+// SILENT: whether refused requests also fill the bucket is undocumented; they
+// do not here, so a client that backs off recovers at the documented rate.
+func (b *leakyBucket) allow() bool {
+	if b.burst <= 0 {
+		return true
+	}
+	b.leak()
+	if b.level+1 > float64(b.burst) {
+		return false
+	}
+	b.level++
+	return true
+}
+
+// Fault is a canned failure for InjectFault. Method "" matches any REST
+// request, "batch" the batch HTTP request; any other method name matches a
+// direct call and also a sub-call inside a batch (which then fails with
+// result_error Code/Description, unless the fault hangs, closes or sends a raw
+// body, which then hits the whole batch request).
+//
+// A fault with only Delay set delays the request, which then runs normally.
+// Otherwise the response is RawBody (Content-Type text/html when it starts
+// with "<") or the JSON error {"error":Code,"error_description":Description},
+// with Status (default 500).
+type Fault struct {
+	Method          string
+	Times           int // default 1
+	Status          int
+	Code            string
+	Description     string
+	RawBody         string
+	Delay           time.Duration
+	Hang            bool // never answer until the client goes away
+	CloseConnection bool // hijack and close without answering
+}
+
+func (f Fault) delayOnly() bool {
+	return f.Status == 0 && f.Code == "" && f.Description == "" && f.RawBody == "" && !f.Hang && !f.CloseConnection
+}
+
+func (f Fault) wholeRequest() bool { return f.Hang || f.CloseConnection || f.RawBody != "" }
+
+// InjectFault queues a fault: the next f.Times requests matching f.Method
+// answer with it instead of running. Faults are checked before rate limiting
+// and authentication, so they never consume the bucket.
+func (p *Portal) InjectFault(f Fault) {
+	if f.Times <= 0 {
+		f.Times = 1
+	}
+	p.s.mu.Lock()
+	p.faults = append(p.faults, f)
+	p.s.mu.Unlock()
+}
+
+// takeFaultLocked pops one use of the first fault matching method. sub says
+// the method is a batch sub-call, which "" and "batch" faults never match.
+func takeFaultLocked(faults *[]Fault, method string, sub bool) (Fault, bool) {
+	for i, f := range *faults {
+		match := f.Method == method
+		if !sub && f.Method == "" {
+			match = true
+		}
+		if sub && (f.Method == "" || f.Method == "batch") {
+			match = false
+		}
+		if !match {
+			continue
+		}
+		(*faults)[i].Times--
+		if (*faults)[i].Times <= 0 {
+			*faults = append((*faults)[:i], (*faults)[i+1:]...)
+		}
+		return f, true
+	}
+	return Fault{}, false
+}
+
+// serveFault writes a fault response. It returns handled=false for a
+// delay-only fault whose delay elapsed (the request then runs normally), and
+// the status and error to record.
+func (s *Simulator) serveFault(ctx context.Context, w http.ResponseWriter, f Fault) (handled bool, status int, errText string) {
+	if f.Delay > 0 && !s.waitOrDone(ctx, f.Delay) {
+		return true, 0, "fault: client gone during delay"
+	}
+	switch {
+	case f.Hang:
+		select {
+		case <-ctx.Done():
+		case <-s.done:
+		}
+		return true, 0, "fault: hang"
+	case f.CloseConnection:
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return true, 0, "fault: connection closed"
+			}
+		}
+		// Not hijackable (HTTP/2, embedding): the closest is an aborted handler.
+		panic(http.ErrAbortHandler)
+	case f.delayOnly():
+		return false, 0, ""
+	}
+	status = f.Status
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	if f.RawBody != "" {
+		ct := "text/plain; charset=utf-8"
+		if len(f.RawBody) > 0 && f.RawBody[0] == '<' {
+			ct = "text/html; charset=utf-8"
+		}
+		w.Header().Set("Content-Type", ct)
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(f.RawBody))
+		return true, status, "fault: raw body"
+	}
+	writeJSONResponse(w, status, errorBody(f.Code, f.Description, nil))
+	return true, status, f.Code
+}
