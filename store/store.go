@@ -6,6 +6,11 @@
 // Every token is encrypted by the backend before it is written (AES-GCM
 // through secret.Keyring, with the row and column as associated data), so
 // callers hand over secret.String values and never think about it.
+//
+// Times come back in UTC at the backend's precision (milliseconds in
+// SQLite, microseconds in PostgreSQL). Sessions are keyed by the current
+// key's Lookup digest, so rotating the master secret ends open sessions;
+// portal tokens stay readable while the previous secret is configured.
 package store
 
 import (
@@ -85,16 +90,22 @@ type Store interface {
 	// when there is none.
 	Portal(ctx context.Context, memberID string) (*Portal, error)
 	// UpdatePortalTokens replaces the installer's token pair if the row's
-	// Version still equals version; ErrConflict otherwise.
+	// Version still equals version; ErrConflict otherwise, and also when the
+	// portal is uninstalled (a late refresh must not bring wiped tokens
+	// back); ErrNotFound when there is no row.
 	UpdatePortalTokens(ctx context.Context, memberID string, version int64, access, refresh secret.String, expiry time.Time) error
 	// UninstallPortal marks the portal uninstalled at the given time, wipes
 	// its tokens and deletes its sessions. With clean (the admin chose to
 	// delete the app's data) it also blanks domain, endpoints and scope,
 	// keeping only member_id, the application-token hash and the time, so a
-	// repeated uninstall event can still be verified. Idempotent.
+	// repeated uninstall event can still be verified. Idempotent: a repeat
+	// keeps the first uninstall time and changes nothing unless clean asks
+	// for more. ErrNotFound for an unknown portal.
 	UninstallPortal(ctx context.Context, memberID string, clean bool, at time.Time) error
 
-	// CreateSession stores a new frame session (s.ID must be set).
+	// CreateSession stores a new frame session (s.ID must be set). It sets
+	// TokenVersion to 1 and CreatedAt when zero, and updates s with the
+	// stored values; ErrNotFound when the portal is unknown or uninstalled.
 	CreateSession(ctx context.Context, s *Session) error
 	// Session returns the session with that raw id; ErrNotFound when it
 	// does not exist, has expired (ExpiresAt <= now), or its portal is
@@ -102,11 +113,23 @@ type Store interface {
 	Session(ctx context.Context, id string, now time.Time) (*Session, error)
 	// UpdateSessionTokens replaces the session's token pair if its
 	// TokenVersion still equals version; ErrConflict otherwise (another
-	// request refreshed first: re-read and use its tokens).
+	// request refreshed first: re-read and use its tokens); ErrNotFound when
+	// the session is gone.
 	UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error
 	// DeleteExpiredSessions removes sessions with ExpiresAt <= now.
 	DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error)
 
 	// Close releases the backend's resources.
 	Close() error
+}
+
+// Locker serialises work on one portal or one session across goroutines
+// and, for PostgreSQL, across processes (a row lock held for the duration
+// of fn). Store calls made inside fn must use the ctx passed to fn: on
+// PostgreSQL they then run inside the locking transaction instead of
+// waiting for the lock they are inside of. Both return ErrNotFound when
+// the row does not exist.
+type Locker interface {
+	WithPortalLock(ctx context.Context, memberID string, fn func(ctx context.Context) error) error
+	WithSessionLock(ctx context.Context, id string, fn func(ctx context.Context) error) error
 }

@@ -1,0 +1,131 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// CreateSession implements store.Store. The session starts at TokenVersion
+// 1 and CreatedAt defaults to now; s is updated with the stored values.
+// ErrNotFound when the portal is unknown or uninstalled.
+func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
+	if sess.ID == "" {
+		return errors.New("store: create session: empty id")
+	}
+	if sess.ExpiresAt.IsZero() {
+		return errors.New("store: create session: no expiry")
+	}
+	created := sess.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	created = stored(created)
+	expires := stored(sess.ExpiresAt)
+	lookup := s.keys.Lookup(sess.ID)
+
+	// Insert through a select of the portal, so a session can only be
+	// created for a portal that is installed at that moment. FOR SHARE
+	// makes a concurrent UninstallPortal wait for this insert and then
+	// delete the session, or makes this insert wait and then find the
+	// portal uninstalled.
+	res, err := s.q(ctx).ExecContext(ctx, `
+		INSERT INTO sessions (id_lookup, member_id, user_id, lead_id, lead_title, lang,
+			access_token, refresh_token, token_version, created_at, expires_at)
+		SELECT $1, member_id, $2, $3, $4, $5, $6, $7, 1, $8, $9
+		FROM portals
+		WHERE member_id = $10 AND uninstalled_at IS NULL
+		FOR SHARE`,
+		lookup, sess.UserID, sess.LeadID, sess.LeadTitle, sess.Lang,
+		s.keys.Seal(sess.AccessToken, sessionAAD(lookup, "access_token")),
+		s.keys.Seal(sess.RefreshToken, sessionAAD(lookup, "refresh_token")),
+		created, expires, sess.MemberID)
+	if err != nil {
+		return fmt.Errorf("store: create session for portal %q: %w", sess.MemberID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: create session for portal %q: %w", sess.MemberID, err)
+	} else if n == 0 {
+		return fmt.Errorf("store: create session: portal %q not installed: %w", sess.MemberID, store.ErrNotFound)
+	}
+	sess.TokenVersion = 1
+	sess.CreatedAt = created
+	sess.ExpiresAt = expires
+	return nil
+}
+
+// Session implements store.Store. Errors never include the raw id, which is
+// a bearer reference to the user's tokens.
+func (s *Store) Session(ctx context.Context, id string, now time.Time) (*store.Session, error) {
+	lookup := s.keys.Lookup(id)
+	sess := store.Session{ID: id}
+	var access, refresh string
+	err := s.q(ctx).QueryRowContext(ctx, `
+		SELECT s.member_id, s.user_id, s.lead_id, s.lead_title, s.lang,
+			s.access_token, s.refresh_token, s.token_version, s.created_at, s.expires_at
+		FROM sessions s
+		JOIN portals p ON p.member_id = s.member_id
+		WHERE s.id_lookup = $1 AND s.expires_at > $2 AND p.uninstalled_at IS NULL`,
+		lookup, now,
+	).Scan(&sess.MemberID, &sess.UserID, &sess.LeadID, &sess.LeadTitle, &sess.Lang,
+		&access, &refresh, &sess.TokenVersion, &sess.CreatedAt, &sess.ExpiresAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: session: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: session: %w", err)
+	}
+	if sess.AccessToken, err = s.keys.Open(access, sessionAAD(lookup, "access_token")); err != nil {
+		return nil, fmt.Errorf("store: session of portal %q: open access_token: %w", sess.MemberID, err)
+	}
+	if sess.RefreshToken, err = s.keys.Open(refresh, sessionAAD(lookup, "refresh_token")); err != nil {
+		return nil, fmt.Errorf("store: session of portal %q: open refresh_token: %w", sess.MemberID, err)
+	}
+	sess.CreatedAt = sess.CreatedAt.UTC()
+	sess.ExpiresAt = sess.ExpiresAt.UTC()
+	return &sess, nil
+}
+
+// UpdateSessionTokens implements store.Store with one compare-and-swap
+// UPDATE; ErrNotFound when the session does not exist (any more).
+func (s *Store) UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error {
+	lookup := s.keys.Lookup(id)
+	q := s.q(ctx)
+	res, err := q.ExecContext(ctx, `
+		UPDATE sessions
+		SET access_token = $1, refresh_token = $2, token_version = token_version + 1
+		WHERE id_lookup = $3 AND token_version = $4`,
+		s.keys.Seal(access, sessionAAD(lookup, "access_token")),
+		s.keys.Seal(refresh, sessionAAD(lookup, "refresh_token")),
+		lookup, version)
+	if err != nil {
+		return fmt.Errorf("store: update session tokens: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: update session tokens: %w", err)
+	} else if n == 1 {
+		return nil
+	}
+	if err := exists(ctx, q, `SELECT 1 FROM sessions WHERE id_lookup = $1`, lookup); err != nil {
+		return fmt.Errorf("store: update session tokens: %w", err)
+	}
+	return fmt.Errorf("store: update session tokens: %w", store.ErrConflict)
+}
+
+// DeleteExpiredSessions implements store.Store.
+func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
+	res, err := s.q(ctx).ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= $1`, now)
+	if err != nil {
+		return 0, fmt.Errorf("store: delete expired sessions: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: delete expired sessions: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,196 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// SavePortal implements store.Store.
+func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
+	if p.MemberID == "" {
+		return errors.New("store: save portal: empty member id")
+	}
+	now := stored(time.Now())
+	access := s.keys.Seal(p.AccessToken, portalAAD(p.MemberID, "access_token"))
+	refresh := s.keys.Seal(p.RefreshToken, portalAAD(p.MemberID, "refresh_token"))
+
+	// One upsert, so two concurrent installs of the same portal cannot both
+	// see "no row" and collide. installed_at restarts only when the row was
+	// uninstalled: a plain re-save (scope change, new admin) keeps it.
+	var installedAt, version int64
+	err := s.db.QueryRowContext(ctx, `
+		INSERT INTO portals (member_id, domain, rest_endpoint, oauth_server, scope, status,
+			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
+			installed_at, updated_at, uninstalled_at, version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 1)
+		ON CONFLICT (member_id) DO UPDATE SET
+			domain         = excluded.domain,
+			rest_endpoint  = excluded.rest_endpoint,
+			oauth_server   = excluded.oauth_server,
+			scope          = excluded.scope,
+			status         = excluded.status,
+			app_token_hash = excluded.app_token_hash,
+			installed_by   = excluded.installed_by,
+			lang           = excluded.lang,
+			access_token   = excluded.access_token,
+			refresh_token  = excluded.refresh_token,
+			token_expiry   = excluded.token_expiry,
+			installed_at   = CASE WHEN portals.uninstalled_at IS NULL
+			                      THEN portals.installed_at ELSE excluded.installed_at END,
+			updated_at     = excluded.updated_at,
+			uninstalled_at = NULL,
+			version        = portals.version + 1
+		RETURNING installed_at, version`,
+		p.MemberID, p.Domain, p.RESTEndpoint, p.OAuthServer, p.Scope, p.Status,
+		p.AppTokenHash, p.InstalledBy, p.Lang, access, refresh, nullMillis(p.TokenExpiry),
+		now.UnixMilli(), now.UnixMilli(),
+	).Scan(&installedAt, &version)
+	if err != nil {
+		return fmt.Errorf("store: save portal %q: %w", p.MemberID, err)
+	}
+	p.TokenExpiry = stored(p.TokenExpiry)
+	p.InstalledAt = fromMillis(installedAt)
+	p.UpdatedAt = now
+	p.UninstalledAt = time.Time{}
+	p.Version = version
+	return nil
+}
+
+// Portal implements store.Store.
+func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, error) {
+	var (
+		p                      store.Portal
+		access, refresh        string
+		expiry, uninstalledAt  sql.NullInt64
+		installedAt, updatedAt int64
+	)
+	err := s.db.QueryRowContext(ctx, `
+		SELECT member_id, domain, rest_endpoint, oauth_server, scope, status,
+			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
+			installed_at, updated_at, uninstalled_at, version
+		FROM portals
+		WHERE member_id = ?`, memberID,
+	).Scan(&p.MemberID, &p.Domain, &p.RESTEndpoint, &p.OAuthServer, &p.Scope, &p.Status,
+		&p.AppTokenHash, &p.InstalledBy, &p.Lang, &access, &refresh, &expiry,
+		&installedAt, &updatedAt, &uninstalledAt, &p.Version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: portal %q: %w", memberID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: portal %q: %w", memberID, err)
+	}
+	if p.AccessToken, err = s.keys.Open(access, portalAAD(memberID, "access_token")); err != nil {
+		return nil, fmt.Errorf("store: portal %q: open access_token: %w", memberID, err)
+	}
+	if p.RefreshToken, err = s.keys.Open(refresh, portalAAD(memberID, "refresh_token")); err != nil {
+		return nil, fmt.Errorf("store: portal %q: open refresh_token: %w", memberID, err)
+	}
+	p.TokenExpiry = fromNullMillis(expiry)
+	p.InstalledAt = fromMillis(installedAt)
+	p.UpdatedAt = fromMillis(updatedAt)
+	p.UninstalledAt = fromNullMillis(uninstalledAt)
+	return &p, nil
+}
+
+// UpdatePortalTokens implements store.Store. It returns ErrNotFound when the
+// portal has no row, and ErrConflict as well when the portal is uninstalled:
+// tokens that arrive after an uninstall must not bring the wiped ones back.
+func (s *Store) UpdatePortalTokens(ctx context.Context, memberID string, version int64, access, refresh secret.String, expiry time.Time) error {
+	res, err := s.db.ExecContext(ctx, `
+		UPDATE portals
+		SET access_token = ?, refresh_token = ?, token_expiry = ?,
+			updated_at = ?, version = version + 1
+		WHERE member_id = ? AND version = ? AND uninstalled_at IS NULL`,
+		s.keys.Seal(access, portalAAD(memberID, "access_token")),
+		s.keys.Seal(refresh, portalAAD(memberID, "refresh_token")),
+		nullMillis(expiry), time.Now().UnixMilli(), memberID, version)
+	if err != nil {
+		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
+	} else if n == 1 {
+		return nil
+	}
+	// Nothing matched: tell a lost race from a missing row.
+	if err := s.exists(ctx, `SELECT 1 FROM portals WHERE member_id = ?`, memberID); err != nil {
+		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
+	}
+	return fmt.Errorf("store: update portal %q tokens: %w", memberID, store.ErrConflict)
+}
+
+// UninstallPortal implements store.Store. A repeat keeps the first
+// uninstall time and changes nothing (not even Version) unless clean asks
+// for more than the first call did. ErrNotFound when the portal has no row.
+func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool, at time.Time) error {
+	// BEGIN IMMEDIATE (see Open): the read below decides the write, so the
+	// write lock is taken before the read.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
+	}
+	defer tx.Rollback()
+
+	var uninstalled, blank bool
+	err = tx.QueryRowContext(ctx, `
+		SELECT uninstalled_at IS NOT NULL,
+			domain = '' AND rest_endpoint = '' AND oauth_server = '' AND scope = ''
+			AND status = '' AND lang = '' AND installed_by = 0
+		FROM portals
+		WHERE member_id = ?`, memberID).Scan(&uninstalled, &blank)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("store: uninstall portal %q: %w", memberID, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
+	}
+
+	switch {
+	case clean && !blank:
+		// Keep only what verifies a repeated uninstall event: member_id,
+		// app_token_hash and the times.
+		_, err = tx.ExecContext(ctx, `
+			UPDATE portals
+			SET uninstalled_at = COALESCE(uninstalled_at, ?),
+				access_token = '', refresh_token = '', token_expiry = NULL,
+				domain = '', rest_endpoint = '', oauth_server = '', scope = '',
+				status = '', lang = '', installed_by = 0,
+				updated_at = ?, version = version + 1
+			WHERE member_id = ?`,
+			at.UnixMilli(), at.UnixMilli(), memberID)
+	case !uninstalled:
+		_, err = tx.ExecContext(ctx, `
+			UPDATE portals
+			SET uninstalled_at = ?,
+				access_token = '', refresh_token = '', token_expiry = NULL,
+				updated_at = ?, version = version + 1
+			WHERE member_id = ?`,
+			at.UnixMilli(), at.UnixMilli(), memberID)
+	}
+	if err != nil {
+		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE member_id = ?`, memberID); err != nil {
+		return fmt.Errorf("store: uninstall portal %q: delete sessions: %w", memberID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
+	}
+	return nil
+}
+
+// exists returns nil when query finds a row and store.ErrNotFound when not.
+func (s *Store) exists(ctx context.Context, query string, args ...any) error {
+	var one int
+	err := s.db.QueryRowContext(ctx, query, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}

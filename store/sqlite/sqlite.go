@@ -1,0 +1,281 @@
+// Package sqlite is the single-instance store backend: one SQLite file in
+// WAL mode through the pure-Go modernc.org/sqlite driver, so the app ships
+// as one static binary with no database server.
+//
+// Only one process may use a database file at a time as far as the app's
+// locking goes: WithPortalLock and WithSessionLock are in-process mutexes.
+// Run several instances on store/postgres instead.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// migrations holds the schema, one numbered file per step ("0001_init.sql"),
+// applied in order and recorded in schema_migrations.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// busyTimeoutMS is how long a writer waits for another writer's lock before
+// SQLITE_BUSY. Writes here are single short statements or transactions that
+// never span a network call, so a few seconds is a generous upper bound.
+const busyTimeoutMS = 5000
+
+// Store is the SQLite backend of store.Store. It is safe for concurrent use
+// by many goroutines of one process.
+type Store struct {
+	db    *sql.DB
+	keys  *secret.Keyring
+	locks keyedLocks
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating it and its parent directories if needed) the
+// database file at path and brings its schema up to date. The special path
+// ":memory:" gives a private in-memory database, for tests and demos only.
+// keys seals every token written and opens every token read.
+func Open(ctx context.Context, path string, keys *secret.Keyring) (*Store, error) {
+	if keys == nil {
+		return nil, errors.New("store: open sqlite: nil keyring")
+	}
+	if path == "" {
+		return nil, errors.New("store: open sqlite: empty path")
+	}
+	// The driver splits the DSN at the first '?', so such a name would be
+	// silently cut and its tail read as options.
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("store: open sqlite: path %q contains '?'", path)
+	}
+	memory := path == ":memory:"
+	if !memory {
+		if err := createFile(path); err != nil {
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+	}
+
+	// Every pooled connection runs these pragmas when it opens.
+	// journal_mode=WAL lets readers run while one writer writes;
+	// busy_timeout makes a second writer wait instead of failing;
+	// foreign_keys is off by default in SQLite. _txlock=immediate makes
+	// every BEGIN take the write lock up front: a deferred transaction that
+	// reads and then writes cannot wait for the lock and fails with
+	// SQLITE_BUSY whatever busy_timeout says. synchronous stays at its FULL
+	// default: a committed token refresh must survive a power cut, because
+	// the refresh token it replaced is already spent upstream.
+	dsn := path + "?_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMS) + ")" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=foreign_keys(1)" +
+		"&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	if memory {
+		// Each connection to ":memory:" is a separate empty database: keep
+		// exactly one so every query sees the same data.
+		db.SetMaxOpenConns(1)
+		db.SetConnMaxIdleTime(0)
+		db.SetConnMaxLifetime(0)
+	} else {
+		// One writer at a time anyway; a handful of connections lets reads
+		// proceed alongside it without piling up open files.
+		db.SetMaxOpenConns(8)
+		db.SetMaxIdleConns(8)
+	}
+
+	s := &Store{db: db, keys: keys}
+	if err := s.check(ctx, memory); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// createFile makes the parent directories and an empty database file that
+// only the app's user can read: the tokens in it are encrypted, but the
+// rest (which portals use the app, who opened which lead) is not public.
+func createFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create database file: %w", err)
+	}
+	return f.Close()
+}
+
+// check verifies the connection works and WAL took effect: journal_mode
+// silently stays on its old value on file systems without shared memory.
+func (s *Store) check(ctx context.Context, memory bool) error {
+	var mode string
+	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return fmt.Errorf("store: open sqlite: %w", err)
+	}
+	if !memory && !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("store: open sqlite: journal_mode is %q, want wal", mode)
+	}
+	return nil
+}
+
+// migrate applies the embedded migrations that schema_migrations does not
+// list yet, all in one immediate transaction: two processes starting at
+// once serialize on the write lock, and the second finds nothing to do.
+func migrate(ctx context.Context, db *sql.DB) error {
+	steps, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	defer tx.Rollback()
+
+	if _, err := tx.ExecContext(ctx, `
+		CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER NOT NULL PRIMARY KEY,
+			name       TEXT    NOT NULL,
+			applied_at INTEGER NOT NULL
+		) STRICT`); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	applied := map[int]bool{}
+	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		applied[v] = true
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+
+	for _, m := range steps {
+		if applied[m.version] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.version, m.name, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// loadMigrations reads the embedded files in version order. The version is
+// the number before the first '_' of the file name.
+func loadMigrations() ([]migration, error) {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("store: migrations: %w", err)
+	}
+	var out []migration
+	seen := map[int]string{}
+	for _, name := range names {
+		base := filepath.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("store: migration %s: name must start with a positive number and '_'", base)
+		}
+		if prev, dup := seen[v]; dup {
+			return nil, fmt.Errorf("store: migrations %s and %s share version %d", prev, base, v)
+		}
+		seen[v] = base
+		b, err := migrations.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("store: migration %s: %w", base, err)
+		}
+		out = append(out, migration{version: v, name: base, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// Close closes the database. Later calls return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	return s.closeErr
+}
+
+// Times are stored as UTC unix milliseconds, NULL for the zero time.
+
+func nullMillis(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+func fromNullMillis(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMillis(v.Int64)
+}
+
+// stored returns t as a round trip through the database gives it back, so
+// values handed back to callers equal what a later read returns.
+func stored(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return fromMillis(t.UnixMilli())
+}
+
+// portalAAD and sessionAAD bind each ciphertext to its row and column.
+// Both backends use the same strings, so a ciphertext means the same thing
+// wherever it is stored.
+func portalAAD(memberID, column string) string { return "portals|" + memberID + "|" + column }
+
+func sessionAAD(lookup, column string) string { return "sessions|" + lookup + "|" + column }
+
+var _ store.Locker = (*Store)(nil)

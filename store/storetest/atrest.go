@@ -1,0 +1,234 @@
+package storetest
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// AtRest is the access to a backend's database that RunAtRest needs beyond
+// the store itself. Like Run's open, each function reaches a fresh database
+// on its first call for a test and that same database on later calls with
+// the same test.
+//
+// The suite's SQL (for Exec) assumes the schema both backends share: tables
+// portals (member_id, access_token, refresh_token) and sessions
+// (id_lookup = Keyring.Lookup of the raw id, access_token, refresh_token).
+type AtRest struct {
+	// Open returns a new store on the test's database using keys.
+	Open func(t *testing.T, keys *secret.Keyring) store.Store
+	// Dump returns everything the database holds at rest: the bytes of its
+	// files, or the text of every row of every table.
+	Dump func(t *testing.T) []byte
+	// Exec runs one SQL statement on the test's database, bypassing the
+	// store, to tamper with rows. Values are inlined as SQL literals.
+	Exec func(t *testing.T, query string)
+}
+
+// RunAtRest checks what the store writes to disk: no token or raw session
+// id in clear anywhere, ciphertexts that fail to open when moved to
+// another row or column, and reads that survive a key rotation.
+func RunAtRest(t *testing.T, h AtRest) {
+	t.Run("NoSecretInClear", func(t *testing.T) {
+		t.Parallel()
+		testNoSecretInClear(t, h)
+	})
+	t.Run("MovedCiphertextFails", func(t *testing.T) {
+		t.Parallel()
+		testMovedCiphertext(t, h)
+	})
+	t.Run("KeyRotation", func(t *testing.T) {
+		t.Parallel()
+		testKeyRotation(t, h)
+	})
+}
+
+func testNoSecretInClear(t *testing.T, h AtRest) {
+	keys := Keys(t, "current")
+	s := h.Open(t, keys)
+	ctx := t.Context()
+
+	// Distinctive values that cannot appear by chance. The updated pairs
+	// matter as much as the first ones: an update path could write its
+	// own way.
+	secrets := map[string]string{
+		"portal access":          "SENTINEL-portal-access-9f4c2a",
+		"portal refresh":         "SENTINEL-portal-refresh-9f4c2a",
+		"portal access, update":  "SENTINEL-portal-access-updated-1b7e",
+		"portal refresh, update": "SENTINEL-portal-refresh-updated-1b7e",
+		"other portal access":    "SENTINEL-other-access-5d1f",
+		"other portal refresh":   "SENTINEL-other-refresh-5d1f",
+		"session id":             "SENTINEL-session-id-c3e8a7",
+		"session access":         "SENTINEL-session-access-c3e8",
+		"session refresh":        "SENTINEL-session-refresh-c3e8",
+		"session access, update": "SENTINEL-session-access-upd-77a0",
+		"session refresh,update": "SENTINEL-session-refresh-upd-77a0",
+		"second session id":      "SENTINEL-second-session-id-0b9d",
+	}
+
+	p := newPortal("m-sentinel")
+	p.AccessToken, p.RefreshToken = secret.New(secrets["portal access"]), secret.New(secrets["portal refresh"])
+	require.NoError(t, s.SavePortal(ctx, p))
+	require.NoError(t, s.UpdatePortalTokens(ctx, "m-sentinel", p.Version,
+		secret.New(secrets["portal access, update"]), secret.New(secrets["portal refresh, update"]), time.Now()))
+	other := newPortal("m-sentinel-other")
+	other.AccessToken, other.RefreshToken = secret.New(secrets["other portal access"]), secret.New(secrets["other portal refresh"])
+	require.NoError(t, s.SavePortal(ctx, other))
+
+	sess := newSession(secrets["session id"], "m-sentinel")
+	sess.AccessToken, sess.RefreshToken = secret.New(secrets["session access"]), secret.New(secrets["session refresh"])
+	require.NoError(t, s.CreateSession(ctx, sess))
+	require.NoError(t, s.UpdateSessionTokens(ctx, secrets["session id"], sess.TokenVersion,
+		secret.New(secrets["session access, update"]), secret.New(secrets["session refresh,update"])))
+	mustCreateSession(t, s, secrets["second session id"], "m-sentinel-other")
+
+	check := func(when string) {
+		t.Helper()
+		dump := h.Dump(t)
+		// The dump must really show the rows, or the search proves nothing.
+		for _, visible := range []string{"m-sentinel", "m-sentinel-other", "v1:" + keys.KeyID() + ":", keys.Lookup(secrets["session id"])} {
+			require.True(t, bytes.Contains(dump, []byte(visible)), "%s: dump does not show %q: Dump sees no data", when, visible)
+		}
+		for what, v := range secrets {
+			require.False(t, bytes.Contains(dump, []byte(v)), "%s: %s found in clear in the database", when, what)
+		}
+	}
+	check("store open")
+	require.NoError(t, s.Close())
+	check("store closed")
+}
+
+func testMovedCiphertext(t *testing.T, h AtRest) {
+	keys := Keys(t, "current")
+	lookup := func(id string) string { return keys.Lookup(id) }
+	tests := []struct {
+		name   string
+		move   string // SQL that copies a ciphertext somewhere else
+		read   func(t *testing.T, s store.Store) error
+		column string // the column the error must name
+	}{
+		{
+			name:   "access token into another portal",
+			move:   `UPDATE portals SET access_token = (SELECT access_token FROM portals WHERE member_id = 'm-a') WHERE member_id = 'm-b'`,
+			read:   func(t *testing.T, s store.Store) error { _, err := s.Portal(t.Context(), "m-b"); return err },
+			column: "access_token",
+		},
+		{
+			name:   "refresh token into another portal",
+			move:   `UPDATE portals SET refresh_token = (SELECT refresh_token FROM portals WHERE member_id = 'm-a') WHERE member_id = 'm-b'`,
+			read:   func(t *testing.T, s store.Store) error { _, err := s.Portal(t.Context(), "m-b"); return err },
+			column: "refresh_token",
+		},
+		{
+			name:   "access token into refresh column",
+			move:   `UPDATE portals SET refresh_token = access_token WHERE member_id = 'm-a'`,
+			read:   func(t *testing.T, s store.Store) error { _, err := s.Portal(t.Context(), "m-a"); return err },
+			column: "refresh_token",
+		},
+		{
+			name:   "refresh token into access column",
+			move:   `UPDATE portals SET access_token = refresh_token WHERE member_id = 'm-a'`,
+			read:   func(t *testing.T, s store.Store) error { _, err := s.Portal(t.Context(), "m-a"); return err },
+			column: "access_token",
+		},
+		{
+			name: "session token into another session",
+			move: fmt.Sprintf(`UPDATE sessions SET access_token = (SELECT access_token FROM sessions WHERE id_lookup = '%s') WHERE id_lookup = '%s'`,
+				lookup("sess-a"), lookup("sess-b")),
+			read: func(t *testing.T, s store.Store) error {
+				_, err := s.Session(t.Context(), "sess-b", time.Now())
+				return err
+			},
+			column: "access_token",
+		},
+		{
+			name: "session token into its portal",
+			move: fmt.Sprintf(`UPDATE portals SET access_token = (SELECT access_token FROM sessions WHERE id_lookup = '%s') WHERE member_id = 'm-a'`,
+				lookup("sess-a")),
+			read:   func(t *testing.T, s store.Store) error { _, err := s.Portal(t.Context(), "m-a"); return err },
+			column: "access_token",
+		},
+		{
+			name: "portal token into a session",
+			move: fmt.Sprintf(`UPDATE sessions SET refresh_token = (SELECT refresh_token FROM portals WHERE member_id = 'm-a') WHERE id_lookup = '%s'`, lookup("sess-a")),
+			read: func(t *testing.T, s store.Store) error {
+				_, err := s.Session(t.Context(), "sess-a", time.Now())
+				return err
+			},
+			column: "refresh_token",
+		},
+		{
+			name:   "truncated ciphertext",
+			move:   `UPDATE portals SET access_token = substr(access_token, 1, length(access_token) - 4) WHERE member_id = 'm-a'`,
+			read:   func(t *testing.T, s store.Store) error { _, err := s.Portal(t.Context(), "m-a"); return err },
+			column: "access_token",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := h.Open(t, keys)
+			mustSavePortal(t, s, "m-a")
+			mustSavePortal(t, s, "m-b")
+			mustCreateSession(t, s, "sess-a", "m-a")
+			mustCreateSession(t, s, "sess-b", "m-a")
+			require.NoError(t, tc.read(t, s), "before tampering")
+
+			h.Exec(t, tc.move)
+			err := tc.read(t, s)
+			require.Error(t, err, "moved ciphertext opened: a token would go to the wrong place")
+			require.ErrorIs(t, err, secret.ErrCorrupt)
+			require.NotErrorIs(t, err, store.ErrNotFound)
+			require.Contains(t, err.Error(), tc.column)
+			for _, v := range []string{"access-m-a", "refresh-m-a", "access-m-b", "refresh-m-b", "user-access-sess-a", "user-refresh-sess-a", "sess-a", "sess-b"} {
+				require.NotContains(t, err.Error(), v, "error text leaks a secret")
+			}
+		})
+	}
+}
+
+func testKeyRotation(t *testing.T, h AtRest) {
+	ctx := t.Context()
+	oldKeys := Keys(t, "old")
+	s := h.Open(t, oldKeys)
+	p := mustSavePortal(t, s, "m-rotate")
+	q := mustSavePortal(t, s, "m-untouched")
+	mustCreateSession(t, s, "sess-rotate", "m-rotate")
+	require.NoError(t, s.Close())
+
+	// New current key, old one kept for reading: every row still opens.
+	s = h.Open(t, Keys(t, "new", "old"))
+	got := mustPortal(t, s, "m-rotate")
+	requirePortal(t, p, got)
+	requirePortal(t, q, mustPortal(t, s, "m-untouched"))
+	// Session rows are keyed by Lookup under the current key: a rotation
+	// ends outstanding sessions (they last minutes) instead of failing.
+	_, err := s.Session(ctx, "sess-rotate", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+	// New writes use the new key.
+	require.NoError(t, s.UpdatePortalTokens(ctx, "m-rotate", got.Version,
+		secret.New("access-new-key"), secret.New("refresh-new-key"), time.Now()))
+	mustCreateSession(t, s, "sess-new-key", "m-rotate")
+	require.NoError(t, s.Close())
+
+	// Old key retired: rewritten rows open, the untouched one fails with a
+	// clear error rather than a wrong token.
+	s = h.Open(t, Keys(t, "new"))
+	require.Equal(t, "refresh-new-key", mustPortal(t, s, "m-rotate").RefreshToken.Reveal())
+	mustSession(t, s, "sess-new-key")
+	_, err = s.Portal(ctx, "m-untouched")
+	require.ErrorIs(t, err, secret.ErrUnknownKey)
+	require.NoError(t, s.Close())
+
+	// And the old keyring alone cannot read what the new key sealed.
+	s = h.Open(t, oldKeys)
+	_, err = s.Portal(ctx, "m-rotate")
+	require.ErrorIs(t, err, secret.ErrUnknownKey)
+	require.NoError(t, s.Close())
+}

@@ -1,0 +1,349 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+func testSavePortalRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	in := newPortal("m-round-trip")
+	// Fields the store owns: whatever the caller passes is replaced.
+	in.InstalledAt = time.Unix(1, 0)
+	in.UpdatedAt = time.Unix(2, 0)
+	in.UninstalledAt = time.Unix(3, 0)
+	in.Version = 41
+
+	p := *in
+	before := time.Now()
+	require.NoError(t, s.SavePortal(t.Context(), &p))
+	after := time.Now()
+
+	require.EqualValues(t, 1, p.Version)
+	require.True(t, p.Active())
+	require.True(t, p.UninstalledAt.IsZero())
+	requireBetween(t, before, after, p.InstalledAt, "InstalledAt")
+	requireTime(t, p.InstalledAt, p.UpdatedAt, "UpdatedAt of a new row")
+	requireAbout(t, in.TokenExpiry, p.TokenExpiry, "TokenExpiry")
+
+	got := mustPortal(t, s, in.MemberID)
+	requirePortal(t, &p, got)
+	// And against the input, for the caller-set fields.
+	want := *in
+	want.TokenExpiry, want.InstalledAt, want.UpdatedAt = p.TokenExpiry, p.InstalledAt, p.UpdatedAt
+	want.UninstalledAt, want.Version = time.Time{}, 1
+	requirePortal(t, &want, got)
+}
+
+func testResave(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	first := mustSavePortal(t, s, "m-resave")
+	tick()
+
+	// A re-install over an active install: every caller field is replaced.
+	second := &store.Portal{
+		MemberID:     "m-resave",
+		Domain:       "renamed.bitrix24.example",
+		RESTEndpoint: "https://renamed.bitrix24.example/rest/",
+		OAuthServer:  "https://oauth.bitrix24.example/",
+		Scope:        "crm",
+		Status:       "F",
+		AppTokenHash: "h1:00000000:new",
+		InstalledBy:  9,
+		Lang:         "ru",
+		AccessToken:  secret.New("access-new"),
+		RefreshToken: secret.New("refresh-new"),
+		TokenExpiry:  time.Now().Add(2 * time.Hour),
+	}
+	before := time.Now()
+	require.NoError(t, s.SavePortal(t.Context(), second))
+	after := time.Now()
+
+	require.EqualValues(t, 2, second.Version)
+	requireTime(t, first.InstalledAt, second.InstalledAt, "InstalledAt kept on re-save")
+	requireBetween(t, before, after, second.UpdatedAt, "UpdatedAt")
+	require.True(t, second.UpdatedAt.After(first.UpdatedAt))
+	requirePortal(t, second, mustPortal(t, s, "m-resave"))
+
+	// Tokens can be cleared by a re-save too.
+	third := newPortal("m-resave")
+	third.AccessToken, third.RefreshToken, third.TokenExpiry = secret.String{}, secret.String{}, time.Time{}
+	require.NoError(t, s.SavePortal(t.Context(), third))
+	require.EqualValues(t, 3, third.Version)
+	requirePortal(t, third, mustPortal(t, s, "m-resave"))
+}
+
+func testReinstall(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	first := mustSavePortal(t, s, "m-reinstall")
+	require.NoError(t, s.UninstallPortal(t.Context(), "m-reinstall", true, time.Now()))
+	uninstalled := mustPortal(t, s, "m-reinstall")
+	tick()
+
+	p := newPortal("m-reinstall")
+	p.AccessToken = secret.New("access-after-reinstall")
+	before := time.Now()
+	require.NoError(t, s.SavePortal(t.Context(), p))
+	after := time.Now()
+
+	require.True(t, p.Active())
+	require.Equal(t, uninstalled.Version+1, p.Version)
+	requireBetween(t, before, after, p.InstalledAt, "InstalledAt restarts after uninstall")
+	require.True(t, p.InstalledAt.After(first.InstalledAt))
+	got := mustPortal(t, s, "m-reinstall")
+	requirePortal(t, p, got)
+	require.Equal(t, first.Domain, got.Domain, "clean uninstall blanks, reinstall restores")
+}
+
+func testSavePortalEmptyMemberID(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	p := newPortal("")
+	require.Error(t, s.SavePortal(t.Context(), p))
+	_, err := s.Portal(t.Context(), "")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testPortalNotFound(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	mustSavePortal(t, s, "m-known")
+	_, err := s.Portal(t.Context(), "m-unknown")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testUpdatePortalTokens(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	p := mustSavePortal(t, s, "m-cas")
+
+	expiry := time.Now().Add(3 * time.Hour)
+	before := time.Now()
+	require.NoError(t, s.UpdatePortalTokens(ctx, "m-cas", p.Version,
+		secret.New("access-2"), secret.New("refresh-2"), expiry))
+	after := time.Now()
+
+	got := mustPortal(t, s, "m-cas")
+	require.Equal(t, p.Version+1, got.Version)
+	require.Equal(t, "access-2", got.AccessToken.Reveal())
+	require.Equal(t, "refresh-2", got.RefreshToken.Reveal())
+	requireAbout(t, expiry, got.TokenExpiry, "TokenExpiry")
+	requireBetween(t, before, after, got.UpdatedAt, "UpdatedAt")
+	requireTime(t, p.InstalledAt, got.InstalledAt, "InstalledAt")
+	require.Equal(t, p.Domain, got.Domain)
+
+	// A second refresh based on the same read lost the race.
+	err := s.UpdatePortalTokens(ctx, "m-cas", p.Version,
+		secret.New("access-3"), secret.New("refresh-3"), expiry)
+	require.ErrorIs(t, err, store.ErrConflict)
+	requirePortal(t, got, mustPortal(t, s, "m-cas"))
+
+	// A version from the future is just as stale.
+	err = s.UpdatePortalTokens(ctx, "m-cas", got.Version+5,
+		secret.New("access-3"), secret.New("refresh-3"), expiry)
+	require.ErrorIs(t, err, store.ErrConflict)
+	requirePortal(t, got, mustPortal(t, s, "m-cas"))
+
+	err = s.UpdatePortalTokens(ctx, "m-nobody", 1, secret.New("a"), secret.New("r"), expiry)
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// Tokens refreshed by a request that started before an uninstall must not
+// bring the wiped tokens back.
+func testUpdatePortalTokensUninstalled(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	mustSavePortal(t, s, "m-gone")
+	require.NoError(t, s.UninstallPortal(ctx, "m-gone", false, time.Now()))
+	gone := mustPortal(t, s, "m-gone")
+
+	err := s.UpdatePortalTokens(ctx, "m-gone", gone.Version,
+		secret.New("late-access"), secret.New("late-refresh"), time.Now().Add(time.Hour))
+	require.ErrorIs(t, err, store.ErrConflict)
+	requirePortal(t, gone, mustPortal(t, s, "m-gone"))
+}
+
+func testUpdatePortalTokensConcurrent(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	p := mustSavePortal(t, s, "m-race")
+	winner := raceCAS(t, func(i int) error {
+		return s.UpdatePortalTokens(t.Context(), "m-race", p.Version,
+			secret.New(fmt.Sprintf("access-%d", i)), secret.New(fmt.Sprintf("refresh-%d", i)), time.Now())
+	})
+	got := mustPortal(t, s, "m-race")
+	require.Equal(t, p.Version+1, got.Version)
+	require.Equal(t, fmt.Sprintf("access-%d", winner), got.AccessToken.Reveal())
+	require.Equal(t, fmt.Sprintf("refresh-%d", winner), got.RefreshToken.Reveal())
+}
+
+// raceCAS runs update from 20 goroutines at once, all with the same
+// expected version, and checks that exactly one wins and every other one
+// gets ErrConflict. It returns the winner's index.
+func raceCAS(t *testing.T, update func(i int) error) int {
+	t.Helper()
+	const n = 20
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		errs  = make([]error, n)
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = update(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	winner := -1
+	for i, err := range errs {
+		if err == nil {
+			require.Equal(t, -1, winner, "two updates with the same version both won")
+			winner = i
+			continue
+		}
+		require.ErrorIs(t, err, store.ErrConflict, "goroutine %d", i)
+	}
+	require.NotEqual(t, -1, winner, "no update won")
+	return winner
+}
+
+func testUninstall(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	a := mustSavePortal(t, s, "m-a")
+	mustSavePortal(t, s, "m-b")
+	mustCreateSession(t, s, "sess-a1", "m-a")
+	mustCreateSession(t, s, "sess-a2", "m-a")
+	b1 := mustCreateSession(t, s, "sess-b1", "m-b")
+
+	at := time.Now().Add(-time.Minute)
+	require.NoError(t, s.UninstallPortal(ctx, "m-a", false, at))
+
+	got := mustPortal(t, s, "m-a")
+	require.False(t, got.Active())
+	requireAbout(t, at, got.UninstalledAt, "UninstalledAt")
+	require.Greater(t, got.Version, a.Version)
+	require.True(t, got.AccessToken.IsZero(), "access token kept after uninstall")
+	require.True(t, got.RefreshToken.IsZero(), "refresh token kept after uninstall")
+	require.True(t, got.TokenExpiry.IsZero())
+	// Not clean: everything else stays.
+	require.Equal(t, a.Domain, got.Domain)
+	require.Equal(t, a.RESTEndpoint, got.RESTEndpoint)
+	require.Equal(t, a.OAuthServer, got.OAuthServer)
+	require.Equal(t, a.Scope, got.Scope)
+	require.Equal(t, a.AppTokenHash, got.AppTokenHash)
+	requireTime(t, a.InstalledAt, got.InstalledAt, "InstalledAt")
+
+	for _, id := range []string{"sess-a1", "sess-a2"} {
+		_, err := s.Session(ctx, id, time.Now())
+		require.ErrorIs(t, err, store.ErrNotFound, id)
+	}
+	requireSession(t, b1, mustSession(t, s, "sess-b1"))
+	requirePortal(t, mustPortal(t, s, "m-b"), mustPortal(t, s, "m-b"))
+	require.True(t, mustPortal(t, s, "m-b").Active())
+
+	// The sessions are gone, not merely hidden behind the uninstalled
+	// portal: a reinstall does not bring them back, and only the other
+	// portal's session is left to expire.
+	mustSavePortal(t, s, "m-a")
+	_, err := s.Session(ctx, "sess-a1", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+	n, err := s.DeleteExpiredSessions(ctx, time.Now().Add(24*time.Hour))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+}
+
+// Sessions created while an uninstall runs must not outlive it: either the
+// create fails or the uninstall deletes the new session.
+func testUninstallRacingCreateSession(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	for round := range 10 {
+		memberID := fmt.Sprintf("m-race-%d", round)
+		mustSavePortal(t, s, memberID)
+		var wg sync.WaitGroup
+		errs := make(chan error, 11)
+		for i := range 10 {
+			wg.Go(func() {
+				err := s.CreateSession(ctx, newSession(fmt.Sprintf("sess-%d-%d", round, i), memberID))
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					errs <- err
+				}
+			})
+		}
+		wg.Go(func() {
+			if err := s.UninstallPortal(ctx, memberID, false, time.Now()); err != nil {
+				errs <- err
+			}
+		})
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+	}
+	n, err := s.DeleteExpiredSessions(ctx, time.Now().Add(24*time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n, "sessions of uninstalled portals left behind")
+}
+
+func testUninstallClean(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	p := mustSavePortal(t, s, "m-clean")
+	at := time.Now()
+	require.NoError(t, s.UninstallPortal(t.Context(), "m-clean", true, at))
+
+	got := mustPortal(t, s, "m-clean")
+	want := &store.Portal{
+		MemberID:     p.MemberID,
+		AppTokenHash: p.AppTokenHash, // a repeated uninstall event must still verify
+		InstalledAt:  p.InstalledAt,
+		UpdatedAt:    got.UpdatedAt,
+		Version:      got.Version,
+	}
+	want.UninstalledAt = got.UninstalledAt
+	requireAbout(t, at, got.UninstalledAt, "UninstalledAt")
+	require.Greater(t, got.Version, p.Version)
+	requirePortal(t, want, got)
+}
+
+func testUninstallIdempotent(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	p := mustSavePortal(t, s, "m-twice")
+	first := time.Now().Add(-time.Hour)
+	require.NoError(t, s.UninstallPortal(ctx, "m-twice", false, first))
+	once := mustPortal(t, s, "m-twice")
+
+	// Bitrix24 retries events: a repeat changes nothing, not even Version.
+	require.NoError(t, s.UninstallPortal(ctx, "m-twice", false, time.Now()))
+	requirePortal(t, once, mustPortal(t, s, "m-twice"))
+
+	// A clean repeat still blanks what the first one kept, and keeps the
+	// first uninstall time.
+	require.NoError(t, s.UninstallPortal(ctx, "m-twice", true, time.Now()))
+	cleaned := mustPortal(t, s, "m-twice")
+	requireTime(t, once.UninstalledAt, cleaned.UninstalledAt, "UninstalledAt")
+	require.Empty(t, cleaned.Domain)
+	require.Equal(t, p.AppTokenHash, cleaned.AppTokenHash)
+
+	require.NoError(t, s.UninstallPortal(ctx, "m-twice", true, time.Now()))
+	require.NoError(t, s.UninstallPortal(ctx, "m-twice", false, time.Now()))
+	requirePortal(t, cleaned, mustPortal(t, s, "m-twice"))
+}
+
+func testUninstallNotFound(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	err := s.UninstallPortal(t.Context(), "m-nobody", true, time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = s.Portal(t.Context(), "m-nobody")
+	require.True(t, errors.Is(err, store.ErrNotFound), "uninstall must not create a row")
+}
