@@ -75,7 +75,7 @@ func (c *clock) Advance(d time.Duration) {
 // testEnv is the real app (gin engine, SQLite store, REST and OAuth
 // clients) served over HTTP and wired to a real simulated portal.
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	sim     *simulator.Simulator
 	portal  *simulator.Portal
 	base    string
@@ -94,7 +94,7 @@ type envOption func(*testEnv)
 
 func withTimeout(d time.Duration) envOption { return func(e *testEnv) { e.timeout = d } }
 
-func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
+func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
 	appJSON, err := os.ReadFile("../app.json")
 	require.NoError(t, err)
