@@ -12,11 +12,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -76,7 +71,7 @@ func Open(ctx context.Context, url string, keys *secret.Keyring) (*Store, error)
 // list yet, in one transaction holding an advisory lock: instances that
 // start together queue there, and each later one finds nothing to do.
 func migrate(ctx context.Context, db *sql.DB) error {
-	steps, err := loadMigrations()
+	steps, err := store.LoadMigrations(migrations)
 	if err != nil {
 		return err
 	}
@@ -115,60 +110,24 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 
 	for _, m := range steps {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
 		// No arguments: pgx sends it with the simple protocol, which runs a
 		// file of several statements.
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`,
-			m.version, m.name); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.name, err)
+			m.Version, m.Name); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil
-}
-
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the embedded files in version order. The version is
-// the number before the first '_' of the file name.
-func loadMigrations() ([]migration, error) {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("store: migrations: %w", err)
-	}
-	var out []migration
-	seen := map[int]string{}
-	for _, name := range names {
-		base := filepath.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("store: migration %s: name must start with a positive number and '_'", base)
-		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("store: migrations %s and %s share version %d", prev, base, v)
-		}
-		seen[v] = base
-		b, err := migrations.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("store: migration %s: %w", base, err)
-		}
-		out = append(out, migration{version: v, name: base, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
 }
 
 // Close closes the connection pool. Later calls return the first call's

@@ -148,7 +148,7 @@ func TestAtRest(t *testing.T) {
 func TestMigrationsRunOnce(t *testing.T) {
 	t.Parallel()
 	keys := storetest.Keys(t, "current")
-	steps, err := loadMigrations()
+	steps, err := store.LoadMigrations(migrations)
 	require.NoError(t, err)
 	require.NotEmpty(t, steps)
 
@@ -174,7 +174,7 @@ func TestMigrationsRunOnce(t *testing.T) {
 	require.NoError(t, rawDB(t).QueryRowContext(t.Context(),
 		`SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &maxVersion))
 	require.Equal(t, len(steps), n)
-	require.Equal(t, steps[len(steps)-1].version, maxVersion)
+	require.Equal(t, steps[len(steps)-1].Version, maxVersion)
 }
 
 // The point of the PostgreSQL locks: two instances (two Store values with

@@ -13,10 +13,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +146,7 @@ func (s *Store) check(ctx context.Context, memory bool) error {
 // list yet, all in one immediate transaction: two processes starting at
 // once serialize on the write lock, and the second finds nothing to do.
 func migrate(ctx context.Context, db *sql.DB) error {
-	steps, err := loadMigrations()
+	steps, err := store.LoadMigrations(migrations)
 	if err != nil {
 		return err
 	}
@@ -184,58 +182,22 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 
 	for _, m := range steps {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.version, m.name, time.Now().UnixMilli()); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.name, err)
+			m.Version, m.Name, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil
-}
-
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the embedded files in version order. The version is
-// the number before the first '_' of the file name.
-func loadMigrations() ([]migration, error) {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("store: migrations: %w", err)
-	}
-	var out []migration
-	seen := map[int]string{}
-	for _, name := range names {
-		base := filepath.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("store: migration %s: name must start with a positive number and '_'", base)
-		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("store: migrations %s and %s share version %d", prev, base, v)
-		}
-		seen[v] = base
-		b, err := migrations.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("store: migration %s: %w", base, err)
-		}
-		out = append(out, migration{version: v, name: base, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
 }
 
 // Close closes the database. Later calls return the first call's result.

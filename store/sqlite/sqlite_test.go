@@ -95,7 +95,7 @@ func TestOpenConfiguresDatabase(t *testing.T) {
 
 func TestMigrationsRunOnce(t *testing.T) {
 	keys := storetest.Keys(t, "current")
-	steps, err := loadMigrations()
+	steps, err := store.LoadMigrations(migrations)
 	require.NoError(t, err)
 	require.NotEmpty(t, steps)
 
@@ -121,7 +121,7 @@ func TestMigrationsRunOnce(t *testing.T) {
 	require.NoError(t, s.db.QueryRowContext(t.Context(),
 		`SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &maxVersion))
 	require.Equal(t, len(steps), n)
-	require.Equal(t, steps[len(steps)-1].version, maxVersion)
+	require.Equal(t, steps[len(steps)-1].Version, maxVersion)
 }
 
 // Two Store values on one file stand in for two processes: their writes,
