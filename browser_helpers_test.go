@@ -533,13 +533,16 @@ type recorder struct {
 	problems []string
 	requests []seenRequest
 	byID     map[string]seenRequest // target + request id -> request
+	cookies  map[string]string      // target + request id -> Cookie header sent
 }
 
 type seenRequest struct {
 	target, method, url string
 }
 
-func newRecorder() *recorder { return &recorder{byID: map[string]seenRequest{}} }
+func newRecorder() *recorder {
+	return &recorder{byID: map[string]seenRequest{}, cookies: map[string]string{}}
+}
 
 func (r *recorder) listener(where string) func(ev any) {
 	return func(ev any) {
@@ -562,6 +565,13 @@ func (r *recorder) listener(where string) func(ev any) {
 			r.byID[where+" "+string(e.RequestID)] = req
 			if !isLocalURL(e.Request.URL) {
 				r.problems = append(r.problems, fmt.Sprintf("%s: request to a third party: %s %s", where, req.method, req.url))
+			}
+		case *network.EventRequestWillBeSentExtraInfo:
+			// The raw headers as sent on the wire, cookies included.
+			for k, v := range e.Headers {
+				if strings.EqualFold(k, "cookie") {
+					r.cookies[where+" "+string(e.RequestID)] = fmt.Sprint(v)
+				}
 			}
 		case *network.EventLoadingFailed:
 			req, known := r.byID[where+" "+string(e.RequestID)]
@@ -599,6 +609,34 @@ func (r *recorder) requestsTo(prefix string) []string {
 		}
 	}
 	return out
+}
+
+// cookiesSent returns, for each recorded request with that method whose
+// URL starts with prefix, the Cookie header it carried ("" for none).
+func (r *recorder) cookiesSent(method, prefix string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for key, q := range r.byID {
+		if q.method == method && strings.HasPrefix(q.url, prefix) {
+			out = append(out, r.cookies[key])
+		}
+	}
+	return out
+}
+
+// deleteAppCookies removes every cookie of the app's site from the jar,
+// partitioned (CHIPS) ones included, which third-party cookie blocking
+// lets through; afterwards the app has no cookie at all.
+func (b *browser) deleteAppCookies(t *testing.T) {
+	t.Helper()
+	for _, c := range b.appCookies(t) {
+		_, err := chromedp.Call(b.ctx, network.DeleteCookies, network.DeleteCookiesParams{
+			Name: c.Name, Domain: c.Domain, Path: c.Path, PartitionKey: c.PartitionKey,
+		})
+		require.NoError(t, err, "delete the app's cookie %s", c.Name)
+	}
+	require.Empty(t, b.appCookies(t), "the app's cookies are gone")
 }
 
 // isLocalURL reports whether a URL stays on the two sites of the test (or

@@ -46,6 +46,12 @@ func TestBrowserDemoFlow(t *testing.T) {
 			require.Len(t, onCard, 3, "the portal's card lists the lead's contacts")
 			assert.ElementsMatch(t, onCard, inFrame, "the app lists the same contacts as the portal")
 			assertAppCookiesPartitioned(t, b)
+			if !policy.allowsThirdParty() {
+				// Blocking third-party cookies still admits the app's
+				// Partitioned cookie. Delete it, so this run proves the
+				// removal needs no cookie at all (Safari, older browsers).
+				b.deleteAppCookies(t)
+			}
 
 			doStep(t, frame, "click Remove all contacts", chromedp.Click(chromedp.CSS("#remove")))
 			doStep(t, frame, "confirm the removal", chromedp.Click(chromedp.CSS("#confirm-yes")))
@@ -61,6 +67,18 @@ func TestBrowserDemoFlow(t *testing.T) {
 				chromedp.WaitVisible(chromedp.CSS("#portal-contacts-empty")))
 			assert.Empty(t, portalContactIDs(t, b), "the portal's card lists no contact after reloadData")
 			assert.Zero(t, storedContacts(t, b, simulator.SeedLeadThreeContacts), "the portal has no contact left on the lead")
+			// What the removal POST carried on the wire: the app's cookie
+			// when it was kept (which also shows the recording works),
+			// nothing at all once it was deleted.
+			sent := b.rec.cookiesSent("POST", d.app+"/placements/lead-tab/remove")
+			require.NotEmpty(t, sent, "the removal POST was recorded")
+			for _, c := range sent {
+				if policy.allowsThirdParty() {
+					assert.Contains(t, c, "__Host-lcs=", "the removal POST carried the app's cookie")
+				} else {
+					assert.Empty(t, c, "the removal POST carried a Cookie header")
+				}
+			}
 
 			// The docs use the run with third-party cookies allowed, what
 			// most users have; both runs look the same.

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/b24apps/leadcontacts/secret"
 )
@@ -23,6 +24,8 @@ type Config struct {
 	OAuthServers   []string
 	AllowHTTP      bool
 	JSURL          string
+	// HistoryRetention is how long the admins' history keeps an entry.
+	HistoryRetention time.Duration
 }
 
 // Defaults of the optional variables (app.json and the README list them).
@@ -31,6 +34,10 @@ const (
 	defaultAddr         = ":8080"
 	defaultOAuthServers = "https://oauth.bitrix.info,https://oauth.bitrix24.tech"
 	defaultJSURL        = "https://api.bitrix24.com/api/v1/"
+	// defaultHistoryRetentionDays: long enough for a quarter's audit
+	// questions ("who emptied this lead?"), short enough to hold little.
+	defaultHistoryRetentionDays = 90
+	maxHistoryRetentionDays     = 3650
 )
 
 // loadConfig reads and checks every variable and reports all problems at
@@ -109,6 +116,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if _, err := checkURL(cfg.JSURL, cfg.AllowHTTP, false); err != nil {
 		bad("B24_JS_URL", err.Error())
 	}
+	days, err := strconv.Atoi(get("HISTORY_RETENTION_DAYS", strconv.Itoa(defaultHistoryRetentionDays)))
+	if err != nil || days < 1 || days > maxHistoryRetentionDays {
+		bad("HISTORY_RETENTION_DAYS", fmt.Sprintf("must be a whole number of days from 1 to %d", maxHistoryRetentionDays))
+	}
+	cfg.HistoryRetention = time.Duration(days) * 24 * time.Hour
 	if len(problems) > 0 {
 		return cfg, errors.New("configuration: " + strings.Join(problems, "; "))
 	}

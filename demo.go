@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/b24apps/leadcontacts/manifest"
 	"github.com/b24apps/leadcontacts/secret"
@@ -25,6 +26,7 @@ type demoEnv struct {
 	cfg       Config
 	ln        net.Listener
 	portalURL string
+	portal    *simulator.Portal // for tests that inject faults
 	close     func()
 }
 
@@ -43,6 +45,7 @@ func startDemo(getenv func(string) string, m *manifest.Manifest, logger *slog.Lo
 	base, _ := url.Parse("http://" + ln.Addr().String())
 	clientSecret := randomHex(24)
 
+	tab, _ := m.Placement("CRM_LEAD_DETAIL_TAB")
 	sim, err := simulator.New(simulator.Options{
 		App: simulator.App{
 			ClientID:     "local.demo.leadcontacts",
@@ -51,6 +54,8 @@ func startDemo(getenv func(string) string, m *manifest.Manifest, logger *slog.Lo
 			Version:      "1",
 			Scope:        m.Scope,
 			InstallURL:   manifest.Absolute(base, m.Install),
+			AppURL:       manifest.Absolute(base, m.Handler),
+			Name:         tab.Title["en"], // the left-menu item
 		},
 		AllowLocalHandlers: true,
 		Logf: func(format string, args ...any) {
@@ -58,13 +63,13 @@ func startDemo(getenv func(string) string, m *manifest.Manifest, logger *slog.Lo
 		},
 	})
 	if err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return nil, err
 	}
 	portal, err := sim.AddPortal(simulator.PortalOptions{Host: "localhost", Seed: true})
 	if err != nil {
 		sim.Close()
-		ln.Close()
+		_ = ln.Close()
 		return nil, err
 	}
 
@@ -74,7 +79,7 @@ func startDemo(getenv func(string) string, m *manifest.Manifest, logger *slog.Lo
 		dir, err = os.MkdirTemp("", "leadcontacts-demo-")
 		if err != nil {
 			sim.Close()
-			ln.Close()
+			_ = ln.Close()
 			return nil, err
 		}
 		dbURL = "sqlite:" + filepath.Join(dir, "demo.db")
@@ -91,9 +96,11 @@ func startDemo(getenv func(string) string, m *manifest.Manifest, logger *slog.Lo
 		OAuthServers: []string{sim.OAuthURL()},
 		AllowHTTP:    true,
 		JSURL:        sim.JSURL(),
+
+		HistoryRetention: defaultHistoryRetentionDays * 24 * time.Hour,
 	}
 	return &demoEnv{
-		cfg: cfg, ln: ln, portalURL: portal.URL() + "/",
+		cfg: cfg, ln: ln, portalURL: portal.URL() + "/", portal: portal,
 		close: func() {
 			sim.Close()
 			if dir != "" {

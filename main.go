@@ -106,13 +106,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	oc := oauth.New(cfg.ClientID, cfg.ClientSecret, cfg.OAuthServers, httpClient)
 	h, err := handlers.New(handlers.Config{
 		BaseURL: cfg.BaseURL, JSURL: cfg.JSURL, AllowHTTP: cfg.AllowHTTP, Manifest: m,
+		HistoryRetention: cfg.HistoryRetention, RequestTimeout: requestTimeout,
 	}, handlers.Deps{Store: st, REST: rest, OAuth: oc, Keys: keys, Lang: bundle, Assets: assets, Logger: logger})
 	if err != nil {
 		return err
 	}
 
 	srv := &http.Server{
-		Handler:           h.Engine(),
+		Handler:           withDeadline(h.Engine(), requestTimeout+2*time.Second),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -121,6 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	go sweepSessions(ctx, st, logger)
+	go sweepHistory(ctx, st, cfg.HistoryRetention, logger)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL.String(), "store", storeKind(cfg.DatabaseURL))
@@ -133,14 +135,45 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	case <-ctx.Done():
 	}
-	// Let in-flight requests (a removal in progress) finish.
-	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	// Let in-flight requests (a removal in progress) finish, then the work
+	// they left running (a refresh whose caller hung up), before the
+	// deferred store Close: a rotated token pair must still be stored.
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	if err := h.Drain(sctx); err != nil {
+		return fmt.Errorf("shutdown: background work: %w", err)
+	}
+	logger.Info("shut down")
 	return nil
 }
+
+// requestTimeout bounds each request's upstream work, retries and a token
+// refresh included. Bitrix24 lets one REST call run 60 s, far longer than
+// anyone waits after a click: with it, the answer comes within 20 s even
+// when the portal hangs (render and network included).
+const requestTimeout = 15 * time.Second
+
+// withDeadline ends every request's context after d, so that no route —
+// one that sets no deadline of its own included — waits on a hung portal
+// longer than that. The handlers bound their upstream work by the shorter
+// requestTimeout and still render within d.
+func withDeadline(next http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// shutdownTimeout covers the longest in-flight request (requestTimeout)
+// and the work it may leave running (a refresh, bounded by its own
+// budget), and stays under the usual 30 s a process manager waits after
+// SIGTERM before it kills.
+const shutdownTimeout = 28 * time.Second
 
 // openStore picks the backend from DATABASE_URL.
 func openStore(ctx context.Context, dsn string, keys *secret.Keyring) (store.Store, error) {

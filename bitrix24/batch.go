@@ -103,17 +103,34 @@ func (c *Client) Batch(ctx context.Context, endpoint string, token secret.String
 	if err != nil {
 		return nil, fmt.Errorf("bitrix24: batch: encode: %w", err)
 	}
-	env, err := c.post(ctx, endpoint, "batch", raw)
+	// With halt, a blocked sub-call stops the batch at that point anyway:
+	// refuse it here rather than run the sub-calls before it for nothing.
+	// Without halt the other sub-calls are worth their answers, and the
+	// blocked one fails on its own.
+	methods := []string{"batch"}
+	if halt {
+		for _, sub := range cmds {
+			methods = append(methods, sub.Method)
+		}
+	}
+	env, err := c.post(ctx, endpoint, "batch", raw, methods...)
 	if err != nil {
 		return nil, err
 	}
-	res, err := decodeBatch(env.Result)
+	res, times, err := decodeBatch(env.Result)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range cmds {
-		if e, ok := res.Errors[c.Key]; ok {
-			e.Method = c.Method
+	host := endpointHost(endpoint)
+	for _, sub := range cmds {
+		if e, ok := res.Errors[sub.Key]; ok {
+			e.Method = sub.Method
+			if errors.Is(e, ErrOperationTimeLimit) {
+				c.ops.block(host, sub.Method)
+			}
+		} else if t, ok := times[sub.Key]; ok {
+			// Sub-calls count against their own method's operating time.
+			c.ops.remember(host, sub.Method, &t)
 		}
 	}
 	return res, nil
@@ -144,40 +161,48 @@ func encodeQuery(v url.Values) string {
 // DecodeBatch parses the "result" of a batch response. Bitrix24 sends an
 // empty section as [] rather than {}, so every section is decoded
 // tolerantly. Exported for fuzzing.
-func DecodeBatch(raw json.RawMessage) (*BatchResult, error) { return decodeBatch(raw) }
+func DecodeBatch(raw json.RawMessage) (*BatchResult, error) {
+	res, _, err := decodeBatch(raw)
+	return res, err
+}
 
-func decodeBatch(raw json.RawMessage) (*BatchResult, error) {
+// decodeBatch also returns result_time per key, best effort: the timing
+// section is informational, so an odd one is ignored rather than failing
+// an answer whose results are fine.
+func decodeBatch(raw json.RawMessage) (*BatchResult, map[string]Time, error) {
 	var parts struct {
 		Result json.RawMessage `json:"result"`
 		Error  json.RawMessage `json:"result_error"`
 		Total  json.RawMessage `json:"result_total"`
 		Next   json.RawMessage `json:"result_next"`
+		Time   json.RawMessage `json:"result_time"`
 	}
 	if err := json.Unmarshal(raw, &parts); err != nil {
-		return nil, fmt.Errorf("bitrix24: batch: %w", errors.Join(ErrBadResponse, err))
+		return nil, nil, fmt.Errorf("bitrix24: batch: %w", errors.Join(ErrBadResponse, err))
 	}
 	out := &BatchResult{Errors: map[string]*Error{}}
 	var err error
 	if out.Results, err = section[json.RawMessage](parts.Result); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	errs, err := section[struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
 	}](parts.Error)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for k, e := range errs {
 		out.Errors[k] = &Error{Code: e.Error, Description: e.Description, Method: "batch:" + k}
 	}
 	if out.Total, err = section[int](parts.Total); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if out.Next, err = section[int](parts.Next); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	times, _ := section[Time](parts.Time)
+	return out, times, nil
 }
 
 // section decodes a batch section that is either an object keyed by

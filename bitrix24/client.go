@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/b24apps/leadcontacts/secret"
 )
 
@@ -45,6 +47,11 @@ type Options struct {
 	// Observe, if set, is told about every HTTP exchange (for REST logs
 	// the marketplace requires, and for metrics). It never sees tokens.
 	Observe func(Exchange)
+	// PortalRate and PortalBurst shape the outbound limiter kept per portal
+	// host (every attempt, retries included, takes a token). Zero means
+	// DefaultPortalRate and DefaultPortalBurst; rate.Inf turns it off.
+	PortalRate  rate.Limit
+	PortalBurst int
 }
 
 // Exchange describes one HTTP request to a portal, without any secret.
@@ -65,6 +72,8 @@ type Client struct {
 	attempts  int
 	backoff   func(int) time.Duration
 	observe   func(Exchange)
+	limits    limiters
+	ops       operating
 }
 
 // New returns a Client.
@@ -92,6 +101,13 @@ func New(o Options) *Client {
 	if c.backoff == nil {
 		c.backoff = FullJitter(500*time.Millisecond, 4*time.Second)
 	}
+	c.limits.r, c.limits.burst = o.PortalRate, o.PortalBurst
+	if c.limits.r == 0 {
+		c.limits.r = DefaultPortalRate
+	}
+	if c.limits.burst <= 0 {
+		c.limits.burst = DefaultPortalBurst
+	}
 	return c
 }
 
@@ -103,7 +119,7 @@ func FullJitter(base, maxWait time.Duration) func(int) time.Duration {
 		if d <= 0 || d > maxWait {
 			d = maxWait
 		}
-		return time.Duration(rand.Int64N(int64(d)))
+		return time.Duration(rand.Int64N(int64(d))) // #nosec G404 -- jitter only spreads retries apart; it needs no unpredictability
 	}
 }
 
@@ -118,9 +134,9 @@ type envelope struct {
 // Time is the "time" block of a response; OperatingResetAt tells when a
 // method blocked with OPERATION_TIME_LIMIT becomes usable again.
 type Time struct {
-	Duration         float64 `json:"duration"`
-	Operating        float64 `json:"operating"`
-	OperatingResetAt int64   `json:"operating_reset_at"`
+	Duration         float64
+	Operating        float64
+	OperatingResetAt int64
 }
 
 // Call runs one REST method on the portal whose REST endpoint (the stored
@@ -137,7 +153,7 @@ func (c *Client) Call(ctx context.Context, endpoint string, token secret.String,
 	if err != nil {
 		return fmt.Errorf("bitrix24: %s: encode params: %w", method, err)
 	}
-	env, err := c.post(ctx, endpoint, method, raw)
+	env, err := c.post(ctx, endpoint, method, raw, method)
 	if err != nil {
 		return err
 	}
@@ -151,8 +167,17 @@ func (c *Client) Call(ctx context.Context, endpoint string, token secret.String,
 }
 
 // post sends one request, retrying only QUERY_LIMIT_EXCEEDED, and returns
-// the decoded envelope of a successful answer.
-func (c *Client) post(ctx context.Context, endpoint, method string, body []byte) (*envelope, error) {
+// the decoded envelope of a successful answer. Every attempt waits for the
+// portal's outbound limiter, and nothing is sent while the portal blocks
+// one of methods (the REST methods the request runs) for its operating
+// limit. Retries wait with exponential backoff and full jitter, and only
+// when the wait fits in ctx's deadline: the caller gets the portal's last
+// answer, not a bare timeout, when time runs out.
+func (c *Client) post(ctx context.Context, endpoint, method string, body []byte, methods ...string) (*envelope, error) {
+	host := endpointHost(endpoint)
+	if err := c.ops.refused(host, methods...); err != nil {
+		return nil, err
+	}
 	url := strings.TrimSuffix(endpoint, "/") + "/" + method
 	var lastErr error
 	for attempt := 1; attempt <= c.attempts; attempt++ {
@@ -161,11 +186,21 @@ func (c *Client) post(ctx context.Context, endpoint, method string, body []byte)
 				return nil, lastErr
 			}
 		}
+		if err := c.limits.wait(ctx, host); err != nil {
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			return nil, fmt.Errorf("bitrix24: %s: %w", method, err)
+		}
 		env, err := c.once(ctx, endpoint, url, method, body)
 		if err == nil {
+			c.ops.remember(host, method, env.Time)
 			return env, nil
 		}
 		lastErr = err
+		if errors.Is(err, ErrOperationTimeLimit) {
+			c.ops.block(host, method)
+		}
 		if !errors.Is(err, ErrQueryLimitExceeded) {
 			break
 		}
@@ -212,7 +247,15 @@ func (c *Client) once(ctx context.Context, endpoint, url, method string, body []
 	if int64(len(data)) > c.maxBody {
 		return nil, fmt.Errorf("bitrix24: %s: response over %d bytes (HTTP %d): %w", method, c.maxBody, status, ErrBadResponse)
 	}
-	env = &envelope{}
+	return decodeEnvelope(method, status, data)
+}
+
+// decodeEnvelope turns a portal's answer (HTTP status and the capped body)
+// into the envelope of a success or a typed error. It is pure, so the
+// decoder of attacker-reachable input is fuzzed on its own
+// (FuzzDecodeEnvelope).
+func decodeEnvelope(method string, status int, data []byte) (*envelope, error) {
+	env := &envelope{}
 	if err := json.Unmarshal(data, env); err != nil {
 		return nil, fmt.Errorf("bitrix24: %s: HTTP %d with a body that is not JSON: %w", method, status, ErrBadResponse)
 	}

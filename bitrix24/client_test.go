@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
 	"github.com/b24apps/leadcontacts/secret"
 )
@@ -43,8 +44,10 @@ func fakePortal(t *testing.T, status int, body string) (*httptest.Server, *atomi
 	return srv, &n, &got
 }
 
+// newTestClient has no outbound limit (TestPortalLimiter covers it), so
+// wire-level tests do not wait for it.
 func newTestClient() *Client {
-	return New(Options{HTTPClient: NewHTTPClient(true), Backoff: func(int) time.Duration { return time.Millisecond }})
+	return New(Options{HTTPClient: NewHTTPClient(true), Backoff: func(int) time.Duration { return time.Millisecond }, PortalRate: rate.Inf})
 }
 
 func TestCallSendsTokenInJSONBodyNeverURL(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,16 +18,17 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/require"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/handlers"
 	"github.com/b24apps/leadcontacts/lang"
 	"github.com/b24apps/leadcontacts/manifest"
-	"github.com/b24apps/leadcontacts/oauth"
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/simulator"
 	"github.com/b24apps/leadcontacts/static"
+	"github.com/b24apps/leadcontacts/store"
 	"github.com/b24apps/leadcontacts/store/sqlite"
 )
 
@@ -84,10 +86,30 @@ type testEnv struct {
 	logs    *syncBuffer
 	clock   *clock
 	srv     *httptest.Server
-	st      *sqlite.Store
+	st      store.Store
 	m       *manifest.Manifest
 	secrets []string // every secret seen; none may appear in logs or the DB
-	timeout time.Duration
+	// secretsMu guards secrets.
+	secretsMu sync.Mutex
+	timeout   time.Duration
+
+	// Optional hooks (security_test.go): another backend instead of the
+	// SQLite file, a wrapper around the app's outbound transport (to
+	// record every request the app makes), and extra test-only routes
+	// added to the real engine behind its real middleware.
+	openStore func(t testing.TB, keys *secret.Keyring) store.Store
+	transport func(http.RoundTripper) http.RoundTripper
+	routes    func(*gin.Engine)
+
+	// Reliability hooks (instances_test.go): see restClient, oauthClient
+	// and handlerStore; h is the running app, to drain it.
+	restOptions  func(*bitrix24.Options)
+	oauthTimeout time.Duration
+	wrapStore    func(store.Store) store.Store
+	wrapOAuth    func(handlers.OAuth) handlers.OAuth
+	h            *handlers.Handlers
+	// publicBase, if set, is the APP_BASE_URL the app is configured with.
+	publicBase string
 }
 
 type envOption func(*testEnv)
@@ -113,7 +135,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	}
 	e.sim, err = simulator.New(simulator.Options{
 		App: simulator.App{ClientID: testClientID, ClientSecret: testClientSecret, Code: "b24apps.leadcontacts",
-			Scope: m.Scope, InstallURL: e.base + m.Install},
+			Scope: m.Scope, InstallURL: e.base + m.Install, AppURL: e.base + m.Handler},
 		AllowLocalHandlers: true,
 	})
 	require.NoError(t, err)
@@ -141,29 +163,46 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 func (e *testEnv) start() {
 	t := e.t
 	var err error
-	e.st, err = sqlite.Open(context.Background(), e.dbPath, e.keys)
-	require.NoError(t, err)
+	if e.openStore != nil {
+		e.st = e.openStore(t, e.keys)
+	} else {
+		e.st, err = sqlite.Open(context.Background(), e.dbPath, e.keys)
+		require.NoError(t, err)
+	}
 	bundle, err := lang.Load()
 	require.NoError(t, err)
 	assets, err := static.Load()
 	require.NoError(t, err)
 	httpClient := bitrix24.NewHTTPClient(true)
+	if e.transport != nil {
+		httpClient.Transport = e.transport(httpClient.Transport)
+	}
 	base, _ := url.Parse(e.base)
+	if e.publicBase != "" {
+		// The app believes it is served there (https for HSTS); requests
+		// still reach it on e.base.
+		base, _ = url.Parse(e.publicBase)
+	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := handlers.New(handlers.Config{
 		BaseURL: base, JSURL: e.sim.JSURL(), AllowHTTP: true, Manifest: e.m, RequestTimeout: e.timeout,
 	}, handlers.Deps{
-		Store: e.st,
-		REST: bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Backoff: func(int) time.Duration { return time.Millisecond },
-			Observe: func(x bitrix24.Exchange) {
-				logger.Info("rest", "method", x.Method, "status", x.HTTPStatus, "err", x.Err)
-			}}),
-		OAuth: oauth.New(testClientID, secret.New(testClientSecret), []string{e.sim.OAuthURL()}, httpClient),
+		Store: e.handlerStore(e.st),
+		REST:  e.restClient(httpClient, logger),
+		OAuth: e.oauthClient(httpClient),
 		Keys:  e.keys, Lang: bundle, Assets: assets, Logger: logger, Now: e.clock.Now,
 	})
 	require.NoError(t, err)
-	e.srv.Config.Handler = h.Engine()
+	e.h = h
+	engine := h.Engine()
+	if e.routes != nil {
+		e.routes(engine)
+	}
+	e.srv.Config.Handler = engine
 	if e.srv.URL == "" {
+		// net/http's own complaints (panics it recovers, bad requests)
+		// land in the captured logs too, where the leak check sees them.
+		e.srv.Config.ErrorLog = log.New(e.logs, "http: ", 0)
 		e.srv.Start()
 	}
 }
@@ -176,6 +215,9 @@ func (e *testEnv) restart() {
 }
 
 func (e *testEnv) remember(vals ...string) {
+	// Concurrent clicks remember their context values at once.
+	e.secretsMu.Lock()
+	defer e.secretsMu.Unlock()
 	for _, v := range vals {
 		if len(v) >= 8 {
 			e.secrets = append(e.secrets, v)
@@ -267,7 +309,10 @@ func (e *testEnv) openTab(userID, leadID int, lang string) page {
 // clickRemove submits the tab's form as the browser would (same origin).
 func (e *testEnv) clickRemove(tab page) page {
 	e.t.Helper()
-	action, ok := tab.doc.Find("#remove-form").Attr("action")
+	// With JavaScript the in-page confirmation posts straight to the
+	// removal route (data-action); the form's own action is the no-JS
+	// confirmation page.
+	action, ok := tab.doc.Find("#remove-form").Attr("data-action")
 	require.True(e.t, ok, "tab has no remove form: %s", tab.body)
 	ctx, _ := tab.doc.Find(`#remove-form input[name=ctx]`).Attr("value")
 	e.remember(ctx)

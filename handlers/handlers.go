@@ -16,7 +16,6 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/lang"
@@ -36,6 +35,12 @@ type Store interface {
 	CreateSession(ctx context.Context, s *store.Session) error
 	Session(ctx context.Context, id string, now time.Time) (*store.Session, error)
 	UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error
+	HistoryStore
+	// Refresh safety and portal faults (refresh.go, portal.go).
+	store.Locker
+	DeleteSession(ctx context.Context, id string) error
+	UpdatePortalEndpoint(ctx context.Context, memberID, from, endpoint, domain string) error
+	FlagPortal(ctx context.Context, memberID, problem string, at time.Time) error
 }
 
 // REST is what the handlers need from the Bitrix24 REST client.
@@ -71,6 +76,9 @@ type Config struct {
 	// MaxNamedContacts is how many contacts get their names looked up when
 	// the tab opens (one batch sub-call each); the rest show by ID.
 	MaxNamedContacts int
+	// HistoryRetention is how long removals and undos stay in the admins'
+	// history (the page says so; main sweeps older entries).
+	HistoryRetention time.Duration
 }
 
 // Deps are the handlers' collaborators.
@@ -93,7 +101,8 @@ type Handlers struct {
 	pages     map[string]*template.Template
 	ctxCodecs []securecookie.Codec
 	cookies   *sessions.CookieStore
-	refreshes singleflight.Group
+	refreshes flights // one token refresh per session and version
+	removals  flights // one removal per portal, lead and user
 	jsOrigin  string
 	tabPath   string
 	secure    bool // the app is served over https
@@ -114,6 +123,9 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	if cfg.MaxNamedContacts <= 0 {
 		cfg.MaxNamedContacts = 25
 	}
+	if cfg.HistoryRetention <= 0 {
+		cfg.HistoryRetention = DefaultHistoryRetention
+	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,7 +143,7 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 		return nil, fmt.Errorf("handlers: JS URL %q is not absolute", cfg.JSURL)
 	}
 	h.pages = map[string]*template.Template{}
-	for _, p := range []string{"tab", "error", "install", "index"} {
+	for _, p := range []string{"tab", "error", "install", "index", "confirm", "app"} {
 		t, err := template.New(p).ParseFS(templates.FS, "layout.html", p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("handlers: parse %s: %w", p, err)

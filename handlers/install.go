@@ -328,6 +328,12 @@ func (h *Handlers) onAppUninstall(c *gin.Context) error {
 	if err := h.d.Store.UninstallPortal(ctx, memberID, clean, h.now()); err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
+	if clean {
+		// "Delete application data" covers the admins' history too.
+		if _, err := h.d.Store.DeleteHistory(ctx, memberID); err != nil {
+			return fail(http.StatusInternalServerError, "error.internal", err)
+		}
+	}
 	h.d.Logger.Info("portal uninstalled", "member", memberID, "clean", clean)
 	return nil
 }

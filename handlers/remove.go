@@ -17,10 +17,6 @@ import (
 	"github.com/b24apps/leadcontacts/store"
 )
 
-// errSessionDead means the user's tokens can no longer be refreshed: the
-// user has to reopen the tab, which brings a fresh pair from Bitrix24.
-var errSessionDead = errors.New("session tokens cannot be refreshed")
-
 // remove handles "Remove all contacts": crm.lead.contact.items.delete for
 // the lead named by the page context, with the clicking user's own token
 // (so Bitrix24 applies that user's CRM rights), never the installer's.
@@ -58,7 +54,8 @@ func (h *Handlers) remove(c *gin.Context) error {
 		return err
 	}
 
-	removed, err := h.removeContacts(ctx, sess, p)
+	removed, uncounted, err := h.removeContacts(ctx, sess, p)
+	page.Undo = h.recordRemoval(ctx, sess, removed, err)
 	if err != nil {
 		h.logProblem(c, fail(upstreamStatus(err), upstreamKey(err), err))
 		page.Banner = h.errorBanner(loc, err)
@@ -73,7 +70,10 @@ func (h *Handlers) remove(c *gin.Context) error {
 	h.d.Logger.Info("contacts removed", "member", sess.MemberID, "lead", sess.LeadID, "user", sess.UserID, "count", len(removed))
 	page.Loaded, page.Reload = true, true
 	text := loc.N("result.success", len(removed), "Title", sess.LeadTitle)
-	if len(removed) == 0 {
+	switch {
+	case uncounted:
+		text = "" // the links are gone, but how many there were is unknown
+	case len(removed) == 0:
 		text = loc.T("result.nothing", "Title", sess.LeadTitle)
 	}
 	page.Banner = &banner{Kind: "success", Title: loc.T("result.success_title"), Text: text}
@@ -81,128 +81,113 @@ func (h *Handlers) remove(c *gin.Context) error {
 	return nil
 }
 
-// removeContacts reads the lead's contact links and deletes them in one
-// batch (halt on the first error), so the click costs one round trip and
-// the answer says exactly how many links were removed. It returns the
-// removed links.
-func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *store.Portal) ([]leadItem, error) {
+// verifyReserve is the part of a click's deadline kept back for reading the
+// contacts again after an ambiguous failure of the delete (at most a
+// quarter of the deadline).
+const verifyReserve = 3 * time.Second
+
+// removal is the shared outcome of one coalesced removal.
+type removal struct {
+	removed   []leadItem
+	uncounted bool
+}
+
+// removeContacts removes every contact link of the session's lead and
+// returns the links removed. Concurrent clicks of the same user on the
+// same lead (a double click, two tabs) share one removal: at most one
+// delete is in flight per (portal, lead, user), and every click gets its
+// outcome. The shared removal runs detached from the first click, within
+// that click's deadline, so a click that hangs up cannot cut it short for
+// the others; each click waits until its own deadline.
+//
+// uncounted reports a removal that is known to have happened only because
+// the contacts were read back (see removeOnce): the count is then unknown.
+func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *store.Portal) (removed []leadItem, uncounted bool, err error) {
+	key := sess.MemberID + "|" + strconv.FormatInt(sess.LeadID, 10) + "|" + strconv.FormatInt(sess.UserID, 10)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(h.cfg.RequestTimeout)
+	}
+	s, pc := *sess, *p // the flight owns its copies
+	f := h.removals.do(key, func() (any, error) {
+		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		return h.removeOnce(fctx, &s, &pc)
+	})
+	v, err := f.wait(ctx)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			err = errors.Join(bitrix24.ErrUnreachable, err)
+		}
+		return nil, false, err
+	}
+	r := v.(removal)
+	return r.removed, r.uncounted, nil
+}
+
+// removeOnce reads the lead's contact links and deletes them in one batch
+// (halt on the first error), so a click costs one round trip and the
+// answer says exactly how many links were removed.
+//
+// A batch is never retried, and a failure that leaves open whether the
+// delete ran (a 500 without a code, a connection lost after sending, a
+// timeout, an unreadable answer) is not reported as a failure blindly:
+// the contacts are read back with crm.lead.contact.items.get, within the
+// part of the deadline kept for it, and the removal counts as done only if
+// none is left (security-bar 5.6; the delete writes a fixed end state, so
+// no link left means the user's intent is met).
+func (h *Handlers) removeOnce(ctx context.Context, sess *store.Session, p *store.Portal) (removal, error) {
 	id := url.Values{"id": {strconv.FormatInt(sess.LeadID, 10)}}
 	cmds := []bitrix24.Cmd{
 		{Key: "before", Method: "crm.lead.contact.items.get", Params: id},
 		{Key: "delete", Method: "crm.lead.contact.items.delete", Params: id},
 	}
+	bctx, cancel := context.WithCancel(ctx)
+	if deadline, ok := ctx.Deadline(); ok {
+		reserve := min(verifyReserve, time.Until(deadline)/4)
+		bctx, cancel = context.WithDeadline(ctx, deadline.Add(-reserve))
+	}
+	defer cancel()
 	var before []leadItem
-	err := h.asUser(ctx, sess, p, func(token secret.String) error {
-		res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, token, true, cmds)
-		if err != nil {
-			return err
-		}
-		if err := res.Decode("before", &before); err != nil {
-			return err
-		}
-		var ok bool
-		if err := res.Decode("delete", &ok); err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("crm.lead.contact.items.delete answered false: %w", bitrix24.ErrBadResponse)
-		}
-		return nil
+	err := h.asUser(bctx, sess, p, func(token secret.String) error {
+		return h.onPortal(bctx, p, func(endpoint string) error {
+			res, err := h.d.REST.Batch(bctx, endpoint, token, true, cmds)
+			if err != nil {
+				return err
+			}
+			if err := res.Decode("before", &before); err != nil {
+				return err
+			}
+			var ok bool
+			if err := res.Decode("delete", &ok); err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("crm.lead.contact.items.delete answered false: %w", bitrix24.ErrBadResponse)
+			}
+			return nil
+		})
 	})
-	return before, err
-}
-
-// asUser runs fn with the session's access token. When Bitrix24 refuses
-// the token, it first re-reads the session: another request may have
-// refreshed it meanwhile (and a refresh revokes the old access token, which
-// then answers NO_AUTH_FOUND rather than expired_token). Only an expired
-// token with no newer pair stored is refreshed, once, persisted before use;
-// fn then runs once more — never a loop.
-func (h *Handlers) asUser(ctx context.Context, sess *store.Session, p *store.Portal, fn func(secret.String) error) error {
-	err := fn(sess.AccessToken)
-	if !bitrix24.IsAuthFailure(err) {
-		return err
+	h.noteProblem(ctx, p, err)
+	if err == nil {
+		return removal{removed: before}, nil
 	}
-	token, rerr := h.refreshSession(ctx, sess, p, bitrix24.Refreshable(err))
-	if rerr != nil {
-		if errors.Is(rerr, errNoNewerToken) {
-			return err
-		}
-		return rerr
+	if !bitrix24.Ambiguous(err) || errors.Is(err, errRefreshFailed) || ctx.Err() != nil {
+		return removal{}, err
 	}
-	return fn(token)
-}
-
-// errNoNewerToken: the token was refused, nothing newer is stored, and the
-// refusal is not one a refresh cures.
-var errNoNewerToken = errors.New("no newer token stored")
-
-// refreshSession renews the session's token pair. Concurrent clicks on the
-// same tab share one refresh (refresh tokens are single-use); the new pair
-// is written with a compare-and-swap on the session's token version, and a
-// lost race means another request already stored a newer pair, which is
-// then used instead.
-func (h *Handlers) refreshSession(ctx context.Context, sess *store.Session, p *store.Portal, refresh bool) (secret.String, error) {
-	key := sess.ID + "|" + strconv.FormatInt(sess.TokenVersion, 10)
-	ch := h.refreshes.DoChan(key, func() (any, error) {
-		// Detached: the first caller hanging up must not fail the others
-		// or lose a pair the OAuth server has already rotated.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), oauth.RefreshTimeout+5*time.Second)
-		defer cancel()
-		cur, err := h.d.Store.Session(rctx, sess.ID, h.now())
-		if err != nil {
-			return nil, errors.Join(errSessionDead, err)
-		}
-		if cur.TokenVersion != sess.TokenVersion {
-			return cur.AccessToken, nil // refreshed meanwhile
-		}
-		if !refresh {
-			return nil, errNoNewerToken
-		}
-		tok, err := h.d.OAuth.Refresh(rctx, p.OAuthServer, cur.RefreshToken)
-		if err != nil {
-			if errors.Is(err, oauth.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
-				return nil, fmt.Errorf("refresh: %w", errors.Join(bitrix24.ErrUnreachable, err))
-			}
-			if errors.Is(err, oauth.ErrPaymentRequired) {
-				return nil, bitrix24.ErrPaymentRequired
-			}
-			return nil, errors.Join(errSessionDead, err)
-		}
-		if tok.MemberID != cur.MemberID {
-			return nil, errors.Join(errSessionDead, fmt.Errorf("refreshed token belongs to member %q", tok.MemberID))
-		}
-		var werr error
-		for attempt := 0; attempt < 3; attempt++ {
-			werr = h.d.Store.UpdateSessionTokens(rctx, sess.ID, cur.TokenVersion, tok.AccessToken, tok.RefreshToken)
-			if werr == nil || errors.Is(werr, store.ErrConflict) {
-				break
-			}
-			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
-		}
-		switch {
-		case errors.Is(werr, store.ErrConflict):
-			if now, err := h.d.Store.Session(rctx, sess.ID, h.now()); err == nil {
-				return now.AccessToken, nil
-			}
-			return nil, errors.Join(errSessionDead, werr)
-		case werr != nil:
-			// The old refresh token is spent; losing the new pair kills
-			// the session. Say so loudly (without the token).
-			h.d.Logger.Error("refreshed tokens could not be stored", "member", cur.MemberID, "err", werr)
-			return tok.AccessToken, nil
-		}
-		return tok.AccessToken, nil
+	var left []leadItem
+	verr := h.asUser(ctx, sess, p, func(token secret.String) error {
+		return h.onPortal(ctx, p, func(endpoint string) error {
+			return h.d.REST.Call(ctx, endpoint, token, "crm.lead.contact.items.get", map[string]any{"id": sess.LeadID}, &left)
+		})
 	})
-	select {
-	case <-ctx.Done():
-		return secret.String{}, fmt.Errorf("refresh: %w", errors.Join(bitrix24.ErrUnreachable, ctx.Err()))
-	case r := <-ch:
-		if r.Err != nil {
-			return secret.String{}, r.Err
-		}
-		return r.Val.(secret.String), nil
+	if verr != nil || len(left) > 0 {
+		h.d.Logger.Info("removal failed ambiguously; contacts still linked or unknown",
+			"member", sess.MemberID, "lead", sess.LeadID, "left", len(left), "verify_err", verr)
+		return removal{}, err
 	}
+	h.d.Logger.Info("removal answer lost; read-back shows no contact left", "member", sess.MemberID, "lead", sess.LeadID, "err", err)
+	return removal{uncounted: true}, nil
 }
 
 // upstreamKey maps a failure to the catalogue key that explains it.
@@ -214,7 +199,7 @@ func upstreamKey(err error) string {
 		return "error.ACCESS_DENIED"
 	case errors.Is(err, bitrix24.ErrNotFound):
 		return "error.NOT_FOUND"
-	case errors.Is(err, bitrix24.ErrQueryLimitExceeded):
+	case errors.Is(err, bitrix24.ErrQueryLimitExceeded), errors.Is(err, bitrix24.ErrRateLimited):
 		return "error.QUERY_LIMIT_EXCEEDED"
 	case errors.Is(err, bitrix24.ErrOperationTimeLimit):
 		return "error.OPERATION_TIME_LIMIT"
@@ -267,6 +252,9 @@ func upstreamStatus(err error) int {
 
 // retryable reports whether offering the button again makes sense.
 func retryable(err error) bool {
+	if errors.Is(err, bitrix24.ErrPortalDeleted) {
+		return false
+	}
 	switch upstreamKey(err) {
 	case "error.QUERY_LIMIT_EXCEEDED", "error.OPERATION_TIME_LIMIT", "error.unreachable", "error.unknown":
 		return true

@@ -26,7 +26,7 @@ func (h *Handlers) Engine() *gin.Engine {
 
 	m := h.cfg.Manifest
 	// Routes Bitrix24 POSTs to cross-site; authenticated by stored state.
-	exempt := []string{m.Install, h.tabPath}
+	exempt := []string{m.Install, h.tabPath, m.Handler}
 	for _, ev := range m.EventList() {
 		exempt = append(exempt, ev.Handler)
 	}
@@ -43,6 +43,14 @@ func (h *Handlers) Engine() *gin.Engine {
 	r.HEAD(h.tabPath, ok)
 	r.POST(h.tabPath, form, h.page(h.leadTab))
 	r.POST(h.tabPath+"/remove", form, h.page(h.remove))
+	r.POST(h.tabPath+"/"+routeConfirm, form, h.page(h.confirm))
+	r.POST(h.tabPath+"/"+routeView, form, h.page(h.view))
+	r.POST(h.tabPath+"/"+routeUndo, form, h.page(h.undo))
+
+	// The app's main page, framed from the portal's left menu.
+	r.HEAD(m.Handler, ok)
+	r.POST(m.Handler, form, h.page(h.appPage))
+	r.POST(m.Handler+"/rebind", form, h.page(h.rebind))
 
 	for _, ev := range m.EventList() {
 		switch ev.Name {

@@ -32,6 +32,7 @@ type tabPage struct {
 	Action    string
 	CanRemove bool
 	Retry     bool
+	Undo      bool // the success banner offers Undo (a snapshot is stored)
 }
 
 type contactView struct {
@@ -104,11 +105,17 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	}
 	if f.Domain != "" && !strings.EqualFold(f.Domain, p.Domain) {
 		// Possibly a renamed portal; the stored, verified endpoint is used
-		// regardless and the claim is only noted.
+		// regardless (onPortal follows the portal's own redirect, if any)
+		// and the claim is only noted.
 		h.d.Logger.Info("frame DOMAIN differs from stored domain", "member", p.MemberID, "stored", p.Domain)
 	}
 
-	res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, f.AuthID, false, h.tabCommands(leadID))
+	var res *bitrix24.BatchResult
+	err = h.onPortal(ctx, p, func(endpoint string) error {
+		var err error
+		res, err = h.d.REST.Batch(ctx, endpoint, f.AuthID, false, h.tabCommands(leadID))
+		return err
+	})
 	if err != nil {
 		if bitrix24.IsAuthFailure(err) {
 			return fail(http.StatusForbidden, "error.reopen", err)

@@ -13,10 +13,13 @@ import (
 	"strings"
 )
 
-// Manifest is the "bitrix24" object of app.json.
+// Manifest is the "bitrix24" object of app.json. Handler is the app's main
+// page (the console's "Application URL"), which Bitrix24 frames from the
+// left menu with a POST and PLACEMENT=DEFAULT, as it frames placements.
 type Manifest struct {
 	Scope      []string          `json:"scope"`
 	Install    string            `json:"install"`
+	Handler    string            `json:"handler"`
 	Placements []Placement       `json:"placements"`
 	Events     map[string]string `json:"events"`
 }
@@ -52,6 +55,9 @@ func Parse(appJSON []byte) (*Manifest, error) {
 	}
 	if !strings.HasPrefix(m.Install, "/") {
 		problems = append(problems, "install must be an absolute path")
+	}
+	if !strings.HasPrefix(m.Handler, "/") || m.Handler == m.Install {
+		problems = append(problems, "handler must be an absolute path other than install")
 	}
 	for i, p := range m.Placements {
 		if p.Placement == "" || !strings.HasPrefix(p.Handler, "/") {

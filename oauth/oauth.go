@@ -162,7 +162,7 @@ func (c *Client) refresh(ctx context.Context, base string, refresh secret.String
 	}
 	t, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: refresh.Reveal()}).Token()
 	if err != nil {
-		return nil, mapError(err)
+		return nil, mapError(err, c.secret, refresh.Reveal())
 	}
 	tok := &Token{
 		AccessToken:    secret.New(t.AccessToken),
@@ -182,10 +182,13 @@ func (c *Client) refresh(ctx context.Context, base string, refresh secret.String
 	return tok, nil
 }
 
-func mapError(err error) error {
+// mapError turns an x/oauth2 failure into Error or ErrUnreachable. Any of
+// the request's secrets that the server echoed back (an error description
+// quoting the grant) is redacted: error texts end up in logs.
+func mapError(err error, secrets ...string) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		e := &Error{Code: re.ErrorCode, Description: re.ErrorDescription}
+		e := &Error{Code: redact(re.ErrorCode, secrets), Description: redact(re.ErrorDescription, secrets)}
 		if re.Response != nil {
 			e.HTTPStatus = re.Response.StatusCode
 		}
@@ -197,7 +200,16 @@ func mapError(err error) error {
 	}
 	// Transport failures: x/oauth2 wraps them with the token URL, which
 	// carries no secret because credentials travel in the body.
-	return fmt.Errorf("%w: %v", ErrUnreachable, err)
+	return fmt.Errorf("%w: %s", ErrUnreachable, redact(err.Error(), secrets))
+}
+
+func redact(s string, secrets []string) string {
+	for _, v := range secrets {
+		if v != "" {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+	}
+	return s
 }
 
 func extraString(t *oauth2.Token, k string) string {

@@ -59,6 +59,9 @@ func TestConcurrentRefreshesOfOneTokenShareOneRequest(t *testing.T) {
 	c := oauth.New("app.1", secret.New(clientSecret), []string{sim.OAuthURL()}, bitrix24.NewHTTPClient(true))
 	pair := p.IssueTokens(2)
 	before := len(sim.Refreshes())
+	// Slow enough that every caller joins before the answer: one arriving
+	// after it would find the single-use token spent.
+	sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Delay: 200 * time.Millisecond})
 	var wg sync.WaitGroup
 	results := make([]string, 20)
 	for i := range results {

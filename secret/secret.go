@@ -18,21 +18,35 @@ const redacted = "[redacted]"
 // client secret). Its raw value is reachable only through Reveal, so an
 // accidental %v, %#v, JSON encoding or slog attribute prints "[redacted]".
 type String struct {
-	v string
+	// v points at the value instead of holding it. fmt prints %p of a
+	// non-pointer (and any other verb error) by reflection without
+	// calling Format; a pointer field then shows as an address, never as
+	// the value.
+	v *string
 }
 
 // New wraps a raw secret value.
-func New(v string) String { return String{v: v} }
+func New(v string) String {
+	if v == "" {
+		return String{}
+	}
+	return String{v: &v}
+}
 
 // Reveal returns the raw value. Call it only where the value leaves the
 // process for its intended recipient (a request body, an encryption input).
-func (s String) Reveal() string { return s.v }
+func (s String) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
 
 // IsZero reports whether the secret is empty.
-func (s String) IsZero() bool { return s.v == "" }
+func (s String) IsZero() bool { return s.v == nil || *s.v == "" }
 
 // Equal reports whether two secrets hold the same value.
-func (s String) Equal(o String) bool { return s.v == o.v }
+func (s String) Equal(o String) bool { return s.Reveal() == o.Reveal() }
 
 // String implements fmt.Stringer with a fixed redaction.
 func (s String) String() string { return redacted }
@@ -57,9 +71,9 @@ func (s String) LogValue() slog.Value { return slog.StringValue(redacted) }
 // 8 hex digits of its SHA-256) so logs can correlate a token across lines
 // without printing any of its characters.
 func (s String) Fingerprint() string {
-	if s.v == "" {
+	if s.IsZero() {
 		return "none"
 	}
-	sum := sha256.Sum256([]byte(s.v))
+	sum := sha256.Sum256([]byte(s.Reveal()))
 	return hex.EncodeToString(sum[:4])
 }

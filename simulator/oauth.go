@@ -180,8 +180,8 @@ func (s *Simulator) serveOAuthREST(w http.ResponseWriter, r *http.Request) {
 			Set("installed", p.state == installed).
 			Set("version", appVersion(s.app.Version)).
 			Set("status", s.app.Status).
-			Set("uri", p.url).
-			Set("domain", p.domain).
+			Set("uri", p.URL()).
+			Set("domain", p.Domain()).
 			Set("member_id", p.memberID))
 	writeJSONResponse(w, http.StatusOK, newObj().Set("result", info).Set("time", timeInfo(start, s.nowLocked(), false)))
 }

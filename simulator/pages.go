@@ -27,7 +27,7 @@ func assetText(name string) string {
 // parseTemplates parses each server-rendered page together with the layout.
 func parseTemplates() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"home", "install", "lead", "contact", "message"} {
+	for _, name := range []string{"home", "install", "lead", "contact", "message", "app"} {
 		out[name] = template.Must(template.ParseFS(assets, "assets/templates/layout.html", "assets/templates/"+name+".html"))
 	}
 	return out
@@ -42,6 +42,7 @@ func (p *Portal) routes() *http.ServeMux {
 	mux.HandleFunc("GET /marketplace/install/{$}", p.page(p.installer))
 	mux.HandleFunc("GET /crm/lead/details/{id}/{$}", p.page(p.leadCard))
 	mux.HandleFunc("GET /crm/contact/details/{id}/{$}", p.page(p.contactCard))
+	mux.HandleFunc("GET /marketplace/app/{$}", p.page(p.appPage))
 	mux.HandleFunc("GET /oauth/authorize/{$}", p.page(p.authorize))
 	mux.HandleFunc("GET /sim/static/{file}", p.static)
 	mux.HandleFunc("GET /sim/api/lead/{id}/contacts", p.apiLeadContacts)
@@ -62,6 +63,7 @@ type pageBase struct {
 	Users      []User
 	Status     string
 	Path       string
+	AppMenu    string // the app's left-menu item; empty until it is installed
 }
 
 type homePage struct {
@@ -154,6 +156,7 @@ func (p *Portal) userCookie() string { return "b24sim_user_" + p.memberID[:min(8
 func (p *Portal) currentUser(w http.ResponseWriter, r *http.Request) int {
 	if q := r.URL.Query().Get("user"); q != "" {
 		if id, err := strconv.Atoi(q); err == nil && id > 0 {
+			// #nosec G124 -- the simulated portal's user switch, served over plain http on loopback (tests, demo): Secure would drop it.
 			http.SetCookie(w, &http.Cookie{Name: p.userCookie(), Value: strconv.Itoa(id), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 			return id
 		}
@@ -179,7 +182,8 @@ func (p *Portal) base(w http.ResponseWriter, r *http.Request) pageBase {
 		users = append(users, p.users[id])
 	}
 	status := map[installState]string{notInstalled: "App not installed", installing: "App installed, not finished", installed: "App installed"}[p.state]
-	return pageBase{PortalName: "Simulated Bitrix24 · " + p.domain, Domain: p.domain, User: u, Users: users, Status: status, Path: r.URL.Path}
+	return pageBase{PortalName: "Simulated Bitrix24 · " + p.Domain(), Domain: p.Domain(), User: u, Users: users, Status: status, Path: r.URL.Path,
+		AppMenu: p.appMenuLocked()}
 }
 
 func sortedIntKeys[V any](m map[int]V) []int {
@@ -227,7 +231,7 @@ func (p *Portal) frameFields(pg *framePage, f Frame, kind, placement string, opt
 		Set("placement", placement).
 		Set("options", opts).
 		Set("lang", f.Query.Get("LANG")).
-		Set("domain", p.domain).
+		Set("domain", p.Domain()).
 		Set("protocol", f.Query.Get("PROTOCOL")).
 		Set("memberId", p.memberID).
 		Set("isAdmin", u.Admin).
@@ -236,12 +240,12 @@ func (p *Portal) frameFields(pg *framePage, f Frame, kind, placement string, opt
 			Set("access_token", f.Form.Get("AUTH_ID")).
 			Set("refresh_token", f.Form.Get("REFRESH_ID")).
 			Set("expires_in", accessTokenTTL/time.Second).
-			Set("domain", p.domain).
+			Set("domain", p.Domain()).
 			Set("member_id", p.memberID))
 	// json.Marshal escapes <, > and & as \u003c..., so nothing in the data can
 	// end or confuse the <script type="application/json"> block.
 	b, _ := json.Marshal(data)
-	pg.FrameData = template.JS(b)
+	pg.FrameData = template.JS(b) // #nosec G203 -- json.Marshal output, escaped as said above
 }
 
 func (p *Portal) installer(w http.ResponseWriter, r *http.Request, base pageBase) (string, any, int) {
@@ -408,7 +412,7 @@ func (p *Portal) authorize(w http.ResponseWriter, r *http.Request, base pageBase
 	v := url.Values{}
 	v.Set("code", code)
 	v.Set("state", q.Get("state"))
-	v.Set("domain", p.domain)
+	v.Set("domain", p.Domain())
 	v.Set("member_id", p.memberID)
 	v.Set("scope", p.s.scopeString())
 	v.Set("server_domain", strings.TrimPrefix(p.s.url, "http://"))
@@ -482,6 +486,6 @@ func (p *Portal) apiAuth(w http.ResponseWriter, r *http.Request) {
 		Set("access_token", tok.AccessToken).
 		Set("refresh_token", tok.RefreshToken).
 		Set("expires_in", tok.ExpiresIn).
-		Set("domain", p.domain).
+		Set("domain", p.Domain()).
 		Set("member_id", p.memberID))
 }

@@ -331,7 +331,7 @@ func parseRequestParams(r *http.Request) (*omap, error) {
 		}
 	case "multipart/form-data":
 		r.Body = http.MaxBytesReader(nil, r.Body, maxBodyBytes)
-		if err := r.ParseMultipartForm(maxBodyBytes); err != nil {
+		if err := r.ParseMultipartForm(maxBodyBytes); err != nil { // #nosec G120 -- the body is capped by the MaxBytesReader above
 			return nil, err
 		}
 		// multipart field order is lost by mime/multipart; sorting at least

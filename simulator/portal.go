@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -133,8 +134,9 @@ type Portal struct {
 	ln       net.Listener
 	srv      *http.Server
 	mux      *http.ServeMux
-	url      string
-	domain   string
+	// addr is the portal's current address; MoveTo swaps it while requests
+	// run, so it is read atomically (URL, Domain) and never cached.
+	addr atomic.Pointer[portalAddr]
 
 	// Everything below is guarded by s.mu.
 	state      installState
@@ -150,6 +152,7 @@ type Portal struct {
 	deliveries []Delivery
 	faults     []Fault
 	bucket     *leakyBucket
+	moved      []*http.Server // listeners of the new addresses, see MoveTo
 	nextLead   int
 	nextCont   int
 
@@ -176,24 +179,16 @@ func (s *Simulator) AddPortal(o PortalOptions) (*Portal, error) {
 	if o.Lang == "" {
 		o.Lang = "en"
 	}
-	listenHost := o.Host
-	if listenHost == "localhost" {
-		// localhost may resolve to ::1 first; binding IPv4 keeps one address
-		// while the name still makes a different site for the browser.
-		listenHost = "127.0.0.1"
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(listenHost, "0"))
+	ln, addr, err := listenPortal(o.Host)
 	if err != nil {
-		return nil, fmt.Errorf("simulator: portal listen: %w", err)
+		return nil, err
 	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p := &Portal{
 		s:        s,
 		memberID: o.MemberID,
 		host:     o.Host,
 		lang:     o.Lang,
 		ln:       ln,
-		domain:   net.JoinHostPort(o.Host, port),
 		users:    map[int]User{},
 		contacts: map[int]Contact{},
 		leads:    map[int]*leadRec{},
@@ -201,14 +196,14 @@ func (s *Simulator) AddPortal(o PortalOptions) (*Portal, error) {
 		nextLead: 1,
 		nextCont: 1,
 	}
-	p.url = "http://" + p.domain
+	p.addr.Store(addr)
 	burst, drain := 50, 2.0
 	if o.Enterprise {
 		burst, drain = 250, 5.0
 	}
 	p.bucket = newLeakyBucket(burst, drain, time.Now)
 	p.mux = p.routes()
-	p.srv = &http.Server{Handler: p.mux, ReadHeaderTimeout: 10 * time.Second}
+	p.srv = &http.Server{Handler: p.frontDoor(addr), ReadHeaderTimeout: 10 * time.Second}
 	s.mu.Lock()
 	s.portals = append(s.portals, p)
 	if o.Seed {
@@ -216,21 +211,21 @@ func (s *Simulator) AddPortal(o PortalOptions) (*Portal, error) {
 	}
 	s.mu.Unlock()
 	go func() { _ = p.srv.Serve(ln) }()
-	s.log("portal %s started at %s", p.memberID, p.url)
+	s.log("portal %s started at %s", p.memberID, addr.url)
 	return p, nil
 }
 
 // URL is the portal's base URL, e.g. "http://127.0.0.1:PORT".
-func (p *Portal) URL() string { return p.url }
+func (p *Portal) URL() string { return p.addr.Load().url }
 
 // Domain is host:port, what Bitrix24 sends as DOMAIN.
-func (p *Portal) Domain() string { return p.domain }
+func (p *Portal) Domain() string { return p.addr.Load().domain }
 
 // MemberID is the portal's stable member_id.
 func (p *Portal) MemberID() string { return p.memberID }
 
 // RESTEndpoint is URL()+"/rest/", the client_endpoint.
-func (p *Portal) RESTEndpoint() string { return p.url + "/rest/" }
+func (p *Portal) RESTEndpoint() string { return p.URL() + "/rest/" }
 
 // Handler is the portal's mux, for embedding in another server.
 func (p *Portal) Handler() http.Handler { return p.mux }
@@ -572,7 +567,7 @@ func (p *Portal) frameLocked(userID int, kind frameKind, handler, placement stri
 	sid := randomHex(16)
 	p.frames[sid] = frameInfo{kind: kind, userID: userID, placement: placement, options: opts, handler: handler}
 	q := url.Values{}
-	q.Set("DOMAIN", p.domain)
+	q.Set("DOMAIN", p.Domain())
 	q.Set("PROTOCOL", "0") // the simulator speaks plain http
 	q.Set("LANG", lang)
 	q.Set("APP_SID", sid)
@@ -638,7 +633,7 @@ func (p *Portal) handlerIDLocked(event string) int {
 
 // eventAuthLocked adds the auth[...] keys every event carries.
 func (p *Portal) eventAuthLocked(f url.Values) {
-	f.Set("auth[domain]", p.domain)
+	f.Set("auth[domain]", p.Domain())
 	f.Set("auth[server_endpoint]", p.s.serverEndpoint())
 	f.Set("auth[client_endpoint]", p.RESTEndpoint())
 	f.Set("auth[member_id]", p.memberID)

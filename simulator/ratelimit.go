@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"time"
 )
@@ -74,10 +75,23 @@ type Fault struct {
 	Delay           time.Duration
 	Hang            bool // never answer until the client goes away
 	CloseConnection bool // hijack and close without answering
+	// Probability, when above 0, makes each matching request take the fault
+	// only with that probability (a request that escapes it does not count
+	// against Times): 0.3 with a large Times is "30 % of calls fail".
+	Probability float64
+	// AfterRun lets the request run normally first and then replaces its
+	// answer with the fault: the call took effect but the client cannot
+	// know (a 500 without code, a connection reset after the work, a hang,
+	// an HTML page). It matches whole requests only, never batch sub-calls.
+	AfterRun bool
+	// Location, with Status 3xx (default 302 when Location is set), answers
+	// a redirect to that URL, as a renamed portal does (see MoveTo, which
+	// models the real rename; this one can point anywhere).
+	Location string
 }
 
 func (f Fault) delayOnly() bool {
-	return f.Status == 0 && f.Code == "" && f.Description == "" && f.RawBody == "" && !f.Hang && !f.CloseConnection
+	return f.Status == 0 && f.Code == "" && f.Description == "" && f.RawBody == "" && !f.Hang && !f.CloseConnection && f.Location == ""
 }
 
 func (f Fault) wholeRequest() bool { return f.Hang || f.CloseConnection || f.RawBody != "" }
@@ -94,6 +108,14 @@ func (p *Portal) InjectFault(f Fault) {
 	p.s.mu.Unlock()
 }
 
+// ClearFaults drops every fault still queued for the portal (say, one
+// injected with a large Times and a Probability for a load phase).
+func (p *Portal) ClearFaults() {
+	p.s.mu.Lock()
+	p.faults = nil
+	p.s.mu.Unlock()
+}
+
 // takeFaultLocked pops one use of the first fault matching method. sub says
 // the method is a batch sub-call, which "" and "batch" faults never match.
 func takeFaultLocked(faults *[]Fault, method string, sub bool) (Fault, bool) {
@@ -102,10 +124,13 @@ func takeFaultLocked(faults *[]Fault, method string, sub bool) (Fault, bool) {
 		if !sub && f.Method == "" {
 			match = true
 		}
-		if sub && (f.Method == "" || f.Method == "batch") {
+		if sub && (f.Method == "" || f.Method == "batch" || f.AfterRun) {
 			match = false
 		}
 		if !match {
+			continue
+		}
+		if f.Probability > 0 && rand.Float64() >= f.Probability { // #nosec G404 -- the simulator's fault dice decide no security question
 			continue
 		}
 		(*faults)[i].Times--
@@ -146,6 +171,12 @@ func (s *Simulator) serveFault(ctx context.Context, w http.ResponseWriter, f Fau
 	status = f.Status
 	if status == 0 {
 		status = http.StatusInternalServerError
+		if f.Location != "" {
+			status = http.StatusFound
+		}
+	}
+	if f.Location != "" {
+		w.Header().Set("Location", f.Location)
 	}
 	if f.RawBody != "" {
 		ct := "text/plain; charset=utf-8"

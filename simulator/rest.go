@@ -180,7 +180,7 @@ func (p *Portal) serveREST(w http.ResponseWriter, r *http.Request) {
 		rec.UserID = t.userID
 	}
 	s.mu.Unlock()
-	if faulted {
+	if faulted && !f.AfterRun {
 		s.log("portal %s: fault on %s", p.memberID, method)
 		handled, status, errText := s.serveFault(r.Context(), w, f)
 		if handled {
@@ -188,6 +188,16 @@ func (p *Portal) serveREST(w http.ResponseWriter, r *http.Request) {
 			p.record(rec)
 			return
 		}
+	}
+	// respond writes the method's answer, or the AfterRun fault in its place.
+	respond := func(status int, body any) {
+		if faulted && f.AfterRun {
+			s.log("portal %s: fault after running %s", p.memberID, method)
+			if handled, _, _ := s.serveFault(r.Context(), w, f); handled {
+				return
+			}
+		}
+		writeJSONResponse(w, status, body)
 	}
 
 	s.mu.Lock()
@@ -207,13 +217,13 @@ func (p *Portal) serveREST(w http.ResponseWriter, r *http.Request) {
 		p.calls[idx] = rec
 		p.s.mu.Unlock()
 		if !written {
-			writeJSONResponse(w, status, body)
+			respond(status, body)
 		}
 		return
 	}
 	rec.HTTPStatus = status
 	p.record(rec)
-	writeJSONResponse(w, status, body)
+	respond(status, body)
 }
 
 func firstParam(m *omap, name string) any {

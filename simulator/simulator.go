@@ -57,6 +57,11 @@ type App struct {
 	Version                string   // e.g. "1"
 	Scope                  []string // e.g. {"crm","placement"}; nil means {"crm","placement"}
 	InstallURL             string   // app's installer URL (opened in the portal's install slider)
+	// AppURL is the app's main page (the console's "Application URL"),
+	// framed from the left menu once the app is installed; optional.
+	AppURL string
+	// Name is the app's left-menu item; default "Application".
+	Name string
 	// Status is the app status letter sent as "status" (F free, L local, P paid,
 	// ...); empty means "F".
 	Status string
@@ -181,10 +186,13 @@ func (s *Simulator) Close() {
 		close(s.done)
 		_ = s.srv.Close()
 		s.mu.Lock()
-		portals := append([]*Portal(nil), s.portals...)
+		var servers []*http.Server
+		for _, p := range s.portals {
+			servers = append(append(servers, p.srv), p.moved...)
+		}
 		s.mu.Unlock()
-		for _, p := range portals {
-			_ = p.srv.Close()
+		for _, srv := range servers {
+			_ = srv.Close()
 		}
 	})
 }

@@ -1,15 +1,23 @@
 // Progressive enhancement of the server-rendered pages. Every page works
-// without this file (plain form posts); with it, the frame is sized to its
-// content, contact names open Bitrix24's own contact slider, the removal
-// asks for an in-page confirmation and shows a busy state, and a successful
-// removal refreshes the lead card around the frame.
+// without this file (plain form posts; the removal then confirms on a
+// page of its own); with it, the frame is sized to its content, contact
+// and lead links open Bitrix24's own sliders, the removal asks for an
+// in-page confirmation, every action shows a busy state that blocks a
+// second submit, and a changed card is reloaded around the frame.
 (function () {
   'use strict';
 
   var bx = typeof window.BX24 === 'object' && window.BX24 !== null ? window.BX24 : null;
 
+  // fit sizes the frame to the page with BX24.fitWindow. fitWindow
+  // measures the document's scrollHeight, which never drops below the
+  // frame's current height, so a page that got shorter (after a removal)
+  // would keep the old height: the frame is first set to the body's own
+  // height, then fitWindow settles it.
   function fit() {
-    if (bx) { bx.fitWindow(); }
+    if (!bx) { return; }
+    var h = Math.ceil(document.body.getBoundingClientRect().height);
+    bx.resizeWindow('100%', Math.max(h, 1), function () { bx.fitWindow(); });
   }
 
   function onReady(fn) {
@@ -20,7 +28,7 @@
     }
   }
 
-  function enhanceContacts() {
+  function enhanceLinks() {
     var links = document.querySelectorAll('a[data-path]');
     Array.prototype.forEach.call(links, function (a) {
       a.addEventListener('click', function (e) {
@@ -31,61 +39,87 @@
     });
   }
 
-  function enhanceForm() {
+  // busy disables a form's buttons and says what is happening, so a
+  // second click cannot send the action twice.
+  function busy(form, button) {
+    Array.prototype.forEach.call(form.querySelectorAll('button'), function (b) { b.disabled = true; });
+    if (button) {
+      button.setAttribute('aria-busy', 'true');
+      var label = button.querySelector('span') || button;
+      label.textContent = form.getAttribute('data-busy');
+    }
+  }
+
+  function enhanceBusyForms() {
+    var forms = document.querySelectorAll('form[data-busy]:not(#remove-form)');
+    Array.prototype.forEach.call(forms, function (form) {
+      var sent = false;
+      form.addEventListener('submit', function (e) {
+        if (sent) { e.preventDefault(); return; }
+        sent = true;
+        busy(form, form.querySelector('button[type="submit"]'));
+      });
+    });
+  }
+
+  function button(id, cls, text) {
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.id = id;
+    b.className = cls;
+    b.textContent = text;
+    return b;
+  }
+
+  // enhanceRemove replaces the confirmation page with an in-page one: the
+  // form normally posts to the confirmation route; once confirmed here it
+  // posts straight to the removal (data-action).
+  function enhanceRemove() {
     var form = document.getElementById('remove-form');
-    var button = document.getElementById('remove');
-    if (!form || !button) { return; }
+    var remove = document.getElementById('remove');
+    if (!form || !remove) { return; }
     var confirmed = false;
     var box = null;
 
-    function busy() {
-      button.disabled = true;
-      button.setAttribute('aria-busy', 'true');
-      button.textContent = form.getAttribute('data-busy');
-      if (box) { box.hidden = true; }
-    }
-
     function closeConfirm() {
       if (box) { box.remove(); box = null; }
-      button.hidden = false;
-      button.focus();
+      remove.hidden = false;
+      remove.focus();
       fit();
     }
 
     function openConfirm() {
-      button.hidden = true;
+      remove.hidden = true;
       box = document.createElement('div');
       box.className = 'confirm';
       box.id = 'confirm';
+      box.tabIndex = -1;
       box.setAttribute('role', 'alertdialog');
       box.setAttribute('aria-labelledby', 'confirm-text');
       var text = document.createElement('p');
       text.id = 'confirm-text';
+      text.className = 'confirm-text';
       text.textContent = form.getAttribute('data-confirm');
-      var yes = document.createElement('button');
-      yes.type = 'button';
-      yes.id = 'confirm-yes';
-      yes.className = 'btn btn-danger';
-      yes.textContent = form.getAttribute('data-yes');
-      var no = document.createElement('button');
-      no.type = 'button';
-      no.id = 'confirm-cancel';
-      no.className = 'btn btn-light';
-      no.textContent = form.getAttribute('data-cancel');
+      var yes = button('confirm-yes', 'btn btn-danger', form.getAttribute('data-yes'));
+      var no = button('confirm-cancel', 'btn btn-light', form.getAttribute('data-cancel'));
       yes.addEventListener('click', function () {
+        if (confirmed) { return; }
         confirmed = true;
-        busy();
+        busy(form, yes);
+        form.action = form.getAttribute('data-action');
         form.submit();
       });
       no.addEventListener('click', closeConfirm);
       box.addEventListener('keydown', function (e) {
-        if (e.key === 'Escape') { closeConfirm(); }
+        if (e.key === 'Escape' && !confirmed) { closeConfirm(); }
       });
       box.appendChild(text);
       box.appendChild(yes);
       box.appendChild(no);
-      form.insertBefore(box, button);
-      yes.focus();
+      form.insertBefore(box, remove);
+      // The question gets the focus, not the destructive button: a
+      // screen reader reads it, and Tab then reaches "Yes".
+      box.focus();
       fit();
     }
 
@@ -97,8 +131,9 @@
   }
 
   onReady(function () {
-    enhanceContacts();
-    enhanceForm();
+    enhanceLinks();
+    enhanceBusyForms();
+    enhanceRemove();
     if (!bx) { return; }
     bx.init(function () {
       fit();

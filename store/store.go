@@ -53,6 +53,12 @@ type Portal struct {
 	UpdatedAt     time.Time
 	UninstalledAt time.Time // zero while installed
 	Version       int64     // incremented by every write; the compare-and-swap token
+
+	// Problem is the Bitrix24 error code of a lasting failure the portal
+	// reported (PORTAL_DELETED, OVERLOAD_LIMIT), for operators and alerts;
+	// "" when none. A reinstall or a later successful call clears it.
+	Problem   string
+	ProblemAt time.Time
 }
 
 // Active reports whether the app is currently installed on the portal.
@@ -118,6 +124,45 @@ type Store interface {
 	UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error
 	// DeleteExpiredSessions removes sessions with ExpiresAt <= now.
 	DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error)
+
+	// SaveUndo stores u as the undo snapshot of session u.SessionID,
+	// replacing an earlier one; CreatedAt defaults to now and u is updated
+	// with the stored values. ErrNotFound when the session does not exist.
+	// Deleting the session (expiry, uninstall) deletes its snapshot.
+	SaveUndo(ctx context.Context, u *UndoSnapshot) error
+	// TakeUndo returns the session's snapshot and deletes it, so one
+	// removal is undone at most once however many clicks race; ErrNotFound
+	// when there is none or it has expired (ExpiresAt <= now).
+	TakeUndo(ctx context.Context, sessionID string, now time.Time) (*UndoSnapshot, error)
+	// AddHistory appends e (At defaults to now; ID and At are set from the
+	// stored row).
+	AddHistory(ctx context.Context, e *HistoryEntry) error
+	// History returns the portal's newest entries first, at most limit.
+	History(ctx context.Context, memberID string, limit int) ([]HistoryEntry, error)
+	// DeleteHistory removes all of a portal's history (uninstall with
+	// CLEAN) and returns how many entries went.
+	DeleteHistory(ctx context.Context, memberID string) (int64, error)
+	// DeleteHistoryBefore removes entries older than before (retention).
+	DeleteHistoryBefore(ctx context.Context, before time.Time) (int64, error)
+
+	// DeleteSession removes a frame session (and what hangs off it), e.g.
+	// when its refresh token is dead: the tab then asks the user to reopen
+	// it at once instead of trying the dead grant again. Deleting a missing
+	// session is not an error.
+	DeleteSession(ctx context.Context, id string) error
+	// UpdatePortalEndpoint moves an installed portal to a new REST endpoint
+	// and domain (a renamed Bitrix24 account) if its endpoint still equals
+	// from, bumping Version; ErrConflict otherwise or when uninstalled,
+	// ErrNotFound when there is no row. Callers move a portal only after a
+	// call to the new endpoint succeeded with the portal's token.
+	UpdatePortalEndpoint(ctx context.Context, memberID, from, endpoint, domain string) error
+	// FlagPortal records (problem != "") or clears (problem == "") the
+	// portal's lasting problem, without touching Version: it is a note for
+	// operators, not state a compare-and-swap depends on. ErrNotFound when
+	// there is no row.
+	FlagPortal(ctx context.Context, memberID, problem string, at time.Time) error
+	// Locker: token refreshes rely on it in every backend.
+	Locker
 
 	// Close releases the backend's resources.
 	Close() error

@@ -57,11 +57,11 @@ func Open(ctx context.Context, url string, keys *secret.Keyring) (*Store, error)
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
 	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
 	if err := migrate(ctx, db); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	return &Store{db: db, keys: keys}, nil
@@ -100,7 +100,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	for rows.Next() {
 		var v int
 		if err := rows.Scan(&v); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return fmt.Errorf("store: migrate: %w", err)
 		}
 		applied[v] = true

@@ -45,6 +45,8 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 			                      THEN portals.installed_at ELSE excluded.installed_at END,
 			updated_at     = excluded.updated_at,
 			uninstalled_at = NULL,
+			problem        = '',
+			problem_at     = NULL,
 			version        = portals.version + 1
 		RETURNING installed_at, version`,
 		p.MemberID, p.Domain, p.RESTEndpoint, p.OAuthServer, p.Scope, p.Status,
@@ -59,6 +61,7 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 	p.UpdatedAt = now
 	p.UninstalledAt = time.Time{}
 	p.Version = version
+	p.Problem, p.ProblemAt = "", time.Time{}
 	return nil
 }
 
@@ -68,17 +71,18 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 		p                      store.Portal
 		access, refresh        string
 		expiry, uninstalledAt  sql.NullInt64
+		problemAt              sql.NullInt64
 		installedAt, updatedAt int64
 	)
 	err := s.db.QueryRowContext(ctx, `
 		SELECT member_id, domain, rest_endpoint, oauth_server, scope, status,
 			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
-			installed_at, updated_at, uninstalled_at, version
+			installed_at, updated_at, uninstalled_at, version, problem, problem_at
 		FROM portals
 		WHERE member_id = ?`, memberID,
 	).Scan(&p.MemberID, &p.Domain, &p.RESTEndpoint, &p.OAuthServer, &p.Scope, &p.Status,
 		&p.AppTokenHash, &p.InstalledBy, &p.Lang, &access, &refresh, &expiry,
-		&installedAt, &updatedAt, &uninstalledAt, &p.Version)
+		&installedAt, &updatedAt, &uninstalledAt, &p.Version, &p.Problem, &problemAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: portal %q: %w", memberID, store.ErrNotFound)
 	}
@@ -95,6 +99,7 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 	p.InstalledAt = fromMillis(installedAt)
 	p.UpdatedAt = fromMillis(updatedAt)
 	p.UninstalledAt = fromNullMillis(uninstalledAt)
+	p.ProblemAt = fromNullMillis(problemAt)
 	return &p, nil
 }
 

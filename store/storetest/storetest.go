@@ -110,7 +110,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"WithSessionLock/Serializes", testSessionLockSerializes},
 		{"WithSessionLock/StoreCallsInside", testSessionLockStoreCalls},
 		{"WithSessionLock/NotFound", testSessionLockNotFound},
+		{"Undo/RoundTrip", testUndoRoundTrip},
+		{"Undo/ReplaceAndExpire", testUndoReplaceAndExpire},
+		{"Undo/NeedsSession", testUndoNeedsSession},
+		{"Undo/TakenOnce", testUndoTakenOnce},
+		{"History/AddListDelete", testHistory},
+		{"History/DefaultsTime", testHistoryDefaultsTime},
 	}
+	tests = append(tests, reliabilityTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,288 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gorilla/securecookie"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/manifest"
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// HistoryStore is what Undo and the admins' page need from persistence.
+type HistoryStore interface {
+	SaveUndo(ctx context.Context, u *store.UndoSnapshot) error
+	TakeUndo(ctx context.Context, sessionID string, now time.Time) (*store.UndoSnapshot, error)
+	AddHistory(ctx context.Context, e *store.HistoryEntry) error
+	History(ctx context.Context, memberID string, limit int) ([]store.HistoryEntry, error)
+	DeleteHistory(ctx context.Context, memberID string) (int64, error)
+}
+
+// DefaultHistoryRetention is how long the history is kept unless the
+// configuration says otherwise.
+const DefaultHistoryRetention = 90 * 24 * time.Hour
+
+// historyShown is how many entries the admins' page lists.
+const historyShown = 50
+
+// adminContextName binds the admins' page context into its MAC, so a lead
+// tab's context can never pass for it, nor the other way round.
+const adminContextName = "app-admin-context"
+
+// adminContext is what the admins' re-bind form carries back: a signed,
+// encrypted, expiring reference to a server-side session holding the
+// admin's own tokens (LeadID 0: it is no lead's).
+type adminContext struct {
+	SID      string `json:"s"`
+	MemberID string `json:"m"`
+	UserID   int64  `json:"u"`
+}
+
+// adminPage is the data of app.html.
+type adminPage struct {
+	base
+	Admin         bool
+	Installed     bool   // app.info INSTALLED
+	Domain        string // the verified portal host
+	InstalledAt   time.Time
+	Placements    []placementRow
+	PlacementsOK  bool // every placement of app.json is bound to the app's URL
+	History       []historyRow
+	RetentionDays int
+	Banner        *banner
+	Context       string // signed admin context; empty hides the re-bind form
+	RebindAction  string
+	TabTitle      string
+}
+
+type placementRow struct {
+	Code, Title, Handler string
+	OK                   bool // bound to the URL app.json asks for
+}
+
+type historyRow struct {
+	At       time.Time
+	LeadID   int64
+	Path     string // portal path for BX24.openPath
+	URL      string // full portal URL, the no-JS fallback
+	UserID   int64
+	Action   string // catalogue text
+	Contacts string
+	Count    int
+	Outcome  string // catalogue text
+	Kind     string // success, danger, warning: the badge colour
+	Code     string
+}
+
+// appPage serves the app's main page, which Bitrix24 frames from the
+// portal's left menu (PLACEMENT=DEFAULT). The frame is authenticated like
+// the lead tab; one batch then proves the token works (app.info), says
+// whether the user is an administrator (profile ADMIN) and lists the bound
+// placements (placement.get, which Bitrix24 answers for admins only).
+func (h *Handlers) appPage(c *gin.Context) error {
+	f, err := ParseFrame(c.Request.URL.Query(), c.Request.PostForm)
+	if err != nil {
+		return fail(http.StatusBadRequest, "error.bad_request", err)
+	}
+	if f.Placement != "" && f.Placement != "DEFAULT" {
+		return fail(http.StatusBadRequest, "error.bad_request", fmt.Errorf("placement %q on the app page", f.Placement))
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	p, err := h.activePortal(ctx, f.MemberID)
+	if err != nil {
+		return err
+	}
+	if !h.d.Keys.Verify(f.AppToken, p.AppTokenHash) {
+		return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("application token mismatch for member %q", p.MemberID))
+	}
+	res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, f.AuthID, false, adminCommands())
+	if err != nil {
+		if bitrix24.IsAuthFailure(err) {
+			return fail(http.StatusForbidden, "error.reopen", err)
+		}
+		pr := fail(http.StatusBadGateway, upstreamKey(err), err)
+		pr.code = upstreamCode(err)
+		return pr
+	}
+	var me struct {
+		ID    bitrix24.ID   `json:"ID"`
+		Admin bitrix24.Bool `json:"ADMIN"`
+	}
+	if err := res.Decode("me", &me); err != nil || me.ID <= 0 {
+		return fail(http.StatusForbidden, "error.reopen", fmt.Errorf("profile: %w", err))
+	}
+	c.Set(originKey, portalOrigin(p))
+	loc := h.d.Lang.For(f.Lang)
+	page := adminPage{base: h.base(loc), TabTitle: placementTitle(h.cfg.Manifest, loc.Code())}
+	if !me.Admin {
+		h.render(c, http.StatusOK, "app", page)
+		return nil
+	}
+	sess := &store.Session{
+		ID: randomID(), MemberID: p.MemberID, UserID: int64(me.ID), Lang: loc.Code(),
+		AccessToken: f.AuthID, RefreshToken: f.RefreshID,
+		CreatedAt: h.now(), ExpiresAt: h.now().Add(h.cfg.SessionTTL),
+	}
+	if err := h.d.Store.CreateSession(ctx, sess); err != nil {
+		return fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	if err := h.fillAdmin(ctx, &page, loc, p, sess, res); err != nil {
+		return err
+	}
+	h.render(c, http.StatusOK, "app", page)
+	return nil
+}
+
+// adminCommands is the admins' page's one batch; see appPage.
+func adminCommands() []bitrix24.Cmd {
+	return []bitrix24.Cmd{
+		{Key: "app", Method: "app.info"},
+		{Key: "me", Method: "profile"},
+		{Key: "placements", Method: "placement.get"},
+	}
+}
+
+// fillAdmin puts the install status, the bindings and the history on the
+// admins' page, and signs the context its re-bind form carries.
+func (h *Handlers) fillAdmin(ctx context.Context, page *adminPage, loc *lang.Localizer, p *store.Portal, sess *store.Session, res *bitrix24.BatchResult) error {
+	page.Admin = true
+	page.Domain, page.InstalledAt = p.Domain, p.InstalledAt
+	page.RetentionDays = int(h.cfg.HistoryRetention / (24 * time.Hour))
+	page.TabTitle = placementTitle(h.cfg.Manifest, loc.Code())
+	var app struct {
+		Installed bool `json:"INSTALLED"`
+	}
+	if err := res.Decode("app", &app); err == nil {
+		page.Installed = app.Installed
+	}
+	var bound []struct {
+		binding
+		Title string `json:"title"`
+	}
+	if err := res.Decode("placements", &bound); err != nil {
+		page.Banner = h.errorBanner(loc, err)
+		page.Banner.Title = loc.T("app.placements_error")
+	}
+	page.PlacementsOK = true
+	for _, want := range h.cfg.Manifest.Placements {
+		url := manifest.Absolute(h.cfg.BaseURL, want.Handler)
+		found := false
+		for _, b := range bound {
+			if strings.EqualFold(b.Placement, want.Placement) {
+				ok := b.Handler == url
+				found = found || ok
+				page.Placements = append(page.Placements, placementRow{Code: b.Placement, Title: b.Title, Handler: b.Handler, OK: ok})
+			}
+		}
+		if !found {
+			page.PlacementsOK = false
+			page.Placements = append(page.Placements, placementRow{Code: want.Placement, Title: titleIn(want, loc.Code())})
+		}
+	}
+	entries, err := h.d.Store.History(ctx, p.MemberID, historyShown)
+	if err != nil {
+		return fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	origin := portalOrigin(p)
+	for _, e := range entries {
+		r := historyRow{At: e.At, LeadID: e.LeadID, UserID: e.UserID, Count: len(e.ContactIDs), Code: e.ErrorCode}
+		r.Path = fmt.Sprintf("/crm/lead/details/%d/", e.LeadID)
+		r.URL = origin + r.Path
+		ids := make([]string, 0, len(e.ContactIDs))
+		for _, id := range e.ContactIDs {
+			ids = append(ids, "#"+strconv.FormatInt(id, 10))
+		}
+		r.Contacts = strings.Join(ids, ", ")
+		r.Action = loc.T("history.action_" + e.Action)
+		r.Outcome = loc.T("history.outcome_" + e.Outcome)
+		r.Kind = map[string]string{store.OutcomeOK: "success", store.OutcomeError: "danger", store.OutcomeRefused: "warning"}[e.Outcome]
+		page.History = append(page.History, r)
+	}
+	enc, err := securecookie.EncodeMulti(adminContextName, adminContext{SID: sess.ID, MemberID: sess.MemberID, UserID: sess.UserID}, h.ctxCodecs...)
+	if err != nil {
+		return fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	page.Context = enc
+	page.RebindAction = h.cfg.Manifest.Handler + "/rebind"
+	return nil
+}
+
+// rebind binds app.json's placements and events again, from the admins'
+// page, with the clicking admin's own token (Bitrix24 lets only admins
+// bind; an expired token is refreshed as for a removal). It reuses the
+// installer's bind, so what is right is kept and what is stale replaced.
+func (h *Handlers) rebind(c *gin.Context) error {
+	var ac adminContext
+	v := c.Request.PostForm.Get("ctx")
+	if v == "" || len(v) > 4096 {
+		return fail(http.StatusForbidden, "error.forbidden_action", errors.New("no admin context"))
+	}
+	if err := securecookie.DecodeMulti(adminContextName, v, &ac, h.ctxCodecs...); err != nil {
+		if strings.Contains(err.Error(), "expired timestamp") {
+			return fail(http.StatusUnauthorized, "error.session_expired", err)
+		}
+		return fail(http.StatusForbidden, "error.forbidden_action", err)
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	sess, err := h.d.Store.Session(ctx, ac.SID, h.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return fail(http.StatusUnauthorized, "error.session_expired", err)
+	}
+	if err != nil {
+		return fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	if sess.MemberID != ac.MemberID || sess.UserID != ac.UserID || sess.LeadID != 0 {
+		return fail(http.StatusForbidden, "error.forbidden_action", errors.New("admin context does not match its session"))
+	}
+	p, err := h.activePortal(ctx, sess.MemberID)
+	if err != nil {
+		return err
+	}
+	c.Set(originKey, portalOrigin(p))
+	loc := h.d.Lang.For(sess.Lang)
+	page := adminPage{base: h.base(loc)}
+
+	var res *bitrix24.BatchResult
+	err = h.asUser(ctx, sess, p, func(token secret.String) error {
+		asAdmin := *p
+		asAdmin.AccessToken = token
+		if _, err := h.bind(ctx, &asAdmin, loc); err != nil {
+			return err
+		}
+		var err error
+		res, err = h.d.REST.Batch(ctx, p.RESTEndpoint, token, false, adminCommands())
+		return err
+	})
+	if err != nil {
+		pr := asProblem(err)
+		if bitrix24.IsAuthFailure(err) || errors.Is(err, errSessionDead) {
+			pr = fail(http.StatusUnauthorized, "error.session_expired", err)
+		}
+		h.logProblem(c, pr)
+		page.Admin = true
+		page.Banner = &banner{Kind: "danger", Title: loc.T("app.rebind_failed"), Text: loc.T(pr.key, "Code", pr.code), Code: pr.code}
+		h.render(c, pr.status, "app", page)
+		return nil
+	}
+	if err := h.fillAdmin(ctx, &page, loc, p, sess, res); err != nil {
+		return err
+	}
+	if page.Banner == nil {
+		page.Banner = &banner{Kind: "success", Title: loc.T("app.rebind_done")}
+	}
+	h.d.Logger.Info("placements re-bound", "member", p.MemberID, "user", sess.UserID)
+	h.render(c, http.StatusOK, "app", page)
+	return nil
+}

@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// onPortal runs call against the portal's stored REST endpoint. A renamed
+// Bitrix24 account answers its old address with a redirect
+// (settings/how-to-call-rest-api/change-domen.md); the client never
+// follows one, so here, and only when bitrix24.MovedEndpoint accepts the
+// target (a Bitrix24 cloud address, never an arbitrary host that would
+// receive the user's token), the call is repeated once against the new
+// endpoint. Only when that call succeeds — the portal accepted our token
+// there, which proves it is the same account — is the new address stored,
+// and p updated for the rest of the request.
+func (h *Handlers) onPortal(ctx context.Context, p *store.Portal, call func(endpoint string) error) error {
+	err := call(p.RESTEndpoint)
+	if !errors.Is(err, bitrix24.ErrMoved) {
+		return err
+	}
+	endpoint, domain, merr := bitrix24.MovedEndpoint(err, h.cfg.AllowHTTP)
+	if merr != nil {
+		h.d.Logger.Warn("portal redirected to an address the app does not follow", "member", p.MemberID, "stored", p.Domain)
+		return errors.Join(err, merr)
+	}
+	if err := call(endpoint); err != nil {
+		return err
+	}
+	h.movePortal(ctx, p, endpoint, domain)
+	return nil
+}
+
+// movePortal records a verified new address. A lost compare-and-swap means
+// another request recorded it first, which is just as good.
+func (h *Handlers) movePortal(ctx context.Context, p *store.Portal, endpoint, domain string) {
+	if endpoint == p.RESTEndpoint {
+		return
+	}
+	err := h.d.Store.UpdatePortalEndpoint(ctx, p.MemberID, p.RESTEndpoint, endpoint, domain)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		h.d.Logger.Error("portal moved but the new address could not be stored", "member", p.MemberID, "domain", domain, "err", err)
+		return
+	}
+	h.d.Logger.Info("portal moved", "member", p.MemberID, "from", p.Domain, "to", domain)
+	p.RESTEndpoint, p.Domain = endpoint, domain
+}
+
+// noteEndpoint stores the client_endpoint of a refreshed token when it
+// differs from the stored one: the OAuth server, which answered our client
+// secret, vouches for it, and Bitrix24 says to keep the endpoint of the
+// latest authorization (change-domen.md, "Where to Get the Current
+// Address"). This also catches moves to custom domains, which onPortal
+// does not follow.
+func (h *Handlers) noteEndpoint(ctx context.Context, memberID, stored, clientEndpoint string) {
+	if clientEndpoint == "" {
+		return
+	}
+	endpoint, domain, err := bitrix24.NormalizeEndpoint(clientEndpoint, h.cfg.AllowHTTP)
+	if err != nil || endpoint == stored {
+		return
+	}
+	if err := h.d.Store.UpdatePortalEndpoint(ctx, memberID, stored, endpoint, domain); err != nil && !errors.Is(err, store.ErrConflict) {
+		h.d.Logger.Warn("client_endpoint of a refreshed token could not be stored", "member", memberID, "err", err)
+		return
+	}
+	h.d.Logger.Info("portal moved", "member", memberID, "to", domain, "via", "refresh")
+}
+
+// noteProblem keeps the portal's lasting-problem flag in step with the
+// outcome of a call: PORTAL_DELETED and OVERLOAD_LIMIT (a block by
+// Bitrix24 support) are flagged and logged at error level for operators —
+// retrying cannot cure them; a later success clears the flag.
+func (h *Handlers) noteProblem(ctx context.Context, p *store.Portal, err error) {
+	code := ""
+	switch {
+	case errors.Is(err, bitrix24.ErrPortalDeleted):
+		code = bitrix24.ErrPortalDeleted.Code
+	case errors.Is(err, bitrix24.ErrOverloadLimit):
+		code = bitrix24.ErrOverloadLimit.Code
+	case err != nil:
+		return // not a lasting problem of the portal
+	}
+	if code == p.Problem {
+		return
+	}
+	if code != "" {
+		h.d.Logger.Error("portal reports a lasting problem", "member", p.MemberID, "domain", p.Domain, "code", code)
+	}
+	if ferr := h.d.Store.FlagPortal(ctx, p.MemberID, code, h.now()); ferr != nil {
+		h.d.Logger.Warn("portal problem could not be recorded", "member", p.MemberID, "err", ferr)
+		return
+	}
+	p.Problem = code
+}

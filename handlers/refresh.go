@@ -1,0 +1,209 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/oauth"
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// errSessionDead means the user's tokens can no longer be refreshed: the
+// user has to reopen the tab, which brings a fresh pair from Bitrix24.
+var errSessionDead = errors.New("session tokens cannot be refreshed")
+
+// errNoNewerToken: the token was refused, nothing newer is stored, and the
+// refusal is not one a refresh cures.
+var errNoNewerToken = errors.New("no newer token stored")
+
+// errRefreshFailed marks every failure of refreshSession: the call it was
+// for never ran with a new token, so nothing about it is ambiguous.
+var errRefreshFailed = errors.New("token refresh failed")
+
+// refreshBudget bounds one detached refresh from start to end: waiting for
+// the session's row lock (another instance may be refreshing), the OAuth
+// request (itself bounded by oauth.RefreshTimeout, shorter, so the lock
+// holder always finishes before a waiter gives up) and storing the pair.
+const refreshBudget = oauth.RefreshTimeout + 10*time.Second
+
+// storeAttempts is how often a refreshed pair is written before giving up,
+// inside the lock and once more after it; storeBackoff is the first pause.
+const (
+	storeAttempts = 4
+	storeBackoff  = 50 * time.Millisecond
+)
+
+// asUser runs fn with the session's access token. When Bitrix24 refuses
+// the token, it first re-reads the session: another request may have
+// refreshed it meanwhile (and a refresh revokes the old access token, which
+// then answers NO_AUTH_FOUND rather than expired_token). Only an expired
+// token with no newer pair stored is refreshed, once, persisted before use;
+// fn then runs once more — never a loop.
+func (h *Handlers) asUser(ctx context.Context, sess *store.Session, p *store.Portal, fn func(secret.String) error) error {
+	err := fn(sess.AccessToken)
+	if !bitrix24.IsAuthFailure(err) {
+		return err
+	}
+	token, rerr := h.refreshSession(ctx, sess, p, bitrix24.Refreshable(err))
+	if rerr != nil {
+		if errors.Is(rerr, errNoNewerToken) {
+			return err
+		}
+		return rerr
+	}
+	return fn(token)
+}
+
+// refreshSession renews the session's token pair and returns the access
+// token to use. Bitrix24 refresh tokens are single-use, so a pair must be
+// spent exactly once, however many requests and instances find it expired:
+//
+//   - in this process, requests that saw the same token version share one
+//     flight, which runs detached from them (bounded by refreshBudget): the
+//     first caller hanging up must not fail the others, nor abandon a pair
+//     the OAuth server has already rotated;
+//   - across processes, the flight refreshes only while holding the
+//     session's row lock (store.Locker; SELECT … FOR UPDATE on PostgreSQL)
+//     and only if the stored version is still the one the caller saw —
+//     otherwise another instance already refreshed and its pair is used.
+//
+// Each waiter stops waiting at its own deadline.
+func (h *Handlers) refreshSession(ctx context.Context, sess *store.Session, p *store.Portal, refreshable bool) (secret.String, error) {
+	key := sess.ID + "|" + strconv.FormatInt(sess.TokenVersion, 10)
+	seen := *sess
+	server := p.OAuthServer
+	endpoint := p.RESTEndpoint
+	f := h.refreshes.do(key, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshBudget)
+		defer cancel()
+		return h.renewSession(rctx, &seen, server, endpoint, refreshable)
+	})
+	v, err := f.wait(ctx)
+	switch {
+	case err == nil:
+		return v.(secret.String), nil
+	case errors.Is(err, errNoNewerToken):
+		return secret.String{}, err
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return secret.String{}, fmt.Errorf("refresh: %w", errors.Join(errRefreshFailed, bitrix24.ErrUnreachable, err))
+	}
+	return secret.String{}, errors.Join(errRefreshFailed, err)
+}
+
+// renewSession is the body of one refresh flight; see refreshSession.
+func (h *Handlers) renewSession(ctx context.Context, seen *store.Session, server, endpoint string, refreshable bool) (secret.String, error) {
+	var (
+		out       secret.String
+		tok       *oauth.Token
+		persisted bool
+	)
+	lockErr := h.d.Store.WithSessionLock(ctx, seen.ID, func(ctx context.Context) error {
+		cur, err := h.d.Store.Session(ctx, seen.ID, h.now())
+		if err != nil {
+			return errors.Join(errSessionDead, err)
+		}
+		if cur.TokenVersion != seen.TokenVersion {
+			out = cur.AccessToken // refreshed meanwhile, here or by another instance
+			return nil
+		}
+		if !refreshable {
+			return errNoNewerToken
+		}
+		t, err := h.d.OAuth.Refresh(ctx, server, cur.RefreshToken)
+		if err != nil {
+			out, err = h.refreshRefused(ctx, cur, err)
+			return err
+		}
+		if t.MemberID != cur.MemberID {
+			return errors.Join(errSessionDead, fmt.Errorf("refreshed token belongs to member %q", t.MemberID))
+		}
+		tok, out = t, t.AccessToken
+		switch err := h.storeTokens(ctx, cur, t); {
+		case err == nil, errors.Is(err, store.ErrNotFound):
+			// Stored, or the session is gone (expired, uninstalled): the
+			// pair still serves this one request.
+			persisted = true
+		case errors.Is(err, store.ErrConflict):
+			// Only a writer that skips the lock can get here; its pair is
+			// as good as ours, and ours serves this request.
+			h.d.Logger.Warn("session tokens changed under the lock", "member", cur.MemberID)
+			persisted = true
+		}
+		return nil
+	})
+	if errors.Is(lockErr, store.ErrNotFound) {
+		lockErr = errors.Join(errSessionDead, lockErr)
+	}
+	if tok == nil {
+		return out, lockErr
+	}
+	if lockErr != nil || !persisted {
+		// The OAuth server has rotated the pair, so the old refresh token is
+		// spent: losing the new one ends the session. The write failed (or
+		// its transaction did not commit): try again under a fresh lock, so
+		// another instance never sees the spent pair as current meanwhile.
+		err := h.d.Store.WithSessionLock(ctx, seen.ID, func(ctx context.Context) error {
+			return h.storeTokens(ctx, seen, tok)
+		})
+		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+			h.d.Logger.Error("REFRESHED TOKENS LOST: the new pair could not be stored; the user must reopen the tab",
+				"member", seen.MemberID, "user", seen.UserID, "err", err)
+		}
+	}
+	h.noteEndpoint(ctx, seen.MemberID, endpoint, tok.ClientEndpoint)
+	return out, nil
+}
+
+// storeTokens writes a refreshed pair with a compare-and-swap on the
+// version the refresh started from, retrying failures that are not a lost
+// race, each logged loudly (without the tokens).
+func (h *Handlers) storeTokens(ctx context.Context, cur *store.Session, tok *oauth.Token) error {
+	var err error
+	for attempt := 1; attempt <= storeAttempts; attempt++ {
+		err = h.d.Store.UpdateSessionTokens(ctx, cur.ID, cur.TokenVersion, tok.AccessToken, tok.RefreshToken)
+		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		h.d.Logger.Error("refreshed tokens could not be stored; retrying",
+			"member", cur.MemberID, "user", cur.UserID, "attempt", attempt, "err", err)
+		if attempt == storeAttempts {
+			break
+		}
+		t := time.NewTimer(storeBackoff << (attempt - 1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return err
+}
+
+// refreshRefused handles an OAuth error. invalid_grant after the version
+// check means our stored refresh token is dead — or that a writer which
+// does not take the lock got there first: the store is read again, and a
+// newer pair is used if there is one. Otherwise the grant is dead for
+// good; the session is deleted so the next click says "reopen the tab"
+// at once instead of spending another request on a dead grant.
+func (h *Handlers) refreshRefused(ctx context.Context, cur *store.Session, err error) (secret.String, error) {
+	switch {
+	case errors.Is(err, oauth.ErrUnreachable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return secret.String{}, fmt.Errorf("refresh: %w", errors.Join(bitrix24.ErrUnreachable, err))
+	case errors.Is(err, oauth.ErrPaymentRequired):
+		return secret.String{}, errors.Join(bitrix24.ErrPaymentRequired, err)
+	}
+	if now, rerr := h.d.Store.Session(ctx, cur.ID, h.now()); rerr == nil && now.TokenVersion != cur.TokenVersion {
+		return now.AccessToken, nil
+	}
+	if derr := h.d.Store.DeleteSession(ctx, cur.ID); derr != nil {
+		h.d.Logger.Warn("dead session could not be deleted", "member", cur.MemberID, "err", derr)
+	}
+	h.d.Logger.Info("session ended: refresh refused", "member", cur.MemberID, "user", cur.UserID, "err", err)
+	return secret.String{}, errors.Join(errSessionDead, err)
+}

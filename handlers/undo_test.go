@@ -1,0 +1,264 @@
+package handlers_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b24apps/leadcontacts/simulator"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// submit posts a form of a page (by CSS selector) as the browser would:
+// same origin, with its hidden page context.
+func (e *testEnv) submit(p page, form string) page {
+	e.t.Helper()
+	f := p.doc.Find(form)
+	require.Equal(e.t, 1, f.Length(), "no %s on the page: %s", form, p.body)
+	action, _ := f.Attr("action")
+	ctx, _ := f.Find(`input[name=ctx]`).Attr("value")
+	e.remember(ctx)
+	return e.postForm(e.base+action, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+}
+
+func (e *testEnv) history() []store.HistoryEntry {
+	e.t.Helper()
+	h, err := e.st.History(context.Background(), e.portal.MemberID(), 100)
+	require.NoError(e.t, err)
+	return h
+}
+
+func text(p page, sel string) string {
+	return strings.Join(strings.Fields(p.doc.Find(sel).Text()), " ")
+}
+
+func TestRemovalWithoutJavaScriptConfirmsOnASecondPage(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	tab := e.openTab(2, lead, "en")
+	action, _ := tab.doc.Find("#remove-form").Attr("action")
+	assert.Equal(t, "/placements/lead-tab/confirm", action, "without JS the form asks first")
+	assert.Equal(t, "/placements/lead-tab/remove", tab.doc.Find("#remove-form").AttrOr("data-action", ""))
+
+	confirm := e.submit(tab, "#remove-form")
+	require.Equal(t, http.StatusOK, confirm.status, confirm.body)
+	assert.Equal(t, "Unlink 3 contacts from this lead? The contacts themselves stay in the CRM.", text(confirm, "#confirm-text"))
+	assert.Equal(t, "/placements/lead-tab/remove", confirm.doc.Find("#confirm-form").AttrOr("action", ""))
+	assert.Equal(t, "/placements/lead-tab/view", confirm.doc.Find("#cancel-form").AttrOr("action", ""))
+	assert.Len(t, e.portal.LeadContacts(lead), 3, "asking changes nothing")
+
+	back := e.submit(confirm, "#cancel-form")
+	require.Equal(t, http.StatusOK, back.status, back.body)
+	assert.Equal(t, 3, back.doc.Find("#contacts li").Length(), "Cancel returns to the tab")
+	assert.Len(t, e.portal.LeadContacts(lead), 3)
+
+	done := e.submit(e.submit(back, "#remove-form"), "#confirm-form")
+	require.Equal(t, http.StatusOK, done.status, done.body)
+	assert.Contains(t, text(done, ".alert-success"), "3 contacts removed")
+	assert.Empty(t, e.portal.LeadContacts(lead))
+
+	// State changes stay POST-only and same-origin.
+	resp, err := http.Get(e.base + "/placements/lead-tab/confirm")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	for _, route := range []string{"confirm", "view", "undo"} {
+		ctx, _ := tab.doc.Find(`#remove-form input[name=ctx]`).Attr("value")
+		p := e.postForm(e.base+"/placements/lead-tab/"+route, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
+		assert.Equal(t, http.StatusForbidden, p.status, route)
+		p = e.postForm(e.base+"/placements/lead-tab/"+route, url.Values{"ctx": {"forged"}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+		assert.Equal(t, http.StatusForbidden, p.status, route)
+	}
+}
+
+func TestUndoRestoresTheSameLinksWithTheSameUsersToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	before := e.portal.LeadContacts(lead)
+	res := e.clickRemove(e.openTab(2, lead, "en"))
+	require.Equal(t, http.StatusOK, res.status, res.body)
+	assert.Contains(t, text(res, "#undo-form"), "You can undo this for 10 minutes.")
+
+	// An hour later the frame's token has expired: the undo refreshes it
+	// with the same user's refresh token, as the removal would.
+	e.sim.Advance(61 * time.Minute)
+	refreshes := len(e.sim.Refreshes())
+	mark := len(e.portal.Calls())
+	undone := e.submit(res, "#undo-form")
+	require.Equal(t, http.StatusOK, undone.status, undone.body)
+	assert.Contains(t, text(undone, ".alert-success"), "3 contacts are linked to lead")
+	assert.Equal(t, before, e.portal.LeadContacts(lead), "same contacts, SORT and primary")
+	assert.Equal(t, 3, undone.doc.Find("#contacts li").Length())
+	assert.Equal(t, "1", undone.doc.Find("body").AttrOr("data-reload", ""))
+	require.Len(t, e.sim.Refreshes(), refreshes+1)
+	assert.Equal(t, 2, e.sim.Refreshes()[refreshes].UserID)
+	var set []simulator.Call
+	for _, c := range e.portal.Calls()[mark:] {
+		if c.Method == "crm.lead.contact.items.set" {
+			set = append(set, c)
+		}
+	}
+	require.Len(t, set, 1)
+	assert.Equal(t, 2, set[0].UserID, "the clicking user's rights")
+
+	h := e.history()
+	require.Len(t, h, 2)
+	assert.Equal(t, store.ActionUndo, h[0].Action)
+	assert.Equal(t, store.OutcomeOK, h[0].Outcome)
+	assert.Equal(t, store.ActionRemove, h[1].Action)
+	assert.ElementsMatch(t, []int64{1, 2, 3}, h[1].ContactIDs)
+	assert.EqualValues(t, 2, h[1].UserID)
+
+	// Undone once: the snapshot is gone.
+	again := e.submit(res, "#undo-form")
+	assert.Contains(t, text(again, ".alert-warning"), "Undo is no longer possible")
+}
+
+func TestUndoRefusesWhenContactsWereLinkedSince(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	res := e.clickRemove(e.openTab(2, lead, "en"))
+	other := e.portal.LeadContacts(e.leadWithContacts(1))[0].ContactID
+	require.NoError(t, e.portal.LinkContact(lead, other, 10, true))
+
+	refused := e.submit(res, "#undo-form")
+	assert.Equal(t, http.StatusConflict, refused.status)
+	assert.Contains(t, text(refused, ".alert-warning"), "Contacts were linked to this lead after the removal.")
+	links := e.portal.LeadContacts(lead)
+	require.Len(t, links, 1, "the new link is kept, nothing restored")
+	assert.Equal(t, other, links[0].ContactID)
+	assert.Equal(t, 1, refused.doc.Find("#contacts li").Length(), "the page shows the lead as it is")
+	assert.Empty(t, e.portal.CallsTo("crm.lead.contact.items.set"))
+	h := e.history()
+	require.NotEmpty(t, h)
+	assert.Equal(t, store.OutcomeRefused, h[0].Outcome)
+	assert.Equal(t, "LEAD_CHANGED", h[0].ErrorCode)
+}
+
+func TestUndoExpiresAfterTenMinutes(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	res := e.clickRemove(e.openTab(2, lead, "en"))
+	e.clock.Advance(store.UndoTTL + time.Second)
+	late := e.submit(res, "#undo-form")
+	assert.Contains(t, text(late, ".alert-warning"), "Undo is no longer possible")
+	assert.Empty(t, e.portal.LeadContacts(lead))
+}
+
+func TestUndoThatFailsUpstreamCanBeRetried(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	res := e.clickRemove(e.openTab(2, lead, "en"))
+	e.portal.InjectFault(simulator.Fault{Method: "crm.lead.contact.items.set", Status: 503, Code: "QUERY_LIMIT_EXCEEDED", Description: "Too many requests"})
+	failed := e.submit(res, "#undo-form")
+	assert.Equal(t, http.StatusServiceUnavailable, failed.status)
+	assert.Contains(t, text(failed, ".alert-danger"), "The contacts were not restored")
+	require.Equal(t, 1, failed.doc.Find("#undo-form").Length(), "nothing was written: Undo is offered again")
+	ok := e.submit(failed, "#undo-form")
+	require.Equal(t, http.StatusOK, ok.status, ok.body)
+	assert.Len(t, e.portal.LeadContacts(lead), 3)
+	outcomes := []string{}
+	for _, h := range e.history() {
+		outcomes = append(outcomes, h.Action+":"+h.Outcome+":"+h.ErrorCode)
+	}
+	assert.Equal(t, []string{"undo:ok:", "undo:error:QUERY_LIMIT_EXCEEDED", "remove:ok:"}, outcomes)
+}
+
+func TestFailedRemovalIsRecordedWithoutUndo(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	res := e.clickRemove(e.openTab(simulator.SeedViewer, lead, "en"))
+	assert.Equal(t, http.StatusForbidden, res.status)
+	assert.Zero(t, res.doc.Find("#undo-form").Length())
+	h := e.history()
+	require.Len(t, h, 1)
+	assert.Equal(t, store.OutcomeError, h[0].Outcome)
+	assert.Equal(t, "ACCESS_DENIED", h[0].ErrorCode)
+	assert.EqualValues(t, simulator.SeedViewer, h[0].UserID)
+}
+
+func (e *testEnv) openApp(userID int, lang string) page {
+	e.t.Helper()
+	f, err := e.portal.OpenApp(userID, lang)
+	require.NoError(e.t, err)
+	return e.postFrame(f)
+}
+
+func TestAppPageIsForAdministrators(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	e.clickRemove(e.openTab(2, lead, "en"))
+
+	admin := e.openApp(simulator.SeedAdmin, "en")
+	require.Equal(t, http.StatusOK, admin.status, admin.body)
+	assert.Contains(t, text(admin, "#install-status"), "Installed")
+	assert.Contains(t, text(admin, "#placements"), "CRM_LEAD_DETAIL_TAB")
+	assert.Contains(t, text(admin, "#placements .badge"), "bound")
+	rows := admin.doc.Find("#history li")
+	require.Equal(t, 1, rows.Length())
+	assert.Equal(t, "/crm/lead/details/1/", rows.Find("a").AttrOr("data-path", ""))
+	assert.Equal(t, e.portal.URL()+"/crm/lead/details/1/", rows.Find("a").AttrOr("href", ""))
+	assert.Contains(t, text(admin, "#history"), "(#1, #2, #3)")
+	assert.Contains(t, strings.Split(admin.header.Get("Content-Security-Policy"), "; "), "frame-ancestors "+e.portal.URL())
+
+	// One batch: verification, ADMIN and the placements together.
+	for _, user := range []int{simulator.SeedSales, simulator.SeedViewer} {
+		mark := len(e.portal.Calls())
+		p := e.openApp(user, "ru")
+		require.Equal(t, http.StatusOK, p.status)
+		assert.Equal(t, "Эта страница для администраторов", text(p, "#not-admin h2"))
+		assert.Zero(t, p.doc.Find("#history, #rebind-form, input[name=ctx]").Length(), "nothing for non-admins")
+		n, _ := batchRequests(e.portal, mark)
+		assert.Equal(t, 1, n)
+	}
+
+	// A frame that does not come from the portal gets nothing.
+	f, err := e.portal.OpenApp(simulator.SeedAdmin, "en")
+	require.NoError(t, err)
+	f.Form.Set("APPLICATION_TOKEN", "forged")
+	assert.Equal(t, http.StatusForbidden, e.postFrame(f).status)
+}
+
+func TestRebindFromTheAppPage(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	admin := e.openApp(simulator.SeedAdmin, "en")
+	done := e.submit(admin, "#rebind-form")
+	require.Equal(t, http.StatusOK, done.status, done.body)
+	assert.Contains(t, text(done, ".alert-success"), "The tab and the event handlers are bound.")
+	assert.Len(t, e.portal.Placements(), 1)
+
+	// The admin context is not a lead tab's, nor the other way round.
+	tab := e.openTab(2, e.leadWithContacts(3), "en")
+	ctx, _ := tab.doc.Find(`#remove-form input[name=ctx]`).Attr("value")
+	p := e.postForm(e.base+"/app/rebind", url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+	assert.Equal(t, http.StatusForbidden, p.status)
+	actx, _ := admin.doc.Find(`#rebind-form input[name=ctx]`).Attr("value")
+	p = e.postForm(e.base+"/placements/lead-tab/undo", url.Values{"ctx": {actx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+	assert.Equal(t, http.StatusForbidden, p.status)
+}
+
+func TestCleanUninstallWipesTheHistory(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	e.clickRemove(e.openTab(2, e.leadWithContacts(3), "en"))
+	require.Len(t, e.history(), 1)
+	require.NoError(t, e.portal.Uninstall(context.Background(), false))
+	assert.Len(t, e.history(), 1, "kept without CLEAN")
+	e.install()
+	require.NoError(t, e.portal.Uninstall(context.Background(), true))
+	assert.Empty(t, e.history(), "wiped with CLEAN")
+}
