@@ -36,7 +36,6 @@ type keySet struct {
 	id     string      // short public key id, stored next to each ciphertext
 	aead   cipher.AEAD // token encryption at rest
 	hash   []byte      // keyed hashes of application tokens
-	lookup []byte      // keyed digests used as database keys
 	master []byte      // kept only to derive purpose keys on demand
 }
 
@@ -105,7 +104,6 @@ func newKeySet(master []byte) (keySet, error) {
 		id:     hex.EncodeToString(derive(m, "key-id", 4)),
 		aead:   aead,
 		hash:   derive(m, "application-token-hash", 32),
-		lookup: derive(m, "lookup", 32),
 		master: m,
 	}, nil
 }
@@ -220,12 +218,15 @@ func (k *Keyring) Pairs(purpose string) [][]byte {
 	return out
 }
 
-// Lookup returns a deterministic keyed digest of a value for use as a
-// database key (a frame session id), so the raw id never sits in the
-// database. It always uses the current key: rotating the master simply
-// invalidates outstanding sessions, which are short-lived anyway.
+// Lookup returns a deterministic one-way digest of a high-entropy value
+// (a 256-bit random frame session id) for use as a database key, so the
+// raw id never sits in the database. It is deliberately not keyed: for a
+// 256-bit random input a plain SHA-256 is already irreversible, and a key
+// would tie every open session to the current master, so a rotation
+// would end them all. Never use it for low-entropy values (use Hash).
 func (k *Keyring) Lookup(v string) string {
-	return hex.EncodeToString(mac(k.sets[0].lookup, v))
+	sum := sha256.Sum256([]byte("leadcontacts/session-lookup\x00" + v))
+	return hex.EncodeToString(sum[:])
 }
 
 func (k *Keyring) set(id string) (keySet, bool) {

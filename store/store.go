@@ -8,9 +8,10 @@
 // callers hand over secret.String values and never think about it.
 //
 // Times come back in UTC at the backend's precision (milliseconds in
-// SQLite, microseconds in PostgreSQL). Sessions are keyed by the current
-// key's Lookup digest, so rotating the master secret ends open sessions;
-// portal tokens stay readable while the previous secret is configured.
+// SQLite, microseconds in PostgreSQL). Sessions are keyed by an unkeyed
+// digest of their 256-bit random id (secret.Keyring.Lookup), so a rotation
+// of the master secret does not orphan them; their tokens, like portal
+// tokens, stay readable while the previous secret is configured.
 package store
 
 import (
