@@ -152,6 +152,8 @@ func TestH9AmbiguousFailureIsVerified(t *testing.T) {
 			if tc.removed {
 				require.Equal(t, http.StatusOK, res.status, res.body)
 				assert.Equal(t, "Contacts removed", strings.TrimSpace(res.doc.Find(".alert-success .alert-title").Text()))
+				l, _ := e.portal.Lead(lead)
+				assert.Contains(t, res.doc.Find(".alert-success").Text(), "All contacts were unlinked from lead “"+l.Title+"”.")
 				assert.Empty(t, e.portal.LeadContacts(lead))
 			} else {
 				assert.Equal(t, http.StatusBadGateway, res.status)
@@ -187,6 +189,13 @@ func TestH14DoubleClickIsCoalesced(t *testing.T) {
 	assert.Equal(t, 1, deletesSince(e.portal, mark), "one delete in flight")
 	n, _ := batchRequests(e.portal, mark)
 	assert.Equal(t, 1, n)
+	// One removal, one history entry (not one per click), and Undo offered.
+	hist, err := e.st.History(context.Background(), e.portal.MemberID(), 10)
+	require.NoError(t, err)
+	assert.Len(t, hist, 1)
+	for _, p := range pages {
+		assert.Equal(t, 1, p.doc.Find("#undo-form").Length(), "undo offered to every coalesced click")
+	}
 }
 
 // A12: the portal was renamed. Its old address answers 302 to the new one;

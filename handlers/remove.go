@@ -54,8 +54,8 @@ func (h *Handlers) remove(c *gin.Context) error {
 		return err
 	}
 
-	removed, uncounted, err := h.removeContacts(ctx, sess, p)
-	page.Undo = h.recordRemoval(ctx, sess, removed, err)
+	removed, uncounted, undo, err := h.removeContacts(ctx, sess, p)
+	page.Undo = undo
 	if err != nil {
 		h.logProblem(c, fail(upstreamStatus(err), upstreamKey(err), err))
 		page.Banner = h.errorBanner(loc, err)
@@ -72,7 +72,9 @@ func (h *Handlers) remove(c *gin.Context) error {
 	text := loc.N("result.success", len(removed), "Title", sess.LeadTitle)
 	switch {
 	case uncounted:
-		text = "" // the links are gone, but how many there were is unknown
+		// The links are gone (read back after an ambiguous answer), but how
+		// many there were is unknown.
+		text = loc.T("result.success_uncounted", "Title", sess.LeadTitle)
 	case len(removed) == 0:
 		text = loc.T("result.nothing", "Title", sess.LeadTitle)
 	}
@@ -90,6 +92,7 @@ const verifyReserve = 3 * time.Second
 type removal struct {
 	removed   []leadItem
 	uncounted bool
+	undo      bool // an undo snapshot was stored
 }
 
 // removeContacts removes every contact link of the session's lead and
@@ -102,7 +105,10 @@ type removal struct {
 //
 // uncounted reports a removal that is known to have happened only because
 // the contacts were read back (see removeOnce): the count is then unknown.
-func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *store.Portal) (removed []leadItem, uncounted bool, err error) {
+//
+// The history entry and the undo snapshot are written once, inside the
+// shared removal, so coalesced clicks leave one record, not one each.
+func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *store.Portal) (removed []leadItem, uncounted, undo bool, err error) {
 	key := sess.MemberID + "|" + strconv.FormatInt(sess.LeadID, 10) + "|" + strconv.FormatInt(sess.UserID, 10)
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -112,17 +118,19 @@ func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *s
 	f := h.removals.do(key, func() (any, error) {
 		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
-		return h.removeOnce(fctx, &s, &pc)
+		r, err := h.removeOnce(fctx, &s, &pc)
+		r.undo = h.recordRemoval(fctx, &s, r.removed, err)
+		return r, err
 	})
 	v, err := f.wait(ctx)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			err = errors.Join(bitrix24.ErrUnreachable, err)
 		}
-		return nil, false, err
+		return nil, false, false, err
 	}
 	r := v.(removal)
-	return r.removed, r.uncounted, nil
+	return r.removed, r.uncounted, r.undo, nil
 }
 
 // removeOnce reads the lead's contact links and deletes them in one batch
