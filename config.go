@@ -26,6 +26,8 @@ type Config struct {
 	JSURL          string
 	// HistoryRetention is how long the admins' history keeps an entry.
 	HistoryRetention time.Duration
+	// PortalRate is this instance's outbound request rate per portal.
+	PortalRate float64
 }
 
 // Defaults of the optional variables (app.json and the README list them).
@@ -121,6 +123,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		bad("HISTORY_RETENTION_DAYS", fmt.Sprintf("must be a whole number of days from 1 to %d", maxHistoryRetentionDays))
 	}
 	cfg.HistoryRetention = time.Duration(days) * 24 * time.Hour
+	// Bitrix24's leaky bucket is per portal and source IP: instances
+	// behind one egress IP share it, so each gets a share of its drain.
+	r, err := strconv.ParseFloat(get("B24_PORTAL_RATE", "2"), 64)
+	if err != nil || r <= 0 || r > 50 {
+		bad("B24_PORTAL_RATE", "must be a number of requests per second above 0 and at most 50")
+	}
+	cfg.PortalRate = r
 	if len(problems) > 0 {
 		return cfg, errors.New("configuration: " + strings.Join(problems, "; "))
 	}

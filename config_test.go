@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -55,4 +57,43 @@ func TestConfigAllowHTTP(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"http://127.0.0.1:9000"}, cfg.OAuthServers)
 	assert.Len(t, cfg.SecretPrevious, 32)
+}
+
+func TestPortalRate(t *testing.T) {
+	base := map[string]string{
+		"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
+		"APP_BASE_URL": "https://app.example.com",
+	}
+	cfg, err := loadConfig(env(base))
+	require.NoError(t, err)
+	assert.InDelta(t, 2.0, cfg.PortalRate, 1e-9)
+	base["B24_PORTAL_RATE"] = "0.5"
+	cfg, err = loadConfig(env(base))
+	require.NoError(t, err)
+	assert.InDelta(t, 0.5, cfg.PortalRate, 1e-9)
+	for _, bad := range []string{"0", "-1", "x", "51"} {
+		base["B24_PORTAL_RATE"] = bad
+		_, err = loadConfig(env(base))
+		assert.ErrorContains(t, err, "B24_PORTAL_RATE", bad)
+	}
+}
+
+// TestEveryVariableIsDocumented keeps app.json, the README table and the
+// variables loadConfig reads in step.
+func TestEveryVariableIsDocumented(t *testing.T) {
+	var manifest struct {
+		Env map[string]json.RawMessage `json:"env"`
+	}
+	require.NoError(t, json.Unmarshal(appJSON, &manifest))
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	read := map[string]bool{}
+	_, _ = loadConfig(func(k string) string { read[k] = true; return "" })
+	for name := range manifest.Env {
+		assert.Contains(t, string(readme), "| `"+name+"` |", "README table lacks %s", name)
+		assert.True(t, read[name], "loadConfig does not read %s", name)
+	}
+	for name := range read {
+		assert.Contains(t, manifest.Env, name, "app.json lacks %s", name)
+	}
 }

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/handlers"
 	"github.com/b24apps/leadcontacts/lang"
@@ -102,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	httpClient := bitrix24.NewHTTPClient(cfg.AllowHTTP)
-	rest := bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Observe: restLogger(logger)})
+	rest := bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Observe: restLogger(logger), PortalRate: rate.Limit(cfg.PortalRate)})
 	oc := oauth.New(cfg.ClientID, cfg.ClientSecret, cfg.OAuthServers, httpClient)
 	h, err := handlers.New(handlers.Config{
 		BaseURL: cfg.BaseURL, JSURL: cfg.JSURL, AllowHTTP: cfg.AllowHTTP, Manifest: m,
