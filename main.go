@@ -124,6 +124,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	go sweepSessions(ctx, st, logger)
+	go resealTokens(ctx, st, logger)
 	go sweepHistory(ctx, st, cfg.HistoryRetention, logger)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -213,6 +214,33 @@ func restLogger(logger *slog.Logger) func(bitrix24.Exchange) {
 			attrs = append(attrs, "err", x.Err.Error())
 		}
 		logger.Info("bitrix24 rest", attrs...)
+	}
+}
+
+// resealTokens moves stored tokens sealed under APP_SECRET_PREVIOUS to the
+// current secret, at start and then daily, so a rotation completes without
+// reinstalls and the previous secret can be dropped once the log says no
+// value was left to move.
+func resealTokens(ctx context.Context, st store.Store, logger *slog.Logger) {
+	r, ok := st.(store.Resealer)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		n, err := r.ResealTokens(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Error("reseal tokens under the current secret", "err", err)
+		case n > 0:
+			logger.Info("resealed tokens under the current secret", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

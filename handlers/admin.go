@@ -103,8 +103,8 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if !h.d.Keys.Verify(f.AppToken, p.AppTokenHash) {
-		return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("application token mismatch for member %q", p.MemberID))
+	if err := h.verifyAppToken(ctx, f.AppToken, p); err != nil {
+		return err
 	}
 	res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, f.AuthID, false, adminCommands())
 	if err != nil {

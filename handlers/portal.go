@@ -3,8 +3,11 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
 
@@ -95,4 +98,23 @@ func (h *Handlers) noteProblem(ctx context.Context, p *store.Portal, err error) 
 		return
 	}
 	p.Problem = code
+}
+
+// verifyAppToken checks the APPLICATION_TOKEN a frame carries against the
+// portal's stored hash, in constant time (an empty token never matches).
+// A hash made under a previous APP_SECRET is renewed on the way, since the
+// raw token is never stored and this is the only time it is at hand.
+func (h *Handlers) verifyAppToken(ctx context.Context, token secret.String, p *store.Portal) error {
+	if !h.d.Keys.Verify(token, p.AppTokenHash) {
+		return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("application token mismatch for member %q", p.MemberID))
+	}
+	if r, ok := h.d.Store.(store.Resealer); ok && !h.d.Keys.HashIsCurrent(p.AppTokenHash) {
+		fresh := h.d.Keys.Hash(token)
+		if err := r.UpdateAppTokenHash(ctx, p.MemberID, p.AppTokenHash, fresh); err != nil {
+			h.d.Logger.Warn("renew application token hash", "member", p.MemberID, "err", err)
+		} else {
+			p.AppTokenHash = fresh
+		}
+	}
+	return nil
 }

@@ -100,8 +100,8 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if !h.d.Keys.Verify(f.AppToken, p.AppTokenHash) {
-		return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("application token mismatch for member %q", p.MemberID))
+	if err := h.verifyAppToken(ctx, f.AppToken, p); err != nil {
+		return err
 	}
 	if f.Domain != "" && !strings.EqualFold(f.Domain, p.Domain) {
 		// Possibly a renamed portal; the stored, verified endpoint is used

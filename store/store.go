@@ -17,6 +17,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/b24apps/leadcontacts/secret"
@@ -178,4 +179,46 @@ type Store interface {
 type Locker interface {
 	WithPortalLock(ctx context.Context, memberID string, fn func(ctx context.Context) error) error
 	WithSessionLock(ctx context.Context, id string, fn func(ctx context.Context) error) error
+}
+
+// Resealer lets a key rotation finish: after APP_SECRET changes, stored
+// values still sealed or hashed under the previous secret are moved to the
+// current one, so APP_SECRET_PREVIOUS can then be dropped.
+type Resealer interface {
+	// ResealTokens re-encrypts every token sealed under an older key with
+	// the current key and returns how many values it rewrote. A value that
+	// changed meanwhile (a concurrent refresh) is left alone.
+	ResealTokens(ctx context.Context) (int, error)
+	// UpdateAppTokenHash replaces a portal's application-token hash if it
+	// still equals old (the raw token is never stored, so a hash can only
+	// be renewed when the portal presents the token again); ErrConflict
+	// otherwise.
+	UpdateAppTokenHash(ctx context.Context, memberID, old, fresh string) error
+}
+
+// SealedValue is one stored ciphertext found under an older key.
+type SealedValue struct {
+	Table, Key, Column, Sealed string
+}
+
+// Stale lists the columns of one row whose ciphertexts an older key sealed.
+func Stale(keys *secret.Keyring, table, key, access, refresh string) []SealedValue {
+	var out []SealedValue
+	for col, v := range map[string]string{"access_token": access, "refresh_token": refresh} {
+		if v != "" && keys.NeedsReseal(v) {
+			out = append(out, SealedValue{Table: table, Key: key, Column: col, Sealed: v})
+		}
+	}
+	return out
+}
+
+// Reseal opens the value under its old key and seals it under the current
+// one, with the same associated data (table, row key, column).
+func (v SealedValue) Reseal(keys *secret.Keyring) (string, error) {
+	aad := v.Table + "|" + v.Key + "|" + v.Column
+	plain, err := keys.Open(v.Sealed, aad)
+	if err != nil {
+		return "", fmt.Errorf("store: reseal %s %q %s: %w", v.Table, v.Key, v.Column, err)
+	}
+	return keys.Seal(plain, aad), nil
 }

@@ -43,6 +43,10 @@ func RunAtRest(t *testing.T, h AtRest) {
 		t.Parallel()
 		testMovedCiphertext(t, h)
 	})
+	t.Run("Reseal", func(t *testing.T) {
+		t.Parallel()
+		testReseal(t, h)
+	})
 	t.Run("KeyRotation", func(t *testing.T) {
 		t.Parallel()
 		testKeyRotation(t, h)
@@ -231,5 +235,44 @@ func testKeyRotation(t *testing.T, h AtRest) {
 	s = h.Open(t, oldKeys)
 	_, err = s.Portal(ctx, "m-rotate")
 	require.ErrorIs(t, err, secret.ErrUnknownKey)
+	require.NoError(t, s.Close())
+}
+
+// testReseal: after a rotation, ResealTokens moves every stored token to the
+// current key, so the previous secret can be dropped without a reinstall;
+// a second pass has nothing to do; the application-token hash is renewed
+// with a compare-and-swap.
+func testReseal(t *testing.T, h AtRest) {
+	ctx := t.Context()
+	old := Keys(t, "old")
+	s := h.Open(t, old)
+	p := mustSavePortal(t, s, "m-reseal")
+	sess := mustCreateSession(t, s, "sess-reseal", "m-reseal")
+	require.NoError(t, s.Close())
+
+	rotated := Keys(t, "new", "old")
+	s = h.Open(t, rotated)
+	r, ok := s.(store.Resealer)
+	require.True(t, ok, "backend implements store.Resealer")
+	n, err := r.ResealTokens(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, n, "two portal tokens and two session tokens")
+	n, err = r.ResealTokens(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing left under the old key")
+
+	newHash := rotated.Hash(secret.New("app-token-m-reseal"))
+	require.NoError(t, r.UpdateAppTokenHash(ctx, "m-reseal", p.AppTokenHash, newHash))
+	require.ErrorIs(t, r.UpdateAppTokenHash(ctx, "m-reseal", p.AppTokenHash, newHash), store.ErrConflict)
+	require.NoError(t, s.Close())
+
+	// The old key retired: everything still opens.
+	s = h.Open(t, Keys(t, "new"))
+	got := mustPortal(t, s, "m-reseal")
+	require.Equal(t, p.AccessToken.Reveal(), got.AccessToken.Reveal())
+	require.Equal(t, p.RefreshToken.Reveal(), got.RefreshToken.Reveal())
+	require.Equal(t, newHash, got.AppTokenHash)
+	gotSess := mustSession(t, s, "sess-reseal")
+	require.Equal(t, sess.AccessToken.Reveal(), gotSess.AccessToken.Reveal())
 	require.NoError(t, s.Close())
 }

@@ -1,0 +1,73 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// ResealTokens implements store.Resealer: every token sealed under an
+// older key is opened and sealed again under the current one. Each value
+// is rewritten with a compare-and-swap on its old ciphertext, so a
+// concurrent refresh always wins and nothing it wrote is overwritten.
+// The rows are read first and written after, one small transaction each,
+// so no write lock is held for the whole pass.
+func (s *Store) ResealTokens(ctx context.Context) (int, error) {
+	n := 0
+	for _, t := range resealTables {
+		rows, err := s.db.QueryContext(ctx, `SELECT `+t.key+`, access_token, refresh_token FROM `+t.table)
+		if err != nil {
+			return n, fmt.Errorf("store: reseal %s: %w", t.table, err)
+		}
+		var todo []store.SealedValue
+		for rows.Next() {
+			var key, access, refresh string
+			if err := rows.Scan(&key, &access, &refresh); err != nil {
+				_ = rows.Close()
+				return n, fmt.Errorf("store: reseal %s: %w", t.table, err)
+			}
+			todo = append(todo, store.Stale(s.keys, t.table, key, access, refresh)...)
+		}
+		if err := rows.Close(); err != nil {
+			return n, fmt.Errorf("store: reseal %s: %w", t.table, err)
+		}
+		for _, v := range todo {
+			fresh, err := v.Reseal(s.keys)
+			if err != nil {
+				return n, err
+			}
+			res, err := s.db.ExecContext(ctx,
+				`UPDATE `+t.table+` SET `+v.Column+` = ? WHERE `+t.key+` = ? AND `+v.Column+` = ?`,
+				fresh, v.Key, v.Sealed)
+			if err != nil {
+				return n, fmt.Errorf("store: reseal %s: %w", t.table, err)
+			}
+			if k, _ := res.RowsAffected(); k == 1 {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// UpdateAppTokenHash implements store.Resealer.
+func (s *Store) UpdateAppTokenHash(ctx context.Context, memberID, old, fresh string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE portals SET app_token_hash = ? WHERE member_id = ? AND app_token_hash = ?`,
+		fresh, memberID, old)
+	if err != nil {
+		return fmt.Errorf("store: rehash portal %q: %w", memberID, err)
+	}
+	if k, _ := res.RowsAffected(); k != 1 {
+		return fmt.Errorf("store: rehash portal %q: %w", memberID, store.ErrConflict)
+	}
+	return nil
+}
+
+// resealTables names the tables holding sealed tokens and their row keys.
+var resealTables = []struct{ table, key string }{
+	{"portals", "member_id"},
+	{"sessions", "id_lookup"},
+}
+
+var _ store.Resealer = (*Store)(nil)
