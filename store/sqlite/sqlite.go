@@ -104,13 +104,22 @@ func Open(ctx context.Context, path string, keys *secret.Keyring) (*Store, error
 	}
 
 	s := &Store{db: db, keys: keys}
-	if err := s.check(ctx, memory); err != nil {
-		_ = db.Close()
-		return nil, err
+	// Switching a new file to WAL needs an exclusive lock, and SQLite
+	// answers SQLITE_BUSY at once (without its busy handler) when another
+	// process is doing the same: retry that first step for a while.
+	var err2 error
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		if err2 = s.check(ctx, memory); err2 == nil {
+			err2 = migrate(ctx, db)
+		}
+		if err2 == nil || !strings.Contains(err2.Error(), "SQLITE_BUSY") || wait > time.Second || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(wait)
 	}
-	if err := migrate(ctx, db); err != nil {
+	if err2 != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, err2
 	}
 	return s, nil
 }
