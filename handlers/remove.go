@@ -21,36 +21,14 @@ import (
 // the lead named by the page context, with the clicking user's own token
 // (so Bitrix24 applies that user's CRM rights), never the installer's.
 func (h *Handlers) remove(c *gin.Context) error {
-	pc, err := h.decodePageContext(c.Request.PostForm.Get("ctx"))
-	if errors.Is(err, errContextExpired) {
-		return fail(http.StatusUnauthorized, "error.session_expired", err)
-	}
-	if err != nil {
-		return fail(http.StatusForbidden, "error.forbidden_action", err)
-	}
-	if err := h.checkBrowser(c, pc); err != nil {
-		return fail(http.StatusForbidden, "error.forbidden_action", err)
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
-	defer cancel()
-	sess, err := h.d.Store.Session(ctx, pc.SID, h.now())
-	if errors.Is(err, store.ErrNotFound) {
-		return fail(http.StatusUnauthorized, "error.session_expired", err)
-	}
-	if err != nil {
-		return fail(http.StatusInternalServerError, "error.internal", err)
-	}
-	if sess.MemberID != pc.MemberID || sess.LeadID != pc.LeadID || sess.UserID != pc.UserID {
-		return fail(http.StatusForbidden, "error.forbidden_action", errors.New("page context does not match its session"))
-	}
-	p, err := h.activePortal(ctx, sess.MemberID)
+	sess, p, err := h.actionSession(c)
 	if err != nil {
 		return err
 	}
-	c.Set(originKey, portalOrigin(p))
-	loc := h.d.Lang.For(sess.Lang)
-	page := tabPage{base: h.base(loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}
-	if err := h.setPageContext(c, &page, sess); err != nil {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	page, loc, err := h.sessionPage(c, sess)
+	if err != nil {
 		return err
 	}
 
