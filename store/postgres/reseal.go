@@ -16,7 +16,7 @@ import (
 func (s *Store) ResealTokens(ctx context.Context) (int, error) {
 	n := 0
 	for _, t := range resealTables {
-		rows, err := s.q(ctx).QueryContext(ctx, `SELECT `+t.key+`, access_token, refresh_token FROM `+t.table)
+		rows, err := s.q(ctx).QueryContext(ctx, t.sel)
 		if err != nil {
 			return n, fmt.Errorf("store: reseal %s: %w", t.table, err)
 		}
@@ -38,7 +38,7 @@ func (s *Store) ResealTokens(ctx context.Context) (int, error) {
 				return n, err
 			}
 			res, err := s.q(ctx).ExecContext(ctx,
-				`UPDATE `+t.table+` SET `+v.Column+` = $1 WHERE `+t.key+` = $2 AND `+v.Column+` = $3`,
+				t.upd[v.Column],
 				fresh, v.Key, v.Sealed)
 			if err != nil {
 				return n, fmt.Errorf("store: reseal %s: %w", t.table, err)
@@ -64,10 +64,21 @@ func (s *Store) UpdateAppTokenHash(ctx context.Context, memberID, old, fresh str
 	return nil
 }
 
-// resealTables names the tables holding sealed tokens and their row keys.
-var resealTables = []struct{ table, key string }{
-	{"portals", "member_id"},
-	{"sessions", "id_lookup"},
+// resealTables holds, per table with sealed tokens, the queries of the
+// reseal pass, spelled out so no SQL is assembled at run time.
+var resealTables = []struct {
+	table string
+	sel   string
+	upd   map[string]string // by column
+}{
+	{"portals", `SELECT member_id, access_token, refresh_token FROM portals`, map[string]string{
+		"access_token":  `UPDATE portals SET access_token = $1 WHERE member_id = $2 AND access_token = $3`,
+		"refresh_token": `UPDATE portals SET refresh_token = $1 WHERE member_id = $2 AND refresh_token = $3`,
+	}},
+	{"sessions", `SELECT id_lookup, access_token, refresh_token FROM sessions`, map[string]string{
+		"access_token":  `UPDATE sessions SET access_token = $1 WHERE id_lookup = $2 AND access_token = $3`,
+		"refresh_token": `UPDATE sessions SET refresh_token = $1 WHERE id_lookup = $2 AND refresh_token = $3`,
+	}},
 }
 
 var _ store.Resealer = (*Store)(nil)

@@ -16,7 +16,7 @@ import (
 func (s *Store) ResealTokens(ctx context.Context) (int, error) {
 	n := 0
 	for _, t := range resealTables {
-		rows, err := s.db.QueryContext(ctx, `SELECT `+t.key+`, access_token, refresh_token FROM `+t.table)
+		rows, err := s.db.QueryContext(ctx, t.sel)
 		if err != nil {
 			return n, fmt.Errorf("store: reseal %s: %w", t.table, err)
 		}
@@ -38,7 +38,7 @@ func (s *Store) ResealTokens(ctx context.Context) (int, error) {
 				return n, err
 			}
 			res, err := s.db.ExecContext(ctx,
-				`UPDATE `+t.table+` SET `+v.Column+` = ? WHERE `+t.key+` = ? AND `+v.Column+` = ?`,
+				t.upd[v.Column],
 				fresh, v.Key, v.Sealed)
 			if err != nil {
 				return n, fmt.Errorf("store: reseal %s: %w", t.table, err)
@@ -64,10 +64,21 @@ func (s *Store) UpdateAppTokenHash(ctx context.Context, memberID, old, fresh str
 	return nil
 }
 
-// resealTables names the tables holding sealed tokens and their row keys.
-var resealTables = []struct{ table, key string }{
-	{"portals", "member_id"},
-	{"sessions", "id_lookup"},
+// resealTables holds, per table with sealed tokens, the queries of the
+// reseal pass, spelled out so no SQL is assembled at run time.
+var resealTables = []struct {
+	table string
+	sel   string
+	upd   map[string]string // by column
+}{
+	{"portals", `SELECT member_id, access_token, refresh_token FROM portals`, map[string]string{
+		"access_token":  `UPDATE portals SET access_token = ? WHERE member_id = ? AND access_token = ?`,
+		"refresh_token": `UPDATE portals SET refresh_token = ? WHERE member_id = ? AND refresh_token = ?`,
+	}},
+	{"sessions", `SELECT id_lookup, access_token, refresh_token FROM sessions`, map[string]string{
+		"access_token":  `UPDATE sessions SET access_token = ? WHERE id_lookup = ? AND access_token = ?`,
+		"refresh_token": `UPDATE sessions SET refresh_token = ? WHERE id_lookup = ? AND refresh_token = ?`,
+	}},
 }
 
 var _ store.Resealer = (*Store)(nil)
