@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"io/fs"
 	"path"
@@ -46,4 +48,39 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out, nil
+}
+
+// ApplyMigrations runs, inside tx, every step whose version is not yet in
+// the backend's schema_migrations table, in order, and records each with
+// record (the one statement whose SQL differs between dialects). The
+// caller creates the table, locks as its backend needs, and commits.
+func ApplyMigrations(ctx context.Context, tx *sql.Tx, steps []Migration, record func(m Migration) error) error {
+	applied := map[int]bool{}
+	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		applied[v] = true
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	for _, m := range steps {
+		if applied[m.Version] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
+		}
+		if err := record(m); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
+		}
+	}
+	return nil
 }

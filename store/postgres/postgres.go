@@ -92,37 +92,13 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		)`); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	applied := map[int]bool{}
-	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
-	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			_ = rows.Close()
-			return fmt.Errorf("store: migrate: %w", err)
-		}
-		applied[v] = true
-	}
-	if err := rows.Close(); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-
-	for _, m := range steps {
-		if applied[m.Version] {
-			continue
-		}
-		// No arguments: pgx sends it with the simple protocol, which runs a
-		// file of several statements.
-		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
-		}
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`,
-			m.Version, m.Name); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
-		}
+	// No arguments: pgx sends each step with the simple protocol, which
+	// runs a file of several statements.
+	if err := store.ApplyMigrations(ctx, tx, steps, func(m store.Migration) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+		return err
+	}); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)

@@ -173,35 +173,12 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		) STRICT`); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	applied := map[int]bool{}
-	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations`)
-	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			_ = rows.Close()
-			return fmt.Errorf("store: migrate: %w", err)
-		}
-		applied[v] = true
-	}
-	if err := rows.Close(); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-
-	for _, m := range steps {
-		if applied[m.Version] {
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
-		}
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.Version, m.Name, time.Now().UnixMilli()); err != nil {
-			return fmt.Errorf("store: migrate %s: %w", m.Name, err)
-		}
+	if err := store.ApplyMigrations(ctx, tx, steps, func(m store.Migration) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.Version, m.Name, time.Now().UnixMilli())
+		return err
+	}); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
