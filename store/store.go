@@ -16,6 +16,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -196,25 +197,81 @@ type Resealer interface {
 	UpdateAppTokenHash(ctx context.Context, memberID, old, fresh string) error
 }
 
-// SealedValue is one stored ciphertext found under an older key.
-type SealedValue struct {
+// ResealTable is one table holding sealed tokens, with a backend's own
+// queries: Select returns (row key, access_token, refresh_token) of every
+// row, and Update[column] is a compare-and-swap taking (new ciphertext,
+// row key, old ciphertext).
+type ResealTable struct {
+	Table  string
+	Select string
+	Update map[string]string
+}
+
+// Querier is what ResealTokens needs from a *sql.DB or *sql.Tx.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// ResealTokens is the reseal pass both backends run with their own SQL:
+// rows are read first and written after, one small statement per value,
+// so no write lock is held for the whole pass, and each value is a
+// compare-and-swap on its old ciphertext, so a concurrent refresh wins.
+func ResealTokens(ctx context.Context, q Querier, keys *secret.Keyring, tables []ResealTable) (int, error) {
+	n := 0
+	for _, t := range tables {
+		rows, err := q.QueryContext(ctx, t.Select)
+		if err != nil {
+			return n, fmt.Errorf("store: reseal %s: %w", t.Table, err)
+		}
+		var todo []sealedValue
+		for rows.Next() {
+			var key, access, refresh string
+			if err := rows.Scan(&key, &access, &refresh); err != nil {
+				_ = rows.Close()
+				return n, fmt.Errorf("store: reseal %s: %w", t.Table, err)
+			}
+			todo = append(todo, stale(keys, t.Table, key, access, refresh)...)
+		}
+		if err := rows.Close(); err != nil {
+			return n, fmt.Errorf("store: reseal %s: %w", t.Table, err)
+		}
+		for _, v := range todo {
+			fresh, err := v.reseal(keys)
+			if err != nil {
+				return n, err
+			}
+			res, err := q.ExecContext(ctx, t.Update[v.Column], fresh, v.Key, v.Sealed)
+			if err != nil {
+				return n, fmt.Errorf("store: reseal %s: %w", t.Table, err)
+			}
+			if k, _ := res.RowsAffected(); k == 1 {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// sealedValue is one stored ciphertext found under an older key.
+type sealedValue struct {
 	Table, Key, Column, Sealed string
 }
 
-// Stale lists the columns of one row whose ciphertexts an older key sealed.
-func Stale(keys *secret.Keyring, table, key, access, refresh string) []SealedValue {
-	var out []SealedValue
+// stale lists the columns of one row whose ciphertexts an older key sealed.
+func stale(keys *secret.Keyring, table, key, access, refresh string) []sealedValue {
+	var out []sealedValue
 	for col, v := range map[string]string{"access_token": access, "refresh_token": refresh} {
 		if v != "" && keys.NeedsReseal(v) {
-			out = append(out, SealedValue{Table: table, Key: key, Column: col, Sealed: v})
+			out = append(out, sealedValue{Table: table, Key: key, Column: col, Sealed: v})
 		}
 	}
 	return out
 }
 
-// Reseal opens the value under its old key and seals it under the current
+// reseal opens the value under its old key and seals it under the current
 // one, with the same associated data (table, row key, column).
-func (v SealedValue) Reseal(keys *secret.Keyring) (string, error) {
+func (v sealedValue) reseal(keys *secret.Keyring) (string, error) {
 	aad := v.Table + "|" + v.Key + "|" + v.Column
 	plain, err := keys.Open(v.Sealed, aad)
 	if err != nil {
