@@ -21,16 +21,13 @@ import (
 // the lead named by the page context, with the clicking user's own token
 // (so Bitrix24 applies that user's CRM rights), never the installer's.
 func (h *Handlers) remove(c *gin.Context) error {
-	sess, p, err := h.actionSession(c)
+	a, err := h.startAction(c)
 	if err != nil {
 		return err
 	}
+	sess, p, page, loc := a.sess, a.p, a.page, a.loc
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	page, loc, err := h.sessionPage(c, sess)
-	if err != nil {
-		return err
-	}
 
 	removed, uncounted, undo, err := h.removeContacts(ctx, sess, p)
 	page.Undo = undo

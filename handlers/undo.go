@@ -44,44 +44,50 @@ type confirmPage struct {
 	tabPage
 }
 
-// actionSession authenticates a POST from the tab's page: the signed page
+// action is an authenticated POST from the tab's page, with the answer
+// page already started (language, lead, a fresh page context).
+type action struct {
+	sess *store.Session
+	p    *store.Portal
+	page tabPage
+	loc  *lang.Localizer
+}
+
+// startAction authenticates a POST from the tab's page: the signed page
 // context, the optional browser cookie, the live session it names and the
-// installed portal. It is the same gate the removal passes.
-func (h *Handlers) actionSession(c *gin.Context) (*store.Session, *store.Portal, error) {
+// installed portal. Removal, undo, confirm and view all pass this gate.
+func (h *Handlers) startAction(c *gin.Context) (*action, error) {
 	pc, err := h.decodePageContext(c.Request.PostForm.Get("ctx"))
 	if errors.Is(err, errContextExpired) {
-		return nil, nil, fail(http.StatusUnauthorized, "error.session_expired", err)
+		return nil, fail(http.StatusUnauthorized, "error.session_expired", err)
 	}
 	if err != nil {
-		return nil, nil, fail(http.StatusForbidden, "error.forbidden_action", err)
+		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
 	}
 	if err := h.checkBrowser(c, pc); err != nil {
-		return nil, nil, fail(http.StatusForbidden, "error.forbidden_action", err)
+		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
 	}
 	sess, err := h.d.Store.Session(c.Request.Context(), pc.SID, h.now())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, fail(http.StatusUnauthorized, "error.session_expired", err)
+		return nil, fail(http.StatusUnauthorized, "error.session_expired", err)
 	}
 	if err != nil {
-		return nil, nil, fail(http.StatusInternalServerError, "error.internal", err)
+		return nil, fail(http.StatusInternalServerError, "error.internal", err)
 	}
 	if sess.MemberID != pc.MemberID || sess.LeadID != pc.LeadID || sess.UserID != pc.UserID {
-		return nil, nil, fail(http.StatusForbidden, "error.forbidden_action", errors.New("page context does not match its session"))
+		return nil, fail(http.StatusForbidden, "error.forbidden_action", errors.New("page context does not match its session"))
 	}
 	p, err := h.activePortal(c.Request.Context(), sess.MemberID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	c.Set(originKey, portalOrigin(p))
-	return sess, p, nil
-}
-
-// sessionPage starts the tab page of an authenticated action.
-func (h *Handlers) sessionPage(c *gin.Context, sess *store.Session) (tabPage, *lang.Localizer, error) {
-	loc := h.d.Lang.For(sess.Lang)
-	page := tabPage{base: h.base(loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}
-	err := h.setPageContext(c, &page, sess)
-	return page, loc, err
+	a := &action{sess: sess, p: p, loc: h.d.Lang.For(sess.Lang)}
+	a.page = tabPage{base: h.base(a.loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}
+	if err := h.setPageContext(c, &a.page, sess); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // listCommands reads the lead, its links and the first names contacts'
@@ -142,16 +148,13 @@ func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.P
 // view renders the tab again for an open session: Cancel on the no-JS
 // confirmation page returns here.
 func (h *Handlers) view(c *gin.Context) error {
-	sess, p, err := h.actionSession(c)
+	a, err := h.startAction(c)
 	if err != nil {
 		return err
 	}
+	sess, p, page, loc := a.sess, a.p, a.page, a.loc
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	page, loc, err := h.sessionPage(c, sess)
-	if err != nil {
-		return err
-	}
 	h.render(c, h.readList(ctx, sess, p, &page, loc), "tab", page)
 	return nil
 }
@@ -161,16 +164,13 @@ func (h *Handlers) view(c *gin.Context) error {
 // posts to the removal. It reads the current links, so the question names
 // the number that will really be unlinked.
 func (h *Handlers) confirm(c *gin.Context) error {
-	sess, p, err := h.actionSession(c)
+	a, err := h.startAction(c)
 	if err != nil {
 		return err
 	}
+	sess, p, page, loc := a.sess, a.p, a.page, a.loc
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	page, loc, err := h.sessionPage(c, sess)
-	if err != nil {
-		return err
-	}
 	if status := h.readList(ctx, sess, p, &page, loc); status != http.StatusOK {
 		h.render(c, status, "tab", page)
 		return nil
@@ -249,16 +249,13 @@ func (h *Handlers) addHistory(ctx context.Context, sess *store.Session, action s
 // allows, and the write batch re-reads the list so the page shows what is
 // really linked afterwards.
 func (h *Handlers) undo(c *gin.Context) error {
-	sess, p, err := h.actionSession(c)
+	a, err := h.startAction(c)
 	if err != nil {
 		return err
 	}
+	sess, p, page, loc := a.sess, a.p, a.page, a.loc
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	page, loc, err := h.sessionPage(c, sess)
-	if err != nil {
-		return err
-	}
 	snap, err := h.d.Store.TakeUndo(ctx, sess.ID, h.now())
 	if errors.Is(err, store.ErrNotFound) {
 		status := h.readList(ctx, sess, p, &page, loc)
