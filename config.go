@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -79,6 +80,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		bad("APP_BASE_URL", "is required")
 	} else if u, err := checkURL(v, cfg.AllowHTTP, false); err != nil {
 		bad("APP_BASE_URL", err.Error())
+	} else if why := handlerHostProblem(u.Hostname()); why != "" && !cfg.AllowHTTP {
+		bad("APP_BASE_URL", why)
 	} else {
 		cfg.BaseURL = u
 	}
@@ -134,6 +137,25 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		return cfg, errors.New("configuration: " + strings.Join(problems, "; "))
 	}
 	return cfg, nil
+}
+
+// handlerHostProblem says why Bitrix24 would refuse handlers on host, or
+// "" when it would not. A real portal refuses placement and event handlers
+// whose host has no dot (ERROR_WRONG_HANDLER_URL, recorded from
+// HandlerHelper::checkCallback), and cannot reach a loopback or private
+// address, so the app would install nowhere.
+func handlerHostProblem(host string) string {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() {
+			return fmt.Sprintf("names %s, an address Bitrix24 cannot reach: use the app's public host name", host)
+		}
+		return ""
+	}
+	if !strings.Contains(host, ".") || host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return fmt.Sprintf("names host %q, which Bitrix24 refuses for handlers (ERROR_WRONG_HANDLER_URL: the host needs a dot and must be public); use the app's public host name, or set B24_ALLOW_HTTP=true for local development", host)
+	}
+	return ""
 }
 
 // checkURL requires an absolute https URL (http too when allowHTTP),

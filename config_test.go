@@ -97,3 +97,36 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 		assert.Contains(t, manifest.Env, name, "app.json lacks %s", name)
 	}
 }
+
+// TestBaseURLMustBeOneBitrix24Accepts: a real portal refuses handlers
+// whose host has no dot (ERROR_WRONG_HANDLER_URL, recorded) and cannot
+// reach local addresses, so production mode refuses to start with one.
+func TestBaseURLMustBeOneBitrix24Accepts(t *testing.T) {
+	base := map[string]string{"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32)}
+	for _, tt := range []struct {
+		url, want string
+	}{
+		{"https://localhost:8443", "ERROR_WRONG_HANDLER_URL"},
+		{"https://intranet", "ERROR_WRONG_HANDLER_URL"},
+		{"https://app.localhost", "ERROR_WRONG_HANDLER_URL"},
+		{"https://127.0.0.1", "cannot reach"},
+		{"https://10.1.2.3", "cannot reach"},
+		{"https://[::1]:8443", "cannot reach"},
+		{"http://app.example.com", "must use https"},
+	} {
+		base["APP_BASE_URL"] = tt.url
+		_, err := loadConfig(env(base))
+		require.Error(t, err, tt.url)
+		assert.Contains(t, err.Error(), "APP_BASE_URL", tt.url)
+		assert.Contains(t, err.Error(), tt.want, tt.url)
+	}
+	for _, ok := range []string{"https://app.example.com", "https://contacts.example.com:8443/b24", "https://203.0.113.9"} {
+		base["APP_BASE_URL"] = ok
+		_, err := loadConfig(env(base))
+		assert.NoError(t, err, ok)
+	}
+	// Local development with B24_ALLOW_HTTP=true (the demo, the tests).
+	base["APP_BASE_URL"], base["B24_ALLOW_HTTP"] = "http://127.0.0.1:8080", "true"
+	_, err := loadConfig(env(base))
+	assert.NoError(t, err)
+}

@@ -115,6 +115,9 @@ func (h *Handlers) appPage(c *gin.Context) error {
 		pr.code = upstreamCode(err)
 		return pr
 	}
+	if err := verifyAppInfo(res, p); err != nil {
+		return err
+	}
 	var me struct {
 		ID    bitrix24.ID   `json:"ID"`
 		Admin bitrix24.Bool `json:"ADMIN"`
@@ -258,10 +261,13 @@ func (h *Handlers) rebind(c *gin.Context) error {
 	err = h.asUser(ctx, sess, p, func(token secret.String) error {
 		asAdmin := *p
 		asAdmin.AccessToken = token
-		if _, err := h.bind(ctx, &asAdmin, loc); err != nil {
+		plan, err := h.readSetup(ctx, &asAdmin)
+		if err != nil {
 			return err
 		}
-		var err error
+		if _, err := h.bind(ctx, &asAdmin, plan, loc); err != nil {
+			return err
+		}
 		res, err = h.d.REST.Batch(ctx, p.RESTEndpoint, token, false, adminCommands())
 		return err
 	})
@@ -272,7 +278,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		}
 		h.logProblem(c, pr)
 		page.Admin = true
-		page.Banner = &banner{Kind: "danger", Title: loc.T("app.rebind_failed"), Text: loc.T(pr.key, "Code", pr.code), Code: pr.code}
+		page.Banner = &banner{Kind: "danger", Title: loc.T("app.rebind_failed"), Text: pr.text(loc), Code: pr.code}
 		h.render(c, pr.status, "app", page)
 		return nil
 	}

@@ -110,11 +110,22 @@ type testEnv struct {
 	h            *handlers.Handlers
 	// publicBase, if set, is the APP_BASE_URL the app is configured with.
 	publicBase string
+	// simOptions and portalOptions adjust the simulator and its portal.
+	simOptions    func(*simulator.Options)
+	portalOptions func(*simulator.PortalOptions)
 }
 
 type envOption func(*testEnv)
 
 func withTimeout(d time.Duration) envOption { return func(e *testEnv) { e.timeout = d } }
+
+// withSim adjusts the simulator (and its app) before it starts.
+func withSim(f func(*simulator.Options)) envOption { return func(e *testEnv) { e.simOptions = f } }
+
+// withPortal adjusts the test portal before it starts.
+func withPortal(f func(*simulator.PortalOptions)) envOption {
+	return func(e *testEnv) { e.portalOptions = f }
+}
 
 func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
@@ -133,14 +144,22 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	for _, o := range opts {
 		o(e)
 	}
-	e.sim, err = simulator.New(simulator.Options{
+	so := simulator.Options{
 		App: simulator.App{ClientID: testClientID, ClientSecret: testClientSecret, Code: "b24apps.leadcontacts",
 			Scope: m.Scope, InstallURL: e.base + m.Install, AppURL: e.base + m.Handler},
 		AllowLocalHandlers: true,
-	})
+	}
+	if e.simOptions != nil {
+		e.simOptions(&so)
+	}
+	e.sim, err = simulator.New(so)
 	require.NoError(t, err)
 	t.Cleanup(e.sim.Close)
-	e.portal, err = e.sim.AddPortal(simulator.PortalOptions{Seed: true})
+	po := simulator.PortalOptions{Seed: true}
+	if e.portalOptions != nil {
+		e.portalOptions(&po)
+	}
+	e.portal, err = e.sim.AddPortal(po)
 	require.NoError(t, err)
 	e.keys, err = secret.NewKeyring(bytes.Repeat([]byte{7}, 32))
 	require.NoError(t, err)

@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/b24apps/leadcontacts/lang"
 )
 
 // problem is the one error type handlers return: an HTTP status, the
@@ -14,8 +16,15 @@ import (
 type problem struct {
 	status int
 	key    string // catalogue key of the explanation
+	args   []any  // the explanation's template data, as name/value pairs
 	code   string // Bitrix24 error code to show, if any
 	cause  error
+}
+
+// text renders the explanation in a language; the code is always there
+// for the explanations that quote it.
+func (p *problem) text(loc *lang.Localizer) string {
+	return loc.T(p.key, append([]any{"Code", p.code}, p.args...)...)
 }
 
 func (p *problem) Error() string {
@@ -60,7 +69,7 @@ func (h *Handlers) page(fn func(c *gin.Context) error) gin.HandlerFunc {
 		h.render(c, p.status, "error", errorPage{
 			base:  h.base(loc),
 			Title: loc.T("error.unverified_title"),
-			Text:  loc.T(p.key),
+			Text:  p.text(loc),
 			Code:  p.code,
 		})
 	}

@@ -27,6 +27,7 @@ type Frame struct {
 	AppToken  secret.String
 
 	ServerEndpoint   string
+	Scope            string // APPLICATION_SCOPE: the scopes granted to the app
 	Placement        string
 	PlacementOptions string
 	Status           string
@@ -52,6 +53,7 @@ func ParseFrame(query, body url.Values) (Frame, error) {
 		RefreshID:        secret.New(body.Get("REFRESH_ID")),
 		AppToken:         secret.New(body.Get("APPLICATION_TOKEN")),
 		ServerEndpoint:   body.Get("SERVER_ENDPOINT"),
+		Scope:            body.Get("APPLICATION_SCOPE"),
 		Placement:        body.Get("PLACEMENT"),
 		PlacementOptions: body.Get("PLACEMENT_OPTIONS"),
 		Status:           body.Get("status"),
@@ -69,7 +71,7 @@ func ParseFrame(query, body url.Values) (Frame, error) {
 	if f.Lang != "" && !langPattern.MatchString(f.Lang) {
 		f.Lang = ""
 	}
-	if len(f.Placement) > 64 || len(f.PlacementOptions) > maxPlacementOptions || len(f.ServerEndpoint) > 256 {
+	if len(f.Placement) > 64 || len(f.PlacementOptions) > maxPlacementOptions || len(f.ServerEndpoint) > 256 || len(f.Scope) > 1024 {
 		problems = append(problems, "oversized field")
 	}
 	if len(problems) > 0 {

@@ -52,6 +52,7 @@ type REST interface {
 // OAuth is what the handlers need from the OAuth client.
 type OAuth interface {
 	Trusted(endpoint string) (string, bool)
+	Servers() []string
 	Refresh(ctx context.Context, server string, refresh secret.String) (*oauth.Token, error)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -25,7 +26,14 @@ type installCreds struct {
 	RefreshToken   secret.String
 	ServerEndpoint string
 	AppToken       secret.String
-	Lang           string
+	// Scope is the granted scopes as Bitrix24 sent them with the request
+	// (the frame's APPLICATION_SCOPE, the event's auth[scope]); "" when it
+	// sent none.
+	Scope string
+	Lang  string
+	// Legacy marks an older on-premise portal's installer frame: no
+	// SERVER_ENDPOINT and no APPLICATION_TOKEN (docs/security.md).
+	Legacy bool
 }
 
 // setupItem is one line of the install report.
@@ -65,29 +73,32 @@ func (h *Handlers) install(c *gin.Context) error {
 	defer cancel()
 	p, items, err := h.installPortal(ctx, installCreds{
 		MemberID: f.MemberID, RefreshToken: f.RefreshID, ServerEndpoint: f.ServerEndpoint,
-		AppToken: f.AppToken, Lang: loc.Code(),
+		AppToken: f.AppToken, Scope: f.Scope, Lang: loc.Code(),
+		Legacy: f.ServerEndpoint == "" && f.AppToken.IsZero(),
 	}, loc)
 	if p == nil {
 		return err
 	}
+	// Verified by the OAuth server: the portal may frame the report.
 	c.Set(originKey, portalOrigin(p))
 	page := installPage{base: h.base(loc), Items: items}
 	status := http.StatusOK
 	if err != nil {
 		pr := asProblem(err)
 		h.logProblem(c, pr)
-		status, page.Text, page.Code = pr.status, loc.T(pr.key, "Code", pr.code), pr.code
+		status, page.Text, page.Code = pr.status, pr.text(loc), pr.code
 	} else {
 		page.OK = true
 		page.TabTitle = placementTitle(h.cfg.Manifest, loc.Code())
-		h.d.Logger.Info("portal installed", "member", p.MemberID, "domain", p.Domain, "via", "installer")
+		h.d.Logger.Info("portal installed", "member", p.MemberID, "domain", p.Domain, "via", "installer", "legacy", f.AppToken.IsZero())
 	}
 	h.render(c, status, "install", page)
 	return nil
 }
 
 // onAppInstall handles ONAPPINSTALL, which Bitrix24 may deliver late or
-// not at all: it is one more source of verified tokens, never the only one.
+// not at all (since server 26.800.0 not at all to apps with an installer
+// page): it is one more source of verified tokens, never the only one.
 func (h *Handlers) onAppInstall(c *gin.Context) error {
 	ev, err := ParseEvent(c.Request.PostForm)
 	if err != nil || ev.Name != "ONAPPINSTALL" {
@@ -99,7 +110,7 @@ func (h *Handlers) onAppInstall(c *gin.Context) error {
 	p, _, err := h.installPortal(ctx, installCreds{
 		MemberID: ev.Auth["member_id"], RefreshToken: secret.New(ev.Auth["refresh_token"]),
 		ServerEndpoint: ev.Auth["server_endpoint"], AppToken: secret.New(ev.Auth["application_token"]),
-		Lang: loc.Code(),
+		Scope: ev.Auth["scope"], Lang: loc.Code(),
 	}, loc)
 	if err != nil {
 		return err
@@ -112,58 +123,129 @@ func (h *Handlers) onAppInstall(c *gin.Context) error {
 // posted refresh token is traded at a trusted OAuth server for a new pair;
 // the server's answer (which needs our client secret) names the portal's
 // member_id and REST endpoint, so a forged request for somebody else's
-// member_id changes nothing. The rotated pair is stored before it is used.
-// It returns the stored portal whenever the portal was verified, even if
-// binding failed afterwards.
+// member_id changes nothing. Then, with that pair, it reads the app and
+// the current bindings, stores the portal, and binds what app.json
+// declares. It returns the verified portal (stored or not) whenever the
+// OAuth server confirmed it, even if a later step failed.
 func (h *Handlers) installPortal(ctx context.Context, cr installCreds, loc *lang.Localizer) (*store.Portal, []setupItem, error) {
-	server, ok := h.d.OAuth.Trusted(cr.ServerEndpoint)
+	endpoint := cr.ServerEndpoint
+	if cr.Legacy {
+		// Older on-premise portals name no OAuth server; their Market apps
+		// are served by the first one the operator trusts (oauth.bitrix.info
+		// by default). The refresh token goes nowhere else.
+		if servers := h.d.OAuth.Servers(); len(servers) > 0 {
+			endpoint = servers[0]
+		}
+	}
+	server, ok := h.d.OAuth.Trusted(endpoint)
 	if !ok {
 		return nil, nil, fail(http.StatusForbidden, "install.untrusted_server", fmt.Errorf("server endpoint %q", cr.ServerEndpoint))
 	}
-	if cr.AppToken.IsZero() || cr.RefreshToken.IsZero() || !memberIDPattern.MatchString(cr.MemberID) {
+	if (cr.AppToken.IsZero() && !cr.Legacy) || cr.RefreshToken.IsZero() || !memberIDPattern.MatchString(cr.MemberID) {
 		return nil, nil, fail(http.StatusBadRequest, "error.bad_request", errors.New("install without member_id, refresh token or application token"))
 	}
 	tok, err := h.d.OAuth.Refresh(ctx, server, cr.RefreshToken)
 	if err != nil {
-		if errors.Is(err, oauth.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, nil, fail(http.StatusBadGateway, "error.unreachable", err)
-		}
-		return nil, nil, fail(http.StatusForbidden, "install.unverified", err)
+		return nil, nil, h.refreshProblem(err, "install.unverified")
 	}
 	if tok.MemberID != cr.MemberID {
 		return nil, nil, fail(http.StatusForbidden, "install.unverified", fmt.Errorf("token belongs to member %q, request claimed %q", tok.MemberID, cr.MemberID))
 	}
-	endpoint, domain, err := bitrix24.NormalizeEndpoint(tok.ClientEndpoint, h.cfg.AllowHTTP)
+	restEndpoint, domain, err := bitrix24.NormalizeEndpoint(tok.ClientEndpoint, h.cfg.AllowHTTP)
 	if err != nil {
 		return nil, nil, fail(http.StatusForbidden, "install.unverified", fmt.Errorf("client endpoint: %w", err))
 	}
 	p := &store.Portal{
-		MemberID: tok.MemberID, Domain: domain, RESTEndpoint: endpoint, OAuthServer: tok.Server,
-		Scope: tok.Scope, Status: tok.Status, AppTokenHash: h.d.Keys.Hash(cr.AppToken),
-		InstalledBy: tok.UserID, Lang: cr.Lang,
+		MemberID: tok.MemberID, Domain: domain, RESTEndpoint: restEndpoint, OAuthServer: tok.Server,
+		Scope: cr.Scope, Status: tok.Status, InstalledBy: tok.UserID, Lang: cr.Lang,
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenExpiry: tok.Expiry,
 	}
+	if !cr.AppToken.IsZero() {
+		p.AppTokenHash = h.d.Keys.Hash(cr.AppToken)
+	}
+	if cr.Legacy {
+		// A portal whose frames carried an application token never goes
+		// back to frames without one: refuse the downgrade.
+		old, err := h.d.Store.Portal(ctx, p.MemberID)
+		if err == nil && old.Active() && old.AppTokenHash != "" {
+			return p, nil, fail(http.StatusForbidden, "install.unverified", errors.New("installer frame without application token for a portal that had one"))
+		}
+	}
+	// The token answer's "scope" is the literal "app" on real servers
+	// (recorded, platform doc §2.2): the granted scopes are judged from
+	// what Bitrix24 sent with the request, and from insufficient_scope
+	// answers when it sent none.
+	if missing := missingScopes(cr.Scope, h.cfg.Manifest.Scope); len(missing) > 0 {
+		return p, nil, scopeProblem(fmt.Errorf("granted scope %q", cr.Scope), missing)
+	}
+	plan, err := h.readSetup(ctx, p)
+	if err != nil {
+		return p, nil, err
+	}
+	p.AppID, p.AppCode = plan.appID, plan.appCode
 	if err := h.d.Store.SavePortal(ctx, p); err != nil {
 		return nil, nil, fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	for _, s := range h.cfg.Manifest.Scope {
-		if !hasScope(tok.Scope, s) {
-			pr := fail(http.StatusForbidden, "install.bind_failed", fmt.Errorf("granted scope %q lacks %q", tok.Scope, s))
-			pr.code = "insufficient_scope"
-			return p, nil, pr
-		}
-	}
-	items, err := h.bind(ctx, p, loc)
+	items, err := h.bind(ctx, p, plan, loc)
 	return p, items, err
 }
 
-func hasScope(granted, want string) bool {
-	for _, s := range strings.FieldsFunc(granted, func(r rune) bool { return r == ',' || r == ' ' }) {
-		if s == want {
-			return true
+// refreshProblem explains a failed refresh. The OAuth server refusing the
+// app's own client_id or secret is the operator's fault, not the user's:
+// it is logged at error level (through the 5xx status) and named as such.
+// A dead grant asks for what renews it (deadKey: install again, or open
+// the tab again).
+func (h *Handlers) refreshProblem(err error, deadKey string) error {
+	switch {
+	case oauth.CredentialsRejected(err):
+		h.credentialsRejected(err)
+		pr := fail(http.StatusServiceUnavailable, "error.app_credentials", err)
+		pr.code = upstreamCode(err)
+		return pr
+	case errors.Is(err, oauth.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
+		return fail(http.StatusBadGateway, "error.unreachable", err)
+	case errors.Is(err, oauth.ErrPaymentRequired):
+		pr := fail(http.StatusForbidden, "error.PAYMENT_REQUIRED", err)
+		pr.code = upstreamCode(err)
+		return pr
+	}
+	pr := fail(http.StatusForbidden, deadKey, err)
+	pr.code = upstreamCode(err)
+	return pr
+}
+
+// credentialsRejected raises the alarm for an OAuth answer that refuses
+// the app's own client_id or secret: every install and every refresh fails
+// until the operator fixes B24_CLIENT_ID / B24_CLIENT_SECRET.
+func (h *Handlers) credentialsRejected(err error) {
+	h.d.Logger.Error("the OAuth server rejects this app's credentials: check B24_CLIENT_ID and B24_CLIENT_SECRET against the Bitrix24 vendor console",
+		"code", upstreamCode(err), "err", err)
+}
+
+// missingScopes lists the wanted scopes that a granted list (comma or
+// space separated, as Bitrix24 sends it in different places) lacks. An
+// empty list says nothing and lacks nothing.
+func missingScopes(granted string, want []string) []string {
+	have := strings.FieldsFunc(granted, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(have) == 0 {
+		return nil
+	}
+	var missing []string
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			missing = append(missing, w)
 		}
 	}
-	return false
+	return missing
+}
+
+// scopeProblem tells an admin which permission the app lacks and where it
+// is added.
+func scopeProblem(cause error, missing []string) *problem {
+	pr := fail(http.StatusForbidden, "install.scope_missing", fmt.Errorf("missing scope %s: %w", strings.Join(missing, ","), cause))
+	pr.args = []any{"Scopes", strings.Join(missing, ", ")}
+	pr.code = "insufficient_scope"
+	return pr
 }
 
 // binding is a placement or event binding as placement.get / event.get
@@ -174,33 +256,63 @@ type binding struct {
 	Handler   string `json:"handler"`
 }
 
-// bind makes the portal's placements and events exactly what app.json
-// declares, with absolute handler URLs under the app's base URL. It reads
-// the current bindings first, so a reinstall keeps what is right, replaces
-// a handler whose URL changed, and never trips over "Handler already
-// binded" (which is treated as success anyway, in case of a race).
-func (h *Handlers) bind(ctx context.Context, p *store.Portal, loc *lang.Localizer) ([]setupItem, error) {
+// appInfo is the part of app.info the app checks: the app as the portal
+// knows it.
+type appInfo struct {
+	ID   bitrix24.ID `json:"ID"`
+	Code string      `json:"CODE"`
+}
+
+// setupPlan is what readSetup found on the portal.
+type setupPlan struct {
+	appID      int64
+	appCode    string
+	placements []binding
+	events     []binding
+}
+
+// readSetup reads, with the installer's fresh token and in one batch, the
+// app as the portal knows it and the current placement and event
+// bindings. placement.get is for admins only, so this is also where a
+// non-admin's install stops, before anything is stored.
+func (h *Handlers) readSetup(ctx context.Context, p *store.Portal) (*setupPlan, error) {
 	cur, err := h.d.REST.Batch(ctx, p.RESTEndpoint, p.AccessToken, false, []bitrix24.Cmd{
+		{Key: "app", Method: "app.info"},
 		{Key: "placements", Method: "placement.get"},
 		{Key: "events", Method: "event.get"},
 	})
 	if err != nil {
-		return nil, bindProblem(err)
+		return nil, bindProblem("", err)
 	}
-	var pls, evs []binding
-	if err := cur.Decode("placements", &pls); err != nil {
-		return nil, bindProblem(err)
+	var (
+		plan setupPlan
+		ai   appInfo
+	)
+	if err := cur.Decode("app", &ai); err != nil {
+		return nil, bindProblem("app.info", err)
 	}
-	if err := cur.Decode("events", &evs); err != nil {
-		return nil, bindProblem(err)
+	if err := cur.Decode("placements", &plan.placements); err != nil {
+		return nil, bindProblem("placement.get", err)
 	}
+	if err := cur.Decode("events", &plan.events); err != nil {
+		return nil, bindProblem("event.get", err)
+	}
+	plan.appID, plan.appCode = int64(ai.ID), ai.Code
+	return &plan, nil
+}
 
+// bind makes the portal's placements and events exactly what app.json
+// declares, with absolute handler URLs under the app's base URL. It starts
+// from the bindings readSetup found, so a reinstall keeps what is right,
+// replaces a handler whose URL changed, and never trips over "Handler
+// already binded" (which is treated as success anyway, in case of a race).
+func (h *Handlers) bind(ctx context.Context, p *store.Portal, plan *setupPlan, loc *lang.Localizer) ([]setupItem, error) {
 	var ops []bitrix24.Cmd
 	var items []setupItem
 	m := h.cfg.Manifest
 	for i, pl := range m.Placements {
 		want := manifest.Absolute(h.cfg.BaseURL, pl.Handler)
-		status, stale := diff(pls, func(b binding) string { return b.Placement }, pl.Placement, want)
+		status, stale := diff(plan.placements, func(b binding) string { return b.Placement }, pl.Placement, want)
 		for j, old := range stale {
 			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("pu%d_%d", i, j), Method: "placement.unbind",
 				Params: url.Values{"PLACEMENT": {pl.Placement}, "HANDLER": {old}}})
@@ -215,8 +327,15 @@ func (h *Handlers) bind(ctx context.Context, p *store.Portal, loc *lang.Localize
 		items = append(items, setupItem{Label: loc.T("install.placement", "Title", titleIn(pl, loc.Code())), Status: loc.T(status)})
 	}
 	for i, ev := range m.EventList() {
+		if ev.Name == "ONAPPINSTALL" {
+			// Not the app's to bind: it is the console's "installation
+			// event handler URL", and since server 26.800.0 Bitrix24 drops
+			// any ONAPPINSTALL binding on install and update (recorded,
+			// platform doc), so binding it here would only be undone.
+			continue
+		}
 		want := manifest.Absolute(h.cfg.BaseURL, ev.Handler)
-		status, stale := diff(evs, func(b binding) string { return b.Event }, ev.Name, want)
+		status, stale := diff(plan.events, func(b binding) string { return b.Event }, ev.Name, want)
 		for j, old := range stale {
 			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("eu%d_%d", i, j), Method: "event.unbind",
 				Params: url.Values{"event": {ev.Name}, "handler": {old}}})
@@ -232,11 +351,11 @@ func (h *Handlers) bind(ctx context.Context, p *store.Portal, loc *lang.Localize
 	}
 	res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, p.AccessToken, false, ops)
 	if err != nil {
-		return items, bindProblem(err)
+		return items, bindProblem("", err)
 	}
 	for _, op := range ops {
 		if err := res.Err(op.Key); err != nil && !alreadyBound(err) {
-			return items, bindProblem(err)
+			return items, bindProblem(op.Method, err)
 		}
 	}
 	return items, nil
@@ -276,9 +395,19 @@ func alreadyBound(err error) bool {
 		strings.Contains(strings.ToLower(be.Description), "already exist")
 }
 
-func bindProblem(err error) error {
+// bindProblem explains a failed setup call (method, when known, names the
+// call that failed).
+func bindProblem(method string, err error) error {
 	if errors.Is(err, bitrix24.ErrAccessDenied) || errors.Is(err, bitrix24.ErrWrongAuthType) {
 		return fail(http.StatusForbidden, "install.not_admin", err)
+	}
+	if errors.Is(err, bitrix24.ErrInsufficientScope) {
+		// The answer does not say which scope; the method does.
+		scope := "placement"
+		if strings.HasPrefix(method, "crm.") {
+			scope = "crm"
+		}
+		return scopeProblem(err, []string{scope})
 	}
 	pr := fail(http.StatusBadGateway, "install.bind_failed", err)
 	var be *bitrix24.Error

@@ -17,7 +17,7 @@ func TestInstallBindsWhatAppJSONDeclares(t *testing.T) {
 	e := newTestEnv(t)
 	p := e.install()
 	assert.True(t, p.doc.Find("body").HasClass("install-finish"), "the page must call BX24.installFinish")
-	assert.Equal(t, 3, p.doc.Find("#setup li").Length())
+	assert.Equal(t, 2, p.doc.Find("#setup li").Length(), "the tab and ONAPPUNINSTALL")
 	assert.Contains(t, p.header.Get("Content-Security-Policy"), "frame-ancestors "+e.portal.URL())
 	scripts := p.doc.Find("script[src]")
 	assert.Equal(t, e.sim.JSURL(), scripts.First().AttrOr("src", ""))
@@ -34,9 +34,8 @@ func TestInstallBindsWhatAppJSONDeclares(t *testing.T) {
 		evs[ev.Event] = ev.Handler
 	}
 	assert.Equal(t, map[string]string{
-		"ONAPPINSTALL":   e.base + "/events/install",
 		"ONAPPUNINSTALL": e.base + "/events/uninstall",
-	}, evs)
+	}, evs, "ONAPPINSTALL is the console's, never bound by the app")
 
 	stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
 	require.NoError(t, err)
@@ -67,9 +66,10 @@ func TestReinstallIsIdempotentAndReplacesStaleHandlers(t *testing.T) {
 	assert.Equal(t, e.base+"/placements/lead-tab", pls[0].Handler)
 
 	p = e.install()
-	assert.Equal(t, 3, p.doc.Find("#setup li .badge:contains('already set up')").Length())
+	assert.Equal(t, 2, p.doc.Find("#setup li .badge:contains('already set up')").Length())
 	assert.Len(t, e.portal.Placements(), 1)
-	assert.Len(t, e.portal.Events(), 2)
+	require.Len(t, e.portal.Events(), 1, "ONAPPINSTALL is the console's, never bound by the app")
+	assert.Equal(t, "ONAPPUNINSTALL", e.portal.Events()[0].Event)
 }
 
 func TestInstallRefusesWhatTheOAuthServerDoesNotConfirm(t *testing.T) {

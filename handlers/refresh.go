@@ -197,6 +197,11 @@ func (h *Handlers) refreshRefused(ctx context.Context, cur *store.Session, err e
 		return secret.String{}, fmt.Errorf("refresh: %w", errors.Join(bitrix24.ErrUnreachable, err))
 	case errors.Is(err, oauth.ErrPaymentRequired):
 		return secret.String{}, errors.Join(bitrix24.ErrPaymentRequired, err)
+	case oauth.CredentialsRejected(err):
+		// The app's own credentials are wrong, not the user's grant: keep
+		// the session, which works again once the operator fixes them.
+		h.credentialsRejected(err)
+		return secret.String{}, fmt.Errorf("refresh: %w", err)
 	}
 	if now, rerr := h.d.Store.Session(ctx, cur.ID, h.now()); rerr == nil && now.TokenVersion != cur.TokenVersion {
 		return now.AccessToken, nil

@@ -176,6 +176,8 @@ func (h *Handlers) removeOnce(ctx context.Context, sess *store.Session, p *store
 // upstreamKey maps a failure to the catalogue key that explains it.
 func upstreamKey(err error) string {
 	switch {
+	case oauth.CredentialsRejected(err):
+		return "error.app_credentials"
 	case errors.Is(err, errSessionDead), bitrix24.IsAuthFailure(err):
 		return "error.session_expired"
 	case errors.Is(err, bitrix24.ErrAccessDenied), errors.Is(err, bitrix24.ErrInvalidCredentials), errors.Is(err, bitrix24.ErrUserAccess):
@@ -225,7 +227,7 @@ func upstreamStatus(err error) int {
 		return http.StatusForbidden
 	case "error.NOT_FOUND":
 		return http.StatusNotFound
-	case "error.QUERY_LIMIT_EXCEEDED", "error.OVERLOAD_LIMIT":
+	case "error.QUERY_LIMIT_EXCEEDED", "error.OVERLOAD_LIMIT", "error.app_credentials":
 		return http.StatusServiceUnavailable
 	case "error.OPERATION_TIME_LIMIT":
 		return http.StatusTooManyRequests

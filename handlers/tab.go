@@ -124,6 +124,9 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 		pr.code = upstreamCode(err)
 		return pr
 	}
+	if err := verifyAppInfo(res, p); err != nil {
+		return err
+	}
 	var me profile
 	if err := res.Decode("me", &me); err != nil || me.ID <= 0 {
 		return fail(http.StatusForbidden, "error.reopen", fmt.Errorf("profile: %w", err))
@@ -170,8 +173,11 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 // profile prove the token works on the stored portal and name the user),
 // the lead, its contact links, and a name lookup per contact. The lookups
 // reference the links by position ($result[items][i][CONTACT_ID]), the
-// documented batch form; a lookup beyond the last link has nothing to
-// resolve and fails on its own (halt is off), and its answer is ignored.
+// documented batch form. A lookup beyond the last link does not fail: as
+// recorded (platform doc, "Batch references"), Bitrix24 hands it the whole
+// list, which crm.contact.get reads as id 1, so it may fetch contact #1.
+// contactViews reads only the lookups of existing links, and only when
+// they name the linked contact, so such answers are never shown.
 func (h *Handlers) tabCommands(leadID int64) []bitrix24.Cmd {
 	id := url.Values{"id": {strconv.FormatInt(leadID, 10)}}
 	cmds := []bitrix24.Cmd{

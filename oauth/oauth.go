@@ -26,8 +26,11 @@ const RefreshTimeout = 15 * time.Second
 
 // Errors of the OAuth server, matched by code (see Error.Is).
 var (
-	ErrInvalidGrant    = &Error{Code: "invalid_grant"}
-	ErrInvalidClient   = &Error{Code: "invalid_client"}
+	ErrInvalidGrant  = &Error{Code: "invalid_grant"}
+	ErrInvalidClient = &Error{Code: "invalid_client"}
+	// ErrWrongClient is the recorded answer for an unknown client_id: HTTP
+	// 200 with {"error":"wrong_client"} (undocumented, see platform doc §2.4).
+	ErrWrongClient     = &Error{Code: "wrong_client"}
 	ErrPaymentRequired = &Error{Code: "PAYMENT_REQUIRED"}
 	ErrInvalidRequest  = &Error{Code: "invalid_request"}
 	// ErrUntrustedServer: the server is not in B24_OAUTH_SERVERS, so the
@@ -52,6 +55,13 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && strings.EqualFold(e.Code, t.Code)
+}
+
+// CredentialsRejected reports whether the OAuth server refused the app's
+// own client_id or client_secret: the operator's configuration is wrong,
+// and no user or admin can cure it by signing in again.
+func CredentialsRejected(err error) bool {
+	return errors.Is(err, ErrWrongClient) || errors.Is(err, ErrInvalidClient)
 }
 
 // Token is a refreshed Bitrix24 token pair with the portal facts the OAuth

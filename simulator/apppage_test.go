@@ -25,7 +25,7 @@ func TestOpenAppFramesTheApplicationURL(t *testing.T) {
 	assert.True(t, strings.HasPrefix(f.URL, "https://app.example.com/app?"))
 	assert.Equal(t, "de", f.Query.Get("LANG"))
 	assert.Equal(t, "DEFAULT", f.Form.Get("PLACEMENT"))
-	assert.Equal(t, "{}", f.Form.Get("PLACEMENT_OPTIONS"))
+	assert.NotContains(t, f.Form, "PLACEMENT_OPTIONS", "sent only when there are options")
 	assert.NotEmpty(t, f.Form.Get("AUTH_ID"))
 	assert.Equal(t, p.ApplicationToken(), f.Form.Get("APPLICATION_TOKEN"))
 

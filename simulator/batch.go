@@ -97,10 +97,8 @@ func (p *Portal) runBatch(w http.ResponseWriter, r *http.Request, token string, 
 			case tokenOK:
 				subRec.UserID = t.userID
 				res, aerr = p.callMethodLocked(method, t, sub)
-			case tokenExpired:
-				aerr = errExpired()
 			default:
-				aerr = errNoAuth()
+				aerr = authError(token, st)
 			}
 		} else if st == tokenOK {
 			subRec.UserID = t.userID
@@ -140,11 +138,12 @@ func (p *Portal) runBatch(w http.ResponseWriter, r *http.Request, token string, 
 	return http.StatusOK, out, false
 }
 
-// substituteRefs replaces $result[key][path] references in string leaves.
-// SILENT: a leaf that is exactly one reference takes the referenced value as
-// is (which may be a whole array); references inside text take scalars only.
-// SILENT: when a path does not resolve the docs say nothing; the literal text
-// is left so that the sub-call fails its own validation.
+// substituteRefs replaces $result[key][path] references in string leaves,
+// as recorded from CRestUtil::processBatchElement (platform doc, "Batch
+// references"): a leaf that is exactly one reference becomes the deepest
+// part of the path that resolved, array or not, even when the path did not
+// resolve to its end; inside a longer string only a reference that resolved
+// completely to a scalar is replaced, and anything else is left as written.
 func substituteRefs(m *omap, results map[string]any) {
 	for _, k := range m.keys {
 		switch v := m.vals[k].(type) {
@@ -155,14 +154,13 @@ func substituteRefs(m *omap, results map[string]any) {
 				continue
 			}
 			if loc := resultRef.FindStringIndex(v); loc != nil && loc[0] == 0 && loc[1] == len(v) {
-				if val, ok := resolveRef(v, results); ok {
-					m.vals[k] = fromGeneric(val)
-				}
+				val, _ := resolveRef(v, results)
+				m.vals[k] = fromGeneric(val)
 				continue
 			}
 			m.vals[k] = resultRef.ReplaceAllStringFunc(v, func(ref string) string {
-				val, ok := resolveRef(ref, results)
-				if !ok {
+				val, complete := resolveRef(ref, results)
+				if !complete {
 					return ref
 				}
 				switch val.(type) {
@@ -175,34 +173,40 @@ func substituteRefs(m *omap, results map[string]any) {
 	}
 }
 
+// resolveRef walks a reference segment by segment, starting from every
+// result so far, and returns the deepest value it reached; complete reports
+// whether the whole path resolved. A reference to a key that failed thus
+// yields all the results so far, and one to item 5 of a 3-item list the
+// whole list.
 func resolveRef(ref string, results map[string]any) (any, bool) {
 	sm := resultRef.FindStringSubmatch(ref)
 	if sm == nil {
 		return nil, false
 	}
-	cur, ok := results[sm[1]]
-	if !ok {
-		return nil, false
+	all := make(map[string]any, len(results))
+	for k, v := range results {
+		all[k] = v
 	}
-	path := sm[2]
+	var cur any = all
+	path := "[" + sm[1] + "]" + sm[2]
 	for path != "" {
 		end := strings.IndexByte(path, ']')
 		seg := path[1:end]
 		path = path[end+1:]
+		var next any
+		ok := false
 		switch t := cur.(type) {
 		case map[string]any:
-			if cur, ok = t[seg]; !ok {
-				return nil, false
-			}
+			next, ok = t[seg]
 		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(t) {
-				return nil, false
+			if i, err := strconv.Atoi(seg); err == nil && i >= 0 && i < len(t) {
+				next, ok = t[i], true
 			}
-			cur = t[i]
-		default:
-			return nil, false
 		}
+		if !ok {
+			return cur, false
+		}
+		cur = next
 	}
 	return cur, true
 }

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,18 +44,34 @@ func TestBatchResultReferenceAndEmptySections(t *testing.T) {
 		TokenPrefix: tok.AccessToken[:4], Params: url.Values{"id": {"2"}}, HTTPStatus: 200}, calls[2])
 }
 
-func TestBatchUnresolvedReferenceStaysLiteral(t *testing.T) {
+// TestBatchUnresolvedReferenceUsesTheDeepestPart follows the recording
+// (CRestUtil::processBatchElement): a reference past the end of a list
+// hands the method the whole list, and crm.contact.get reads an array id
+// as PHP's intval, 1, so it fetches contact #1.
+func TestBatchUnresolvedReferenceUsesTheDeepestPart(t *testing.T) {
 	s := newTestSim(t)
 	p := newTestPortal(t, s)
 	tok := mustInstall(t, p)
 	r := callJSON(t, p, "batch", tok.AccessToken, map[string]any{"cmd": map[string]any{
-		"a_lead":    "crm.lead.get?id=3",
-		"b_contact": "crm.contact.get?id=$result[a_lead][CONTACT_ID][0]",
+		// Keys in order: Go encodes a map's keys sorted.
+		"a_items":  "crm.lead.contact.items.get?id=" + strconv.Itoa(SeedLeadThreeContacts),
+		"b_c0":     "crm.contact.get?id=$result[a_items][0][CONTACT_ID]",
+		"c_c5":     "crm.contact.get?id=$result[a_items][5][CONTACT_ID]",
+		"d_inline": "crm.contact.get?id=x$result[a_items][5][CONTACT_ID]",
 	}})
 	require.Equal(t, http.StatusOK, r.Status)
+	res := r.Body["result"].(map[string]any)["result"].(map[string]any)
+	items := res["a_items"].([]any)
+	require.Len(t, items, 3)
+	first := items[0].(map[string]any)["CONTACT_ID"]
+	assert.Equal(t, fmt.Sprint(first), fmt.Sprint(res["b_c0"].(map[string]any)["ID"]))
+	require.Contains(t, res, "c_c5", "%s", r.Raw)
+	assert.Equal(t, "1", fmt.Sprint(res["c_c5"].(map[string]any)["ID"]), "item 5 of 3 yields the list, read as id 1")
 	errs := r.Body["result"].(map[string]any)["result_error"].(map[string]any)
-	assert.Equal(t, map[string]any{"error": "", "error_description": "ID is not defined or invalid"}, errs["b_contact"])
-	assert.Equal(t, "$result[a_lead][CONTACT_ID][0]", p.CallsTo("crm.contact.get")[0].Params.Get("id"))
+	assert.Contains(t, errs, "d_inline", "inside a longer string the reference stays as written and the id is invalid")
+	calls := p.CallsTo("crm.contact.get")
+	require.Len(t, calls, 3)
+	assert.Equal(t, "x$result[a_items][5][CONTACT_ID]", calls[2].Params.Get("id"))
 }
 
 func TestBatchHaltAndErrors(t *testing.T) {

@@ -36,9 +36,8 @@ func TestBeginInstallFrame(t *testing.T) {
 	assert.Equal(t, "en", f.Query.Get("LANG"))
 
 	assert.ElementsMatch(t, []string{"AUTH_ID", "AUTH_EXPIRES", "REFRESH_ID", "SERVER_ENDPOINT", "member_id", "status",
-		"PLACEMENT", "PLACEMENT_OPTIONS", "APPLICATION_TOKEN", "APPLICATION_SCOPE"}, keys(f.Form))
+		"PLACEMENT", "APPLICATION_TOKEN", "APPLICATION_SCOPE"}, keys(f.Form), "recorded: the installer gets no PLACEMENT_OPTIONS")
 	assert.Equal(t, "DEFAULT", f.Form.Get("PLACEMENT"))
-	assert.Equal(t, "{}", f.Form.Get("PLACEMENT_OPTIONS"))
 	assert.Equal(t, "3600", f.Form.Get("AUTH_EXPIRES"))
 	assert.Equal(t, s.OAuthURL()+"/rest/", f.Form.Get("SERVER_ENDPOINT"))
 	assert.Equal(t, p.MemberID(), f.Form.Get("member_id"))
@@ -171,7 +170,7 @@ func TestEventBindRules(t *testing.T) {
 		code   string
 	}{
 		{"ok", admin, map[string]any{"event": "ONAPPUNINSTALL", "handler": "https://app.example.com/uninstall"}, 200, ""},
-		{"duplicate", admin, map[string]any{"event": "onappuninstall", "handler": "https://app.example.com/uninstall"}, 400, "ERROR_HANDLER_ALREADY_EXIST"},
+		{"duplicate", admin, map[string]any{"event": "onappuninstall", "handler": "https://app.example.com/uninstall"}, 400, "ERROR_CORE"},
 		{"unknown event", admin, map[string]any{"event": "ONSOMETHING", "handler": "https://app.example.com/x"}, 400, "ERROR_EVENT_NOT_FOUND"},
 		{"non-admin as self", sales, map[string]any{"event": "ONCRMLEADUPDATE", "handler": "https://app.example.com/x"}, 200, ""},
 		{"non-admin as other user", sales, map[string]any{"event": "ONCRMLEADUPDATE", "handler": "https://app.example.com/y", "auth_type": 1}, 403, "ACCESS_DENIED"},
@@ -240,7 +239,7 @@ func TestUninstallRevokesAndDelivers(t *testing.T) {
 	for _, at := range []string{tok.AccessToken, other.AccessToken} {
 		r := callJSON(t, p, "profile", at, nil)
 		assert.Equal(t, http.StatusUnauthorized, r.Status)
-		assert.Equal(t, "NO_AUTH_FOUND", r.errCode())
+		assert.Equal(t, "invalid_token", r.errCode(), "recorded: a token of an uninstalled app is unknown")
 	}
 	forms := sink.got()
 	require.Len(t, forms, 1)
@@ -318,10 +317,12 @@ func TestOpenLeadTabFrame(t *testing.T) {
 		assert.Empty(t, f.Form.Get(k), "%s is a query field, not a body field", k)
 	}
 	assert.Equal(t, "CRM_LEAD_DETAIL_TAB", f.Form.Get("PLACEMENT"))
-	assert.Equal(t, `{"ID":"4"}`, f.Form.Get("PLACEMENT_OPTIONS"), "a JSON string with the ID as a string")
+	assert.Equal(t, `{"ID":"4","URI":"\/crm\/lead\/details\/4\/"}`, f.Form.Get("PLACEMENT_OPTIONS"),
+		"a JSON string with the ID as a string and the card's path, slashes escaped as PHP does")
 	var opts map[string]any
 	require.NoError(t, json.Unmarshal([]byte(f.Form.Get("PLACEMENT_OPTIONS")), &opts))
 	assert.Equal(t, "4", opts["ID"])
+	assert.Equal(t, "/crm/lead/details/4/", opts["URI"])
 	assert.Equal(t, p.ApplicationToken(), f.Form.Get("APPLICATION_TOKEN"))
 	// The frame token belongs to the user who opened the tab.
 	r := callJSON(t, p, "profile", f.Form.Get("AUTH_ID"), nil)

@@ -86,7 +86,10 @@ func (p *Portal) mProfile(c *callCtx) (result, *apiError) {
 		Set("NAME", c.user.Name).
 		Set("LAST_NAME", c.user.LastName).
 		Set("PERSONAL_GENDER", "").
-		Set("TIME_ZONE", ""))
+		// Recorded (CRestProvider::getProfile): TIME_ZONE is empty when the
+		// zone is automatic; the offset is a number of seconds.
+		Set("TIME_ZONE", "").
+		Set("TIME_ZONE_OFFSET", 0))
 }
 
 func (p *Portal) mScope(c *callCtx) (result, *apiError) {
@@ -173,7 +176,7 @@ func (p *Portal) mPlacementBind(c *callCtx) (result, *apiError) {
 	}
 	for _, b := range p.placements {
 		if b.Placement == code && b.Handler == handler {
-			// bitrix24/b24phpsdk#446; SILENT: status undocumented, 400.
+			// Recorded: rest/lib/api/placement.php, bitrix24/b24phpsdk#446.
 			return result{}, &apiError{status: 400, code: "ERROR_CORE", desc: "Unable to set placement handler: Handler already binded"}
 		}
 	}
@@ -322,7 +325,9 @@ func (p *Portal) mEventBind(c *callCtx) (result, *apiError) {
 	}
 	for _, e := range p.events {
 		if e.Event == event && e.Handler == handler && e.AuthType == authType {
-			return result{}, &apiError{status: 400, code: "ERROR_HANDLER_ALREADY_EXIST", desc: "Handler already exists!"}
+			// Recorded from rest/lib/api/event.php (the docs' example
+			// ERROR_HANDLER_ALREADY_EXIST is not what the server sends).
+			return result{}, &apiError{status: 400, code: "ERROR_CORE", desc: "Unable to set event handler: Handler already binded"}
 		}
 	}
 	p.nextEvent++

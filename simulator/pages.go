@@ -313,11 +313,8 @@ func (p *Portal) leadCard(w http.ResponseWriter, r *http.Request, base pageBase)
 		p.s.mu.Lock()
 		b, err := p.leadTabLocked(base.User.ID, id, n)
 		var f Frame
-		opts := map[string]string{"ID": strconv.Itoa(id)}
+		opts := p.leadTabOptions(id)
 		if err == nil {
-			// A browser sends a Referer, so the card adds URI as
-			// detail-tab.md shows.
-			opts["URI"] = self + "?IFRAME=Y&IFRAME_TYPE=SIDE_SLIDER"
 			f = p.frameLocked(base.User.ID, framePlacement, b.Handler, b.Placement, opts, lang)
 		}
 		p.s.mu.Unlock()

@@ -136,7 +136,7 @@ func TestLeadCardContactsAndTabs(t *testing.T) {
 	var opts map[string]string
 	require.NoError(t, json.Unmarshal([]byte(fields["PLACEMENT_OPTIONS"]), &opts))
 	assert.Equal(t, "1", opts["ID"])
-	assert.Equal(t, "/crm/lead/details/1/?IFRAME=Y&IFRAME_TYPE=SIDE_SLIDER", opts["URI"])
+	assert.Equal(t, "/crm/lead/details/1/", opts["URI"])
 	r := callJSON(t, p, "profile", fields["AUTH_ID"], nil)
 	assert.Equal(t, "2", r.Body["result"].(map[string]any)["ID"], "frame tokens are the current user's")
 

@@ -404,6 +404,13 @@ func phpInt(v any) int {
 			return 1
 		}
 		return 0
+	case *omap:
+		// intval() of an array: 1 when it has elements, else 0. A batch
+		// reference that did not resolve can hand a method a whole list.
+		if t != nil && t.Len() > 0 {
+			return 1
+		}
+		return 0
 	case int:
 		return t
 	case float64:

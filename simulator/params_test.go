@@ -121,5 +121,16 @@ func TestSubstituteRefs(t *testing.T) {
 	substituteRefs(m, results)
 	got, err := marshalJSON(m)
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"a":"7","b":"x-9-y","c":["1","7"],"d":"$result[nope][ID]","e":"$result[user][ID][0]"}`, string(got))
+	// Recorded (CRestUtil::processBatchElement): an unresolved whole-value
+	// reference becomes the deepest part that resolved: every result so far
+	// for an unknown key, the string for a path into a scalar.
+	assert.JSONEq(t, `{"a":"7","b":"x-9-y","c":["1","7"],"d":{"user":{"ID":"5","UF_DEPARTMENT":["1","7"]},"list":[{"ID":"9"}]},"e":"5"}`, string(got))
+
+	m = newOmap()
+	parsePHPQuery("a=$result[list][5][ID]&b=x-$result[list][5][ID]-y&c=x-$result[nope]", m)
+	substituteRefs(m, results)
+	got, err = marshalJSON(m)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"a":[{"ID":"9"}],"b":"x-$result[list][5][ID]-y","c":"x-$result[nope]"}`, string(got),
+		"item 5 of a 1-item list yields the list; inside a longer string an unresolved reference stays as written")
 }

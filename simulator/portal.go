@@ -26,6 +26,11 @@ type PortalOptions struct {
 	Lang       string // portal language, default "en"
 	Enterprise bool   // leaky bucket 250 / 5 per s instead of 50 / 2 per s
 	Seed       bool   // demo data, see Seed* constants
+	// Legacy makes the portal an older one (on-premise, or cloud as
+	// recorded in 2024): its frames carry no SERVER_ENDPOINT,
+	// APPLICATION_TOKEN or APPLICATION_SCOPE, and the lead tab's
+	// PLACEMENT_OPTIONS only the ID (the server template before 2025).
+	Legacy bool
 }
 
 // User is a portal employee. CanRead/CanEdit are the user's CRM rights (leads
@@ -138,6 +143,8 @@ type Portal struct {
 	// run, so it is read atomically (URL, Domain) and never cached.
 	addr atomic.Pointer[portalAddr]
 
+	legacy bool
+
 	// Everything below is guarded by s.mu.
 	state      installState
 	appToken   string
@@ -188,6 +195,7 @@ func (s *Simulator) AddPortal(o PortalOptions) (*Portal, error) {
 		memberID: o.MemberID,
 		host:     o.Host,
 		lang:     o.Lang,
+		legacy:   o.Legacy,
 		ln:       ln,
 		users:    map[int]User{},
 		contacts: map[int]Contact{},
@@ -418,6 +426,19 @@ func (p *Portal) beginInstallLocked(userID int) error {
 	// app must cope with its own stale or duplicate bindings.
 	p.appToken = randomHex(16)
 	p.state = installing
+	if p.s.app.InstallURL != "" {
+		// Recorded (server 26.800.0, bitrix-tools/b24-rest-docs PR #370):
+		// an install or update drops the ONAPPINSTALL binding, and only
+		// apps without an installer page get it back. The event is
+		// optional for an app with an installer.
+		kept := p.events[:0]
+		for _, e := range p.events {
+			if e.Event != "ONAPPINSTALL" {
+				kept = append(kept, e)
+			}
+		}
+		p.events = kept
+	}
 	p.s.log("portal %s: install begun by user %d", p.memberID, userID)
 	return nil
 }
@@ -520,8 +541,20 @@ func (p *Portal) OpenLeadTab(userID, leadID int, lang string) (Frame, error) {
 	if lang == "" {
 		lang = p.lang
 	}
-	opts := map[string]string{"ID": strconv.Itoa(leadID)}
+	opts := p.leadTabOptions(leadID)
 	return p.frameLocked(userID, framePlacement, b.Handler, b.Placement, opts, lang), nil
+}
+
+// leadTabOptions is the lead tab's PLACEMENT_OPTIONS: the ID as a string
+// and, recorded from RefererUriExtractor.php, the card's path (JSON-encoded
+// by PHP with escaped slashes). Older servers send the ID alone.
+func (p *Portal) leadTabOptions(leadID int) map[string]string {
+	id := strconv.Itoa(leadID)
+	opts := map[string]string{"ID": id}
+	if !p.legacy {
+		opts["URI"] = "/crm/lead/details/" + id + "/"
+	}
+	return opts
 }
 
 // leadTabLocked finds the n-th CRM_LEAD_DETAIL_TAB binding a user may open.
@@ -571,23 +604,27 @@ func (p *Portal) frameLocked(userID int, kind frameKind, handler, placement stri
 	q.Set("PROTOCOL", "0") // the simulator speaks plain http
 	q.Set("LANG", lang)
 	q.Set("APP_SID", sid)
+	// The body as the server template app.layout builds it
+	// (testdata/recorded/frame_*.json); older servers send no
+	// SERVER_ENDPOINT, APPLICATION_TOKEN or APPLICATION_SCOPE.
 	form := url.Values{}
 	form.Set("AUTH_ID", tok.AccessToken)
 	form.Set("AUTH_EXPIRES", strconv.Itoa(tok.ExpiresIn))
 	form.Set("REFRESH_ID", tok.RefreshToken)
-	form.Set("SERVER_ENDPOINT", p.s.serverEndpoint())
+	if !p.legacy {
+		form.Set("SERVER_ENDPOINT", p.s.serverEndpoint())
+	}
 	form.Set("member_id", p.memberID)
 	form.Set("status", p.s.app.Status)
 	form.Set("PLACEMENT", placement)
-	if opts == nil {
-		// SILENT: the docs show no PLACEMENT_OPTIONS for the installer/app
-		// page; we send an empty JSON object so parsers must cope with it.
-		form.Set("PLACEMENT_OPTIONS", "{}")
-	} else {
+	if len(opts) > 0 {
+		// Sent only when there are options: the installer has none.
 		form.Set("PLACEMENT_OPTIONS", phpJSONString(opts))
 	}
-	form.Set("APPLICATION_TOKEN", p.appToken)
-	form.Set("APPLICATION_SCOPE", p.s.scopeString())
+	if !p.legacy {
+		form.Set("APPLICATION_TOKEN", p.appToken)
+		form.Set("APPLICATION_SCOPE", p.s.scopeString())
+	}
 	sep := "?"
 	if strings.Contains(handler, "?") {
 		sep = "&"
@@ -605,9 +642,11 @@ func (p *Portal) OnAppInstallEvent(userID int) url.Values {
 	if p.state == installed {
 		installedFlag = "Y"
 	}
+	// Shaped like the recording (mesilov/bitrix24-php-sdk#296,
+	// testdata/recorded/event_onappinstall.json): no event_handler_id,
+	// auth[expires] and auth[user_id] present.
 	f := url.Values{}
 	f.Set("event", "ONAPPINSTALL")
-	f.Set("event_handler_id", strconv.Itoa(p.handlerIDLocked("ONAPPINSTALL")))
 	f.Set("data[VERSION]", p.s.app.Version)
 	f.Set("data[ACTIVE]", "Y")
 	f.Set("data[INSTALLED]", installedFlag)
@@ -615,20 +654,13 @@ func (p *Portal) OnAppInstallEvent(userID int) url.Values {
 	f.Set("ts", strconv.FormatInt(p.s.nowLocked().Unix(), 10))
 	p.eventAuthLocked(f)
 	f.Set("auth[access_token]", tok.AccessToken)
+	f.Set("auth[expires]", strconv.FormatInt(p.s.nowLocked().Add(accessTokenTTL).Unix(), 10))
 	f.Set("auth[expires_in]", strconv.Itoa(tok.ExpiresIn))
 	f.Set("auth[scope]", p.s.scopeString())
+	f.Set("auth[user_id]", strconv.Itoa(userID))
 	f.Set("auth[status]", p.s.app.Status)
 	f.Set("auth[refresh_token]", tok.RefreshToken)
 	return f
-}
-
-func (p *Portal) handlerIDLocked(event string) int {
-	for _, e := range p.events {
-		if e.Event == event {
-			return e.ID
-		}
-	}
-	return 0
 }
 
 // eventAuthLocked adds the auth[...] keys every event carries.

@@ -191,3 +191,17 @@ func (s *Simulator) serveFault(ctx context.Context, w http.ResponseWriter, f Fau
 	writeJSONResponse(w, status, errorBody(f.Code, f.Description, nil))
 	return true, status, f.Code
 }
+
+// OperationTimeLimit is Bitrix24's answer once a method has used up its
+// operating time (429, recorded: testdata/recorded/rest_operation_time_limit.json).
+func OperationTimeLimit(method string) Fault {
+	return Fault{Method: method, Status: http.StatusTooManyRequests, Code: "OPERATION_TIME_LIMIT",
+		Description: "Method is blocked due to operation time limit."}
+}
+
+// OverloadLimit is the answer of a portal whose REST API support blocked
+// (503, testdata/recorded/rest_overload_limit.json).
+func OverloadLimit(method string) Fault {
+	return Fault{Method: method, Status: http.StatusServiceUnavailable, Code: "OVERLOAD_LIMIT",
+		Description: "REST API is blocked due to overload."}
+}

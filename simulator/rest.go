@@ -64,6 +64,24 @@ func errorBody(code, desc string, extra map[string]any) obj {
 func errNoAuth() *apiError {
 	return &apiError{status: 401, code: "NO_AUTH_FOUND", desc: "Wrong authorization data"}
 }
+
+// errInvalidToken is the recorded answer for a token the portal does not
+// know (never issued, revoked by a refresh or by an uninstall).
+func errInvalidToken() *apiError {
+	return &apiError{status: 401, code: "invalid_token", desc: "Unable to get application by token"}
+}
+
+// authError is the answer for a token that did not check out.
+func authError(token string, st tokenState) *apiError {
+	switch {
+	case token == "":
+		return errNoAuth()
+	case st == tokenExpired:
+		return errExpired()
+	}
+	return errInvalidToken()
+}
+
 func errExpired() *apiError {
 	return &apiError{status: 401, code: "expired_token", desc: "The access token provided has expired."}
 }
@@ -259,11 +277,8 @@ func (p *Portal) dispatchLocked(method, token string, params *omap, perr error, 
 	// SILENT: "Authorization: Bearer" is undocumented (only an SDK comment
 	// mentions it), so only the documented auth parameter is accepted.
 	t, st := s.checkTokenLocked(token, p)
-	switch {
-	case token == "" || st == tokenUnknown:
-		return fail(errNoAuth())
-	case st == tokenExpired:
-		return fail(errExpired())
+	if token == "" || st != tokenOK {
+		return fail(authError(token, st))
 	}
 	def, ok := p.methods()[method]
 	if !ok {

@@ -98,7 +98,7 @@ func TestSystemErrors(t *testing.T) {
 		code, desc          string
 	}{
 		{"no auth", "profile", "", 401, "NO_AUTH_FOUND", "Wrong authorization data"},
-		{"unknown token", "profile", "0123456789abcdef", 401, "NO_AUTH_FOUND", "Wrong authorization data"},
+		{"unknown token", "profile", "0123456789abcdef", 401, "invalid_token", "Unable to get application by token"},
 		{"unknown method", "crm.lead.fly", tok.AccessToken, 404, "ERROR_METHOD_NOT_FOUND", "Method not found!"},
 		{"missing scope", "user.current", tok.AccessToken, 403, "insufficient_scope", ""},
 	}

@@ -79,6 +79,11 @@ type Options struct {
 	AllowLocalHandlers bool
 	// Logf, if set, receives one line per notable event (never a whole token).
 	Logf func(format string, args ...any)
+	// RefreshKeepsAccess keeps an access token working after its refresh
+	// token was used. Whether Bitrix24 ends it is unsettled (the legacy
+	// docs say a refresh ends the old access token; nothing recorded says
+	// either way), so the default is the strict reading and tests run both.
+	RefreshKeepsAccess bool
 }
 
 // Refresh records one request to the OAuth token endpoint.
@@ -103,6 +108,7 @@ type TokenPair struct {
 type Simulator struct {
 	app        App
 	allowLocal bool
+	keepAccess bool
 	logf       func(format string, args ...any)
 
 	ln     net.Listener
@@ -167,6 +173,7 @@ func New(opts Options) (*Simulator, error) {
 	s := &Simulator{
 		app:        app,
 		allowLocal: opts.AllowLocalHandlers,
+		keepAccess: opts.RefreshKeepsAccess,
 		logf:       opts.Logf,
 		ln:         ln,
 		url:        "http://" + ln.Addr().String(),

@@ -45,6 +45,11 @@ type Portal struct {
 	AppTokenHash string // secret.Keyring.Hash of the application_token
 	InstalledBy  int64  // Bitrix24 user id of the admin who installed
 	Lang         string // portal language at install time
+	// AppID and AppCode are the app as this portal knows it (app.info ID
+	// and CODE at install): a user token whose app.info differs was not
+	// issued to this app here. 0 and "" when not recorded.
+	AppID   int64
+	AppCode string
 
 	// The installing admin's tokens: used only for install-time work
 	// (binding placements and events), never for a user's action.

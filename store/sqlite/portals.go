@@ -27,8 +27,8 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 	err := s.db.QueryRowContext(ctx, `
 		INSERT INTO portals (member_id, domain, rest_endpoint, oauth_server, scope, status,
 			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
-			installed_at, updated_at, uninstalled_at, version)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 1)
+			installed_at, updated_at, uninstalled_at, version, app_id, app_code)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 1, ?, ?)
 		ON CONFLICT (member_id) DO UPDATE SET
 			domain         = excluded.domain,
 			rest_endpoint  = excluded.rest_endpoint,
@@ -47,11 +47,13 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 			uninstalled_at = NULL,
 			problem        = '',
 			problem_at     = NULL,
+			app_id         = excluded.app_id,
+			app_code       = excluded.app_code,
 			version        = portals.version + 1
 		RETURNING installed_at, version`,
 		p.MemberID, p.Domain, p.RESTEndpoint, p.OAuthServer, p.Scope, p.Status,
 		p.AppTokenHash, p.InstalledBy, p.Lang, access, refresh, nullMillis(p.TokenExpiry),
-		now.UnixMilli(), now.UnixMilli(),
+		now.UnixMilli(), now.UnixMilli(), p.AppID, p.AppCode,
 	).Scan(&installedAt, &version)
 	if err != nil {
 		return fmt.Errorf("store: save portal %q: %w", p.MemberID, err)
@@ -77,12 +79,12 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 	err := s.db.QueryRowContext(ctx, `
 		SELECT member_id, domain, rest_endpoint, oauth_server, scope, status,
 			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
-			installed_at, updated_at, uninstalled_at, version, problem, problem_at
+			installed_at, updated_at, uninstalled_at, version, problem, problem_at, app_id, app_code
 		FROM portals
 		WHERE member_id = ?`, memberID,
 	).Scan(&p.MemberID, &p.Domain, &p.RESTEndpoint, &p.OAuthServer, &p.Scope, &p.Status,
 		&p.AppTokenHash, &p.InstalledBy, &p.Lang, &access, &refresh, &expiry,
-		&installedAt, &updatedAt, &uninstalledAt, &p.Version, &p.Problem, &problemAt)
+		&installedAt, &updatedAt, &uninstalledAt, &p.Version, &p.Problem, &problemAt, &p.AppID, &p.AppCode)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: portal %q: %w", memberID, store.ErrNotFound)
 	}
@@ -146,7 +148,7 @@ func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool
 	err = tx.QueryRowContext(ctx, `
 		SELECT uninstalled_at IS NOT NULL,
 			domain = '' AND rest_endpoint = '' AND oauth_server = '' AND scope = ''
-			AND status = '' AND lang = '' AND installed_by = 0
+			AND status = '' AND lang = '' AND installed_by = 0 AND app_id = 0 AND app_code = ''
 		FROM portals
 		WHERE member_id = ?`, memberID).Scan(&uninstalled, &blank)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -165,7 +167,7 @@ func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool
 			SET uninstalled_at = COALESCE(uninstalled_at, ?),
 				access_token = '', refresh_token = '', token_expiry = NULL,
 				domain = '', rest_endpoint = '', oauth_server = '', scope = '',
-				status = '', lang = '', installed_by = 0,
+				status = '', lang = '', installed_by = 0, app_id = 0, app_code = '',
 				updated_at = ?, version = version + 1
 			WHERE member_id = ?`,
 			at.UnixMilli(), at.UnixMilli(), memberID)

@@ -59,6 +59,8 @@ func testResave(t *testing.T, open func(t *testing.T) store.Store) {
 		AppTokenHash: "h1:00000000:new",
 		InstalledBy:  9,
 		Lang:         "ru",
+		AppID:        31,
+		AppCode:      "local.5f8d9a1b2c3d4e",
 		AccessToken:  secret.New("access-new"),
 		RefreshToken: secret.New("refresh-new"),
 		TokenExpiry:  time.Now().Add(2 * time.Hour),

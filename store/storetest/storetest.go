@@ -139,6 +139,8 @@ func newPortal(memberID string) *store.Portal {
 		AppTokenHash: "h1:00000000:" + memberID,
 		InstalledBy:  7,
 		Lang:         "de",
+		AppID:        12,
+		AppCode:      "b24apps.leadcontacts",
 		AccessToken:  secret.New("access-" + memberID),
 		RefreshToken: secret.New("refresh-" + memberID),
 		TokenExpiry:  time.Now().Add(time.Hour),
@@ -203,6 +205,8 @@ func requirePortal(t *testing.T, want, got *store.Portal) {
 	require.Equal(t, want.AppTokenHash, got.AppTokenHash, "AppTokenHash")
 	require.Equal(t, want.InstalledBy, got.InstalledBy, "InstalledBy")
 	require.Equal(t, want.Lang, got.Lang, "Lang")
+	require.Equal(t, want.AppID, got.AppID, "AppID")
+	require.Equal(t, want.AppCode, got.AppCode, "AppCode")
 	require.True(t, want.AccessToken.Equal(got.AccessToken), "AccessToken differs")
 	require.True(t, want.RefreshToken.Equal(got.RefreshToken), "RefreshToken differs")
 	requireTime(t, want.TokenExpiry, got.TokenExpiry, "TokenExpiry")
