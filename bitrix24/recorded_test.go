@@ -29,6 +29,7 @@ func TestRecordedRESTErrors(t *testing.T) {
 		{"rest_operation_time_limit", ErrOperationTimeLimit, false},
 		{"rest_handler_already_binded", &Error{Code: "ERROR_CORE"}, false},
 		{"rest_wrong_handler_url", &Error{Code: "ERROR_WRONG_HANDLER_URL"}, false},
+		{"rest_placement_bind_not_admin", ErrAccessDenied, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

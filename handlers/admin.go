@@ -143,6 +143,12 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	if err := h.fillAdmin(ctx, &page, loc, p, sess, res); err != nil {
 		return err
 	}
+	if missing := missingScopes(f.Scope, h.cfg.Manifest.Scope); len(missing) > 0 {
+		// The scopes granted now (APPLICATION_SCOPE), which an update of
+		// the app's permissions may have changed since the install.
+		pr := scopeProblem(errors.New("app page"), missing)
+		page.Banner = &banner{Kind: "danger", Title: loc.T("install.failed_title"), Text: pr.text(loc), Code: pr.code}
+	}
 	h.render(c, http.StatusOK, "app", page)
 	return nil
 }

@@ -408,3 +408,46 @@ func TestRecordedFramesAreParsed(t *testing.T) {
 		})
 	}
 }
+
+// TestAppPageNamesAMissingScope: the app page's frame carries the scopes
+// granted now (APPLICATION_SCOPE); one the app needs and lacks is named
+// to the admin, with where to add it.
+func TestAppPageNamesAMissingScope(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	f, err := e.portal.OpenApp(simulator.SeedAdmin, "en")
+	require.NoError(t, err)
+	f.Form.Set("APPLICATION_SCOPE", "crm,user")
+	p := e.postFrame(f)
+	require.Equal(t, http.StatusOK, p.status, p.body)
+	banner := text(p, ".alert-danger")
+	assert.Contains(t, banner, "placement")
+	assert.Contains(t, banner, "vendor console")
+
+	p = e.openApp(simulator.SeedAdmin, "en")
+	assert.Zero(t, p.doc.Find(".alert-danger").Length(), "no banner when every scope is granted: %s", text(p, ".alert-danger"))
+}
+
+// TestNonAdminInstallChangesNothing: a user's own genuine tokens, posted to
+// the installer as if it were an install, stop at placement.get (admins
+// only, recorded: 403 ACCESS_DENIED), before anything is stored.
+func TestNonAdminInstallChangesNothing(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
+	require.NoError(t, err)
+	lead := e.leadWithContacts(3)
+	f, err := e.portal.OpenLeadTab(2, lead, "en")
+	require.NoError(t, err)
+	f.Form.Set("PLACEMENT", "DEFAULT")
+	f.Form.Del("PLACEMENT_OPTIONS")
+	f.URL = e.base + e.m.Install + "?" + f.Query.Encode()
+	p := e.postFrame(f)
+	assert.Equal(t, http.StatusForbidden, p.status)
+	assert.Contains(t, text(p, ".alert-danger"), "Only a Bitrix24 administrator")
+	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
+	require.NoError(t, err)
+	assert.Equal(t, before.Version, after.Version, "the portal's record is unchanged")
+	assert.Equal(t, before.InstalledBy, after.InstalledBy)
+	assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
+}

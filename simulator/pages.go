@@ -216,8 +216,10 @@ func (p *Portal) message(base pageBase, status int, heading, text string, okFlag
 func (p *Portal) frameFields(pg *framePage, f Frame, kind, placement string, opts map[string]string, leadID int) {
 	pg.FrameName = f.Query.Get("DOMAIN") + "|" + f.Query.Get("PROTOCOL") + "|" + f.Query.Get("APP_SID")
 	pg.FrameURL = f.URL
-	for _, k := range sortedKeys(f.Form) {
-		pg.Fields = append(pg.Fields, formField{k, f.Form.Get(k)})
+	for _, k := range frameFieldOrder {
+		if v, ok := f.Form[k]; ok {
+			pg.Fields = append(pg.Fields, formField{k, v[0]})
+		}
 	}
 	origin := ""
 	if u, err := url.Parse(f.URL); err == nil {

@@ -592,6 +592,11 @@ func (p *Portal) bindingsLocked(placement string) []PlacementBinding {
 	return out
 }
 
+// frameFieldOrder is the order in which the server template app.layout
+// writes the frame's body fields (testdata/recorded/frame_lead_tab.json).
+var frameFieldOrder = []string{"AUTH_ID", "AUTH_EXPIRES", "REFRESH_ID", "SERVER_ENDPOINT", "APPLICATION_TOKEN",
+	"APPLICATION_SCOPE", "member_id", "status", "PLACEMENT", "PLACEMENT_OPTIONS"}
+
 // frameLocked builds a frame POST: the query/body split follows
 // api-reference/widgets/index.md ("some parameters come in the handler URL
 // query string, the rest in the request body").

@@ -135,6 +135,10 @@ func TestSimulatorRESTErrorsAreAsRecorded(t *testing.T) {
 			require.Equal(t, http.StatusOK, callJSON(t, p, "placement.bind", fresh(), params).Status)
 			return callJSON(t, p, "placement.bind", fresh(), params)
 		},
+		"rest_placement_bind_not_admin": func(t *testing.T) restResp {
+			return callJSON(t, p, "placement.bind", p.IssueTokens(SeedSales).AccessToken,
+				map[string]any{"PLACEMENT": "CRM_LEAD_DETAIL_TAB", "HANDLER": "https://app.example.com/tab"})
+		},
 		"rest_wrong_handler_url": func(t *testing.T) restResp {
 			return callJSON(t, sp, "placement.bind", stok.AccessToken,
 				map[string]any{"PLACEMENT": "CRM_LEAD_DETAIL_TAB", "HANDLER": "https://localhost/tab"})
@@ -156,6 +160,10 @@ func TestSimulatorRESTErrorsAreAsRecorded(t *testing.T) {
 		assert.Equal(t, "ERROR_CORE", r.errCode())
 		assert.Equal(t, "Unable to set event handler: Handler already binded", r.errDesc(), "the event variant in the recording's note")
 		assert.Contains(t, f.Note, r.errDesc())
+	})
+	t.Run("placement.get by a non-admin", func(t *testing.T) {
+		r := callJSON(t, p, "placement.get", p.IssueTokens(SeedSales).AccessToken, nil)
+		sameAnswer(t, mustRecording(t, "rest_placement_bind_not_admin"), r.Status, r.Raw, true)
 	})
 	t.Run("a host without a dot", func(t *testing.T) {
 		r := callJSON(t, sp, "event.bind", stok.AccessToken, map[string]any{"event": "ONAPPUNINSTALL", "handler": "https://intranet/uninstall"})
@@ -348,4 +356,55 @@ func TestInstallOrUpdateDropsTheInstallEventBinding(t *testing.T) {
 	evs := p.Events()
 	require.Len(t, evs, 1)
 	assert.Equal(t, "ONAPPUNINSTALL", evs[0].Event)
+}
+
+// TestSimulatorBatchReferencesAreAsRecorded sends the recorded request (a
+// reference past the end of a one-item list) to a portal in the same state
+// and requires the recorded outcome: no error, and contact #1 answered.
+func TestSimulatorBatchReferencesAreAsRecorded(t *testing.T) {
+	f := mustRecording(t, "batch_reference_past_the_end")
+	s := newTestSim(t)
+	p := newTestPortal(t, s)
+	tok := mustInstall(t, p)
+	p.AddContact(Contact{ID: 7, Name: "Ada", LastName: "Lovelace"})
+	p.AddLead(Lead{ID: 123, Title: "One link"})
+	require.NoError(t, p.LinkContact(123, 7, 10, true))
+	_, ok := p.Contact(1)
+	require.True(t, ok, "the seed has a contact #1")
+
+	// The recorded request, sent as JSON (its cmd keys keep their order).
+	var req map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(f.Request, &req))
+	body := []byte(`{"auth":"` + tok.AccessToken + `","halt":` + string(req["halt"]) + `,"cmd":` + string(req["cmd"]) + `}`)
+	resp, err := testClient.Post(p.RESTEndpoint()+"batch", "application/json", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	r := decodeResp(t, resp)
+	require.Equal(t, f.Status, r.Status, "%s", r.Raw)
+
+	rec, got := part(t, f.Body, "result"), part(t, r.Raw, "result")
+	for _, k := range []string{"result_error", "result_total", "result_next"} {
+		assert.JSONEq(t, string(part(t, rec, k)), string(part(t, got, k)), k)
+	}
+	var want, have struct {
+		Result struct {
+			Items []struct {
+				ContactID json.Number `json:"CONTACT_ID"`
+			} `json:"items"`
+			C0 struct{ ID string } `json:"c0"`
+			C3 struct{ ID string } `json:"c3"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(rec, &want))
+	require.NoError(t, json.Unmarshal(got, &have))
+	require.Len(t, have.Result.Items, len(want.Result.Items))
+	assert.Equal(t, want.Result.Items[0].ContactID.String(), have.Result.C0.ID, "c0 is the linked contact")
+	assert.Equal(t, want.Result.C3.ID, have.Result.C3.ID, "c3 is contact #1")
+	assert.Equal(t, mustShape(t, part(t, part(t, rec, "result"), "items")), mustShape(t, part(t, part(t, got, "result"), "items")))
+}
+
+// TestFrameFieldOrderIsTheRecordedOne: the portal's pages post the frame's
+// fields in the order the server template writes them.
+func TestFrameFieldOrderIsTheRecordedOne(t *testing.T) {
+	f := mustRecording(t, "frame_lead_tab")
+	assert.Equal(t, f.Form.Keys(), frameFieldOrder)
 }

@@ -81,8 +81,10 @@ type Fixture struct {
 	Kind   string          `json:"kind"` // oauth, rest, frame, event
 	Status int             `json:"status"`
 	Body   json.RawMessage `json:"body"`
-	Query  Fields          `json:"query"`
-	Form   Fields          `json:"form"`
+	// Request is, for some answers, the request that got it.
+	Request json.RawMessage `json:"request"`
+	Query   Fields          `json:"query"`
+	Form    Fields          `json:"form"`
 }
 
 // Dir is the folder of the recordings.
