@@ -29,6 +29,9 @@ type Config struct {
 	HistoryRetention time.Duration
 	// PortalRate is this instance's outbound request rate per portal.
 	PortalRate float64
+	// UninstallGrace is how long an unconfirmed ONAPPUNINSTALL waits for a
+	// verified frame before the portal is uninstalled as reported.
+	UninstallGrace time.Duration
 }
 
 // Defaults of the optional variables (app.json and the README list them).
@@ -126,6 +129,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		bad("HISTORY_RETENTION_DAYS", fmt.Sprintf("must be a whole number of days from 1 to %d", maxHistoryRetentionDays))
 	}
 	cfg.HistoryRetention = time.Duration(days) * 24 * time.Hour
+	hours, err := strconv.Atoi(get("UNINSTALL_GRACE_HOURS", "24"))
+	if err != nil || hours < 1 || hours > 24*30 {
+		bad("UNINSTALL_GRACE_HOURS", "must be a whole number of hours from 1 to 720")
+	}
+	cfg.UninstallGrace = time.Duration(hours) * time.Hour
 	// Bitrix24's leaky bucket is per portal and source IP: instances
 	// behind one egress IP share it, so each gets a share of its drain.
 	r, err := strconv.ParseFloat(get("B24_PORTAL_RATE", "2"), 64)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -129,4 +130,22 @@ func TestBaseURLMustBeOneBitrix24Accepts(t *testing.T) {
 	base["APP_BASE_URL"], base["B24_ALLOW_HTTP"] = "http://127.0.0.1:8080", "true"
 	_, err := loadConfig(env(base))
 	assert.NoError(t, err)
+}
+
+func TestUninstallGrace(t *testing.T) {
+	base := map[string]string{"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
+		"APP_BASE_URL": "https://app.example.com"}
+	cfg, err := loadConfig(env(base))
+	require.NoError(t, err)
+	assert.Equal(t, 24*time.Hour, cfg.UninstallGrace)
+	base["UNINSTALL_GRACE_HOURS"] = "72"
+	cfg, err = loadConfig(env(base))
+	require.NoError(t, err)
+	assert.Equal(t, 72*time.Hour, cfg.UninstallGrace)
+	for _, bad := range []string{"0", "-3", "1.5", "721", "x"} {
+		base["UNINSTALL_GRACE_HOURS"] = bad
+		_, err := loadConfig(env(base))
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "UNINSTALL_GRACE_HOURS", bad)
+	}
 }

@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	oc := oauth.New(cfg.ClientID, cfg.ClientSecret, cfg.OAuthServers, httpClient)
 	h, err := handlers.New(handlers.Config{
 		BaseURL: cfg.BaseURL, JSURL: cfg.JSURL, AllowHTTP: cfg.AllowHTTP, Manifest: m,
-		HistoryRetention: cfg.HistoryRetention, RequestTimeout: requestTimeout,
+		HistoryRetention: cfg.HistoryRetention, RequestTimeout: requestTimeout, UninstallGrace: cfg.UninstallGrace,
 	}, handlers.Deps{Store: st, REST: rest, OAuth: oc, Keys: keys, Lang: bundle, Assets: assets, Logger: logger})
 	if err != nil {
 		return err
@@ -126,6 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	go sweepSessions(ctx, st, logger)
 	go resealTokens(ctx, st, logger)
 	go sweepHistory(ctx, st, cfg.HistoryRetention, logger)
+	go purgeReportedUninstalls(ctx, h, logger)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL.String(), "store", storeKind(cfg.DatabaseURL))

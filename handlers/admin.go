@@ -118,6 +118,7 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	if err := verifyAppInfo(res, p); err != nil {
 		return err
 	}
+	h.frameVerified(ctx, p)
 	var me struct {
 		ID    bitrix24.ID   `json:"ID"`
 		Admin bitrix24.Bool `json:"ADMIN"`
@@ -259,6 +260,9 @@ func (h *Handlers) rebind(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := notReported(p); err != nil {
+		return err
+	}
 	c.Set(originKey, portalOrigin(p))
 	loc := h.d.Lang.For(sess.Lang)
 	page := adminPage{base: h.base(loc)}
@@ -266,7 +270,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 	var res *bitrix24.BatchResult
 	err = h.asUser(ctx, sess, p, func(token secret.String) error {
 		asAdmin := *p
-		asAdmin.AccessToken = token
+		asAdmin.AccessToken, asAdmin.InstalledBy = token, sess.UserID
 		plan, err := h.readSetup(ctx, &asAdmin)
 		if err != nil {
 			return err

@@ -41,6 +41,11 @@ type Store interface {
 	DeleteSession(ctx context.Context, id string) error
 	UpdatePortalEndpoint(ctx context.Context, memberID, from, endpoint, domain string) error
 	FlagPortal(ctx context.Context, memberID, problem string, at time.Time) error
+	UpdatePortalTokens(ctx context.Context, memberID string, version int64, access, refresh secret.String, expiry time.Time) error
+	ReportUninstall(ctx context.Context, memberID string, clean bool, at time.Time) error
+	ClearUninstallReport(ctx context.Context, memberID string) error
+	ReportedUninstalls(ctx context.Context, before time.Time) ([]store.UninstallReport, error)
+	RecentTokens(ctx context.Context, memberID string, limit int, now time.Time) ([]store.TokenPair, error)
 }
 
 // REST is what the handlers need from the Bitrix24 REST client.
@@ -80,7 +85,14 @@ type Config struct {
 	// HistoryRetention is how long removals and undos stay in the admins'
 	// history (the page says so; main sweeps older entries).
 	HistoryRetention time.Duration
+	// UninstallGrace is how long an ONAPPUNINSTALL that Bitrix24 could not
+	// confirm waits for a verified frame before the portal is uninstalled
+	// as reported (PurgeReportedUninstalls).
+	UninstallGrace time.Duration
 }
+
+// DefaultUninstallGrace is Config.UninstallGrace when unset.
+const DefaultUninstallGrace = 24 * time.Hour
 
 // Deps are the handlers' collaborators.
 type Deps struct {
@@ -126,6 +138,9 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	}
 	if cfg.HistoryRetention <= 0 {
 		cfg.HistoryRetention = DefaultHistoryRetention
+	}
+	if cfg.UninstallGrace <= 0 {
+		cfg.UninstallGrace = DefaultUninstallGrace
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

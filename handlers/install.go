@@ -272,11 +272,13 @@ type setupPlan struct {
 }
 
 // readSetup reads, with the installer's fresh token and in one batch, the
-// app as the portal knows it and the current placement and event
-// bindings. placement.get is for admins only, so this is also where a
-// non-admin's install stops, before anything is stored.
+// token's user, the app as the portal knows it and the current placement
+// and event bindings. Only a portal administrator installs: a token of
+// anyone else stops here (profile ADMIN, and placement.get is for admins
+// only), before anything is stored.
 func (h *Handlers) readSetup(ctx context.Context, p *store.Portal) (*setupPlan, error) {
 	cur, err := h.d.REST.Batch(ctx, p.RESTEndpoint, p.AccessToken, false, []bitrix24.Cmd{
+		{Key: "me", Method: "profile"},
 		{Key: "app", Method: "app.info"},
 		{Key: "placements", Method: "placement.get"},
 		{Key: "events", Method: "event.get"},
@@ -287,7 +289,18 @@ func (h *Handlers) readSetup(ctx context.Context, p *store.Portal) (*setupPlan, 
 	var (
 		plan setupPlan
 		ai   appInfo
+		me   struct {
+			ID    bitrix24.ID   `json:"ID"`
+			Admin bitrix24.Bool `json:"ADMIN"`
+		}
 	)
+	if err := cur.Decode("me", &me); err != nil {
+		return nil, bindProblem("profile", err)
+	}
+	if !me.Admin || int64(me.ID) != p.InstalledBy {
+		return nil, fail(http.StatusForbidden, "install.not_admin",
+			fmt.Errorf("user %d (admin %v) is not the token's administrator %d", me.ID, bool(me.Admin), p.InstalledBy))
+	}
 	if err := cur.Decode("app", &ai); err != nil {
 		return nil, bindProblem("app.info", err)
 	}
@@ -430,39 +443,4 @@ func titleIn(pl manifest.Placement, code string) string {
 		return t
 	}
 	return pl.Title["en"]
-}
-
-// onAppUninstall handles ONAPPUNINSTALL. It carries no usable token, so
-// the stored application token is the only proof that Bitrix24 sent it.
-func (h *Handlers) onAppUninstall(c *gin.Context) error {
-	ev, err := ParseEvent(c.Request.PostForm)
-	if err != nil || ev.Name != "ONAPPUNINSTALL" {
-		return fail(http.StatusBadRequest, "error.bad_request", errors.Join(ErrBadFrame, err))
-	}
-	ctx := c.Request.Context()
-	memberID := ev.Auth["member_id"]
-	p, err := h.d.Store.Portal(ctx, memberID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fail(http.StatusInternalServerError, "error.internal", err)
-	}
-	// An unknown portal and a wrong token get the same answer, so the
-	// endpoint tells a prober nothing about which portals exist.
-	if p == nil || !h.d.Keys.Verify(secret.New(ev.Auth["application_token"]), p.AppTokenHash) {
-		return fail(http.StatusUnauthorized, "error.not_from_bitrix", fmt.Errorf("uninstall for member %q not verified", memberID))
-	}
-	clean := ev.Data["CLEAN"] == "1"
-	if !p.Active() && (!clean || p.Domain == "") {
-		return nil // a repeated delivery: nothing left to do
-	}
-	if err := h.d.Store.UninstallPortal(ctx, memberID, clean, h.now()); err != nil {
-		return fail(http.StatusInternalServerError, "error.internal", err)
-	}
-	if clean {
-		// "Delete application data" covers the admins' history too.
-		if _, err := h.d.Store.DeleteHistory(ctx, memberID); err != nil {
-			return fail(http.StatusInternalServerError, "error.internal", err)
-		}
-	}
-	h.d.Logger.Info("portal uninstalled", "member", memberID, "clean", clean)
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/secret"
@@ -98,6 +99,29 @@ func (h *Handlers) noteProblem(ctx context.Context, p *store.Portal, err error) 
 		return
 	}
 	p.Problem = code
+}
+
+// frameVerified clears an uninstall report: a frame whose batch Bitrix24
+// answered proves the app is still installed.
+func (h *Handlers) frameVerified(ctx context.Context, p *store.Portal) {
+	if p.UninstallReportedAt.IsZero() {
+		return
+	}
+	if err := h.d.Store.ClearUninstallReport(ctx, p.MemberID); err != nil {
+		h.d.Logger.Warn("uninstall report could not be cleared", "member", p.MemberID, "err", err)
+		return
+	}
+	p.UninstallReportedAt, p.UninstallClean = time.Time{}, false
+	h.d.Logger.Info("uninstall report cleared: a verified frame shows the app installed", "member", p.MemberID)
+}
+
+// notReported refuses to act with a portal's stored tokens while an
+// unconfirmed uninstall report stands (a verified frame clears it).
+func notReported(p *store.Portal) error {
+	if p.UninstallReportedAt.IsZero() {
+		return nil
+	}
+	return fail(http.StatusForbidden, "error.not_installed", fmt.Errorf("member %q reported uninstalled", p.MemberID))
 }
 
 // verifyAppInfo checks the app.info answer of a frame's batch against the

@@ -127,6 +127,7 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	if err := verifyAppInfo(res, p); err != nil {
 		return err
 	}
+	h.frameVerified(ctx, p)
 	var me profile
 	if err := res.Decode("me", &me); err != nil || me.ID <= 0 {
 		return fail(http.StatusForbidden, "error.reopen", fmt.Errorf("profile: %w", err))

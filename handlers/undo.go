@@ -81,6 +81,9 @@ func (h *Handlers) startAction(c *gin.Context) (*action, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := notReported(p); err != nil {
+		return nil, err
+	}
 	c.Set(originKey, portalOrigin(p))
 	a := &action{sess: sess, p: p, loc: h.d.Lang.For(sess.Lang)}
 	a.page = tabPage{base: h.base(a.loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}

@@ -108,11 +108,15 @@ func TestTabAfterUninstallIsRefused(t *testing.T) {
 	e.install()
 	f, err := e.portal.OpenLeadTab(2, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
-	r := e.postForm(e.base+"/events/uninstall", e.uninstallForm(false))
-	require.Equal(t, http.StatusOK, r.status)
+	// A genuine uninstall: Bitrix24 revokes the tokens, then delivers
+	// ONAPPUNINSTALL to the handler the app bound.
+	require.NoError(t, e.portal.Uninstall(context.Background(), false))
+	mark := len(e.portal.Calls())
 	p := e.postFrame(f)
 	assert.Equal(t, http.StatusForbidden, p.status)
 	assert.Contains(t, p.doc.Find(".alert").Text(), "not installed")
+	n, _ := batchRequests(e.portal, mark)
+	assert.Zero(t, n, "refused before anything reaches the portal")
 	_, err = e.st.Portal(context.Background(), e.portal.MemberID())
 	assert.NotErrorIs(t, err, store.ErrNotFound)
 }

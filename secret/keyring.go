@@ -201,6 +201,18 @@ func (k *Keyring) Verify(v String, stored string) bool {
 	return subtle.ConstantTimeCompare(mac(set.hash, v.Reveal()), want) == 1
 }
 
+// CanVerify reports whether a stored hash can be checked at all: it is
+// non-empty and made with a key this keyring still has. A hash made under
+// a retired master can neither match nor be told apart from a forgery.
+func (k *Keyring) CanVerify(stored string) bool {
+	parts := strings.SplitN(stored, ":", 3)
+	if len(parts) != 3 || parts[0] != "h1" {
+		return false
+	}
+	_, ok := k.set(parts[1])
+	return ok
+}
+
 // HashIsCurrent reports whether a stored hash was made with the current key.
 func (k *Keyring) HashIsCurrent(stored string) bool {
 	parts := strings.SplitN(stored, ":", 3)

@@ -100,6 +100,10 @@ func TestRotation(t *testing.T) {
 	_, err = retired.Open(ct, "aad")
 	assert.ErrorIs(t, err, ErrUnknownKey)
 	assert.False(t, retired.Verify(New("app-token"), h))
+	assert.True(t, rotated.CanVerify(h))
+	assert.False(t, retired.CanVerify(h), "a hash under a retired key cannot be checked")
+	assert.False(t, retired.CanVerify(""))
+	assert.False(t, retired.CanVerify("h1:zz"))
 
 	_, err = NewKeyring(master(1), master(1))
 	assert.Error(t, err)

@@ -250,6 +250,13 @@ func (s *Simulator) InjectOAuthFault(f Fault) {
 	s.mu.Unlock()
 }
 
+// ClearOAuthFaults drops every OAuth-server fault still queued.
+func (s *Simulator) ClearOAuthFaults() {
+	s.mu.Lock()
+	s.faults = nil
+	s.mu.Unlock()
+}
+
 func (s *Simulator) log(format string, args ...any) {
 	if s.logf != nil {
 		s.logf("simulator: "+format, args...)

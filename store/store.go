@@ -67,6 +67,13 @@ type Portal struct {
 	// "" when none. A reinstall or a later successful call clears it.
 	Problem   string
 	ProblemAt time.Time
+
+	// UninstallReportedAt is when an ONAPPUNINSTALL came that Bitrix24
+	// could not confirm (zero when none), and UninstallClean whether it
+	// asked to delete the app's data. A verified frame clears the report;
+	// after the grace period the portal is uninstalled as reported.
+	UninstallReportedAt time.Time
+	UninstallClean      bool
 }
 
 // Active reports whether the app is currently installed on the portal.
@@ -90,6 +97,17 @@ type Session struct {
 
 	CreatedAt time.Time
 	ExpiresAt time.Time
+}
+
+// UninstallReport is a portal reported uninstalled, see ReportUninstall.
+type UninstallReport struct {
+	MemberID string
+	Clean    bool
+}
+
+// TokenPair is a user's stored access and refresh token.
+type TokenPair struct {
+	Access, Refresh secret.String
 }
 
 // Store is what the app needs from a backend. Implementations are safe for
@@ -169,6 +187,21 @@ type Store interface {
 	// operators, not state a compare-and-swap depends on. ErrNotFound when
 	// there is no row.
 	FlagPortal(ctx context.Context, memberID, problem string, at time.Time) error
+	// ReportUninstall records an ONAPPUNINSTALL that Bitrix24 could not
+	// confirm: the first report's time is kept, and clean only ever turns
+	// on. ErrNotFound for an unknown or uninstalled portal.
+	ReportUninstall(ctx context.Context, memberID string, clean bool, at time.Time) error
+	// ClearUninstallReport drops a report (a verified frame proved the app
+	// installed); a portal without one is left alone.
+	ClearUninstallReport(ctx context.Context, memberID string) error
+	// ReportedUninstalls lists installed portals reported uninstalled at
+	// or before before, oldest report first.
+	ReportedUninstalls(ctx context.Context, before time.Time) ([]UninstallReport, error)
+	// RecentTokens returns the token pairs of a portal's newest live
+	// sessions (at most limit), to ask Bitrix24 whether the app is still
+	// installed.
+	RecentTokens(ctx context.Context, memberID string, limit int, now time.Time) ([]TokenPair, error)
+
 	// Locker: token refreshes rely on it in every backend.
 	Locker
 

@@ -52,6 +52,8 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 			problem_at     = NULL,
 			app_id         = excluded.app_id,
 			app_code       = excluded.app_code,
+			uninstall_reported_at = NULL,
+			uninstall_clean       = false,
 			version        = portals.version + 1
 		RETURNING installed_at, version`,
 		p.MemberID, p.Domain, p.RESTEndpoint, p.OAuthServer, p.Scope, p.Status,
@@ -67,6 +69,7 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 	p.UninstalledAt = time.Time{}
 	p.Version = version
 	p.Problem, p.ProblemAt = "", time.Time{}
+	p.UninstallReportedAt, p.UninstallClean = time.Time{}, false
 	return nil
 }
 
@@ -77,16 +80,19 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 		access, refresh       string
 		expiry, uninstalledAt sql.NullTime
 		problemAt             sql.NullTime
+		reportedAt            sql.NullTime
 	)
 	err := s.q(ctx).QueryRowContext(ctx, `
 		SELECT member_id, domain, rest_endpoint, oauth_server, scope, status,
 			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
-			installed_at, updated_at, uninstalled_at, version, problem, problem_at, app_id, app_code
+			installed_at, updated_at, uninstalled_at, version, problem, problem_at, app_id, app_code,
+			uninstall_reported_at, uninstall_clean
 		FROM portals
 		WHERE member_id = $1`, memberID,
 	).Scan(&p.MemberID, &p.Domain, &p.RESTEndpoint, &p.OAuthServer, &p.Scope, &p.Status,
 		&p.AppTokenHash, &p.InstalledBy, &p.Lang, &access, &refresh, &expiry,
-		&p.InstalledAt, &p.UpdatedAt, &uninstalledAt, &p.Version, &p.Problem, &problemAt, &p.AppID, &p.AppCode)
+		&p.InstalledAt, &p.UpdatedAt, &uninstalledAt, &p.Version, &p.Problem, &problemAt, &p.AppID, &p.AppCode,
+		&reportedAt, &p.UninstallClean)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: portal %q: %w", memberID, store.ErrNotFound)
 	}
@@ -104,6 +110,7 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 	p.UpdatedAt = p.UpdatedAt.UTC()
 	p.UninstalledAt = fromNullTime(uninstalledAt)
 	p.ProblemAt = fromNullTime(problemAt)
+	p.UninstallReportedAt = fromNullTime(reportedAt)
 	return &p, nil
 }
 
@@ -166,7 +173,7 @@ func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool
 			// app_token_hash and the times.
 			_, err = q.ExecContext(ctx, `
 				UPDATE portals
-				SET uninstalled_at = COALESCE(uninstalled_at, $1),
+				SET uninstalled_at = COALESCE(uninstalled_at, $1), uninstall_reported_at = NULL,
 					access_token = '', refresh_token = '', token_expiry = NULL,
 					domain = '', rest_endpoint = '', oauth_server = '', scope = '',
 					status = '', lang = '', installed_by = 0, app_id = 0, app_code = '',
@@ -175,7 +182,7 @@ func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool
 		case !uninstalled:
 			_, err = q.ExecContext(ctx, `
 				UPDATE portals
-				SET uninstalled_at = $1,
+				SET uninstalled_at = $1, uninstall_reported_at = NULL,
 					access_token = '', refresh_token = '', token_expiry = NULL,
 					updated_at = $1, version = version + 1
 				WHERE member_id = $2`, at, memberID)

@@ -49,6 +49,8 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 			problem_at     = NULL,
 			app_id         = excluded.app_id,
 			app_code       = excluded.app_code,
+			uninstall_reported_at = NULL,
+			uninstall_clean       = 0,
 			version        = portals.version + 1
 		RETURNING installed_at, version`,
 		p.MemberID, p.Domain, p.RESTEndpoint, p.OAuthServer, p.Scope, p.Status,
@@ -64,6 +66,7 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 	p.UninstalledAt = time.Time{}
 	p.Version = version
 	p.Problem, p.ProblemAt = "", time.Time{}
+	p.UninstallReportedAt, p.UninstallClean = time.Time{}, false
 	return nil
 }
 
@@ -74,17 +77,20 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 		access, refresh        string
 		expiry, uninstalledAt  sql.NullInt64
 		problemAt              sql.NullInt64
+		reportedAt             sql.NullInt64
 		installedAt, updatedAt int64
 	)
 	err := s.db.QueryRowContext(ctx, `
 		SELECT member_id, domain, rest_endpoint, oauth_server, scope, status,
 			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
-			installed_at, updated_at, uninstalled_at, version, problem, problem_at, app_id, app_code
+			installed_at, updated_at, uninstalled_at, version, problem, problem_at, app_id, app_code,
+			uninstall_reported_at, uninstall_clean
 		FROM portals
 		WHERE member_id = ?`, memberID,
 	).Scan(&p.MemberID, &p.Domain, &p.RESTEndpoint, &p.OAuthServer, &p.Scope, &p.Status,
 		&p.AppTokenHash, &p.InstalledBy, &p.Lang, &access, &refresh, &expiry,
-		&installedAt, &updatedAt, &uninstalledAt, &p.Version, &p.Problem, &problemAt, &p.AppID, &p.AppCode)
+		&installedAt, &updatedAt, &uninstalledAt, &p.Version, &p.Problem, &problemAt, &p.AppID, &p.AppCode,
+		&reportedAt, &p.UninstallClean)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: portal %q: %w", memberID, store.ErrNotFound)
 	}
@@ -102,6 +108,7 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 	p.UpdatedAt = fromMillis(updatedAt)
 	p.UninstalledAt = fromNullMillis(uninstalledAt)
 	p.ProblemAt = fromNullMillis(problemAt)
+	p.UninstallReportedAt = fromNullMillis(reportedAt)
 	return &p, nil
 }
 
@@ -164,7 +171,7 @@ func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool
 		// app_token_hash and the times.
 		_, err = tx.ExecContext(ctx, `
 			UPDATE portals
-			SET uninstalled_at = COALESCE(uninstalled_at, ?),
+			SET uninstalled_at = COALESCE(uninstalled_at, ?), uninstall_reported_at = NULL,
 				access_token = '', refresh_token = '', token_expiry = NULL,
 				domain = '', rest_endpoint = '', oauth_server = '', scope = '',
 				status = '', lang = '', installed_by = 0, app_id = 0, app_code = '',
@@ -174,7 +181,7 @@ func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool
 	case !uninstalled:
 		_, err = tx.ExecContext(ctx, `
 			UPDATE portals
-			SET uninstalled_at = ?,
+			SET uninstalled_at = ?, uninstall_reported_at = NULL,
 				access_token = '', refresh_token = '', token_expiry = NULL,
 				updated_at = ?, version = version + 1
 			WHERE member_id = ?`,

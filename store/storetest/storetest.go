@@ -118,6 +118,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"History/DefaultsTime", testHistoryDefaultsTime},
 	}
 	tests = append(tests, reliabilityTests...)
+	tests = append(tests, uninstallTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -207,6 +208,8 @@ func requirePortal(t *testing.T, want, got *store.Portal) {
 	require.Equal(t, want.Lang, got.Lang, "Lang")
 	require.Equal(t, want.AppID, got.AppID, "AppID")
 	require.Equal(t, want.AppCode, got.AppCode, "AppCode")
+	requireTime(t, want.UninstallReportedAt, got.UninstallReportedAt, "UninstallReportedAt")
+	require.Equal(t, want.UninstallClean, got.UninstallClean, "UninstallClean")
 	require.True(t, want.AccessToken.Equal(got.AccessToken), "AccessToken differs")
 	require.True(t, want.RefreshToken.Equal(got.RefreshToken), "RefreshToken differs")
 	requireTime(t, want.TokenExpiry, got.TokenExpiry, "TokenExpiry")
