@@ -113,7 +113,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		u, err := checkURL(s, cfg.AllowHTTP, true)
 		if err != nil {
-			bad("B24_OAUTH_SERVERS", fmt.Sprintf("entry %q %s", s, err))
+			bad("B24_OAUTH_SERVERS", fmt.Sprintf("entry %q %s", redactURL(s), err))
 			continue
 		}
 		cfg.OAuthServers = append(cfg.OAuthServers, u.Scheme+"://"+u.Host)
@@ -164,6 +164,22 @@ func handlerHostProblem(host string) string {
 		return fmt.Sprintf("names host %q, which Bitrix24 refuses for handlers (ERROR_WRONG_HANDLER_URL: the host needs a dot and must be public); use the app's public host name, or set B24_ALLOW_HTTP=true for local development", host)
 	}
 	return ""
+}
+
+// redactURL shows a URL from the configuration without its user info
+// (user:password@), which must never reach a log or an error.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		if i := strings.LastIndex(s, "@"); i >= 0 {
+			return "…@" + s[i+1:]
+		}
+		return s
+	}
+	if u.User != nil {
+		u.User = url.User("…")
+	}
+	return u.String()
 }
 
 // checkURL requires an absolute https URL (http too when allowHTTP),

@@ -149,3 +149,18 @@ func TestUninstallGrace(t *testing.T) {
 		assert.Contains(t, err.Error(), "UNINSTALL_GRACE_HOURS", bad)
 	}
 }
+
+// TestConfigNeverEchoesUserInfo: a B24_OAUTH_SERVERS entry with
+// user:password is refused without repeating the password.
+func TestConfigNeverEchoesUserInfo(t *testing.T) {
+	for _, entry := range []string{"https://admin:hunter2-sentinel@oauth.example.com", "https://admin:hunter2-sentinel@oauth.example.com:bad:port/x"} {
+		_, err := loadConfig(env(map[string]string{
+			"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
+			"APP_BASE_URL": "https://app.example.com", "B24_OAUTH_SERVERS": entry,
+		}))
+		require.Error(t, err, entry)
+		assert.Contains(t, err.Error(), "B24_OAUTH_SERVERS")
+		assert.NotContains(t, err.Error(), "hunter2-sentinel")
+		assert.NotContains(t, err.Error(), "admin:")
+	}
+}

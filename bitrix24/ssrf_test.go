@@ -30,6 +30,9 @@ func TestPublicAddr(t *testing.T) {
 		"224.0.0.1", "ff02::1", "255.255.255.255", "240.0.0.1",
 		"192.0.0.8", "192.0.2.1", "198.18.0.1", "198.51.100.7", "203.0.113.9", "2001:db8::1",
 		"::ffff:127.0.0.1", "::ffff:10.0.0.5", "::ffff:169.254.169.254", "64:ff9b::a00:5", "64:ff9b::7f00:1",
+		// Transition ranges that reach IPv4 hosts through gateways.
+		"64:ff9b:1::a00:5", "2002:a00:5::1", "2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+		"::a00:5", "::7f00:1", "fec0::1", "100::1",
 	}
 	for _, s := range refused {
 		assert.False(t, PublicAddr(netip.MustParseAddr(s)), s)

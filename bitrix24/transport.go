@@ -83,6 +83,15 @@ var specialPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("198.51.100.0/24"), // TEST-NET-2
 	netip.MustParsePrefix("203.0.113.0/24"),  // TEST-NET-3
 	netip.MustParsePrefix("240.0.0.0/4"),     // reserved
-	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64 can reach private IPv4
 	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+	// IPv6 ranges that carry or reach an IPv4 address through a gateway
+	// (NAT64, 6to4, Teredo, IPv4-compatible): a private IPv4 host hides
+	// behind them, so they are refused whatever they embed.
+	netip.MustParsePrefix("64:ff9b::/96"),   // NAT64 well-known prefix
+	netip.MustParsePrefix("64:ff9b:1::/48"), // NAT64 local-use prefixes
+	netip.MustParsePrefix("2002::/16"),      // 6to4
+	netip.MustParsePrefix("2001::/32"),      // Teredo
+	netip.MustParsePrefix("::/96"),          // IPv4-compatible (deprecated)
+	netip.MustParsePrefix("fec0::/10"),      // site-local (deprecated)
+	netip.MustParsePrefix("100::/64"),       // discard-only
 }

@@ -46,6 +46,9 @@ type adminContext struct {
 	SID      string `json:"s"`
 	MemberID string `json:"m"`
 	UserID   int64  `json:"u"`
+	// BID binds the context to the browser, as the tab's page context
+	// is bound (see browserID).
+	BID string `json:"b,omitempty"`
 }
 
 // adminPage is the data of app.html.
@@ -141,7 +144,7 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	if err := h.d.Store.CreateSession(ctx, sess); err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	if err := h.fillAdmin(ctx, &page, loc, p, sess, res); err != nil {
+	if err := h.fillAdmin(ctx, &page, loc, p, sess, res, h.browserID(c)); err != nil {
 		return err
 	}
 	if missing := missingScopes(f.Scope, h.cfg.Manifest.Scope); len(missing) > 0 {
@@ -165,7 +168,7 @@ func adminCommands() []bitrix24.Cmd {
 
 // fillAdmin puts the install status, the bindings and the history on the
 // admins' page, and signs the context its re-bind form carries.
-func (h *Handlers) fillAdmin(ctx context.Context, page *adminPage, loc *lang.Localizer, p *store.Portal, sess *store.Session, res *bitrix24.BatchResult) error {
+func (h *Handlers) fillAdmin(ctx context.Context, page *adminPage, loc *lang.Localizer, p *store.Portal, sess *store.Session, res *bitrix24.BatchResult, bid string) error {
 	page.Admin = true
 	page.Domain, page.InstalledAt = p.Domain, p.InstalledAt
 	page.RetentionDays = int(h.cfg.HistoryRetention / (24 * time.Hour))
@@ -219,7 +222,7 @@ func (h *Handlers) fillAdmin(ctx context.Context, page *adminPage, loc *lang.Loc
 		r.Kind = map[string]string{store.OutcomeOK: "success", store.OutcomeError: "danger", store.OutcomeRefused: "warning"}[e.Outcome]
 		page.History = append(page.History, r)
 	}
-	enc, err := securecookie.EncodeMulti(adminContextName, adminContext{SID: sess.ID, MemberID: sess.MemberID, UserID: sess.UserID}, h.ctxCodecs...)
+	enc, err := securecookie.EncodeMulti(adminContextName, adminContext{SID: sess.ID, MemberID: sess.MemberID, UserID: sess.UserID, BID: bid}, h.ctxCodecs...)
 	if err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
@@ -242,6 +245,9 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		if strings.Contains(err.Error(), "expired timestamp") {
 			return fail(http.StatusUnauthorized, "error.session_expired", err)
 		}
+		return fail(http.StatusForbidden, "error.forbidden_action", err)
+	}
+	if err := h.checkBrowser(c, ac.BID); err != nil {
 		return fail(http.StatusForbidden, "error.forbidden_action", err)
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
@@ -292,7 +298,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		h.render(c, pr.status, "app", page)
 		return nil
 	}
-	if err := h.fillAdmin(ctx, &page, loc, p, sess, res); err != nil {
+	if err := h.fillAdmin(ctx, &page, loc, p, sess, res, h.browserID(c)); err != nil {
 		return err
 	}
 	if page.Banner == nil {

@@ -92,8 +92,9 @@ func (h *Handlers) browserID(c *gin.Context) string {
 	return bid
 }
 
-// checkBrowser enforces the cookie binding when the cookie is present.
-func (h *Handlers) checkBrowser(c *gin.Context, pc pageContext) error {
+// checkBrowser enforces the cookie binding when the cookie is present:
+// bid is the browser id the page's context was signed with.
+func (h *Handlers) checkBrowser(c *gin.Context, bid string) error {
 	if _, err := c.Request.Cookie(cookieName); err != nil {
 		return nil // blocked third-party cookies: the context alone decides
 	}
@@ -101,8 +102,8 @@ func (h *Handlers) checkBrowser(c *gin.Context, pc pageContext) error {
 	if err != nil {
 		return nil // unverifiable cookie: treated as absent
 	}
-	bid, _ := sess.Values["b"].(string)
-	if pc.BID != "" && bid != "" && bid != pc.BID {
+	have, _ := sess.Values["b"].(string)
+	if bid != "" && have != "" && have != bid {
 		return errors.New("browser cookie does not match the page context")
 	}
 	return nil

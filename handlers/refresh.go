@@ -122,6 +122,18 @@ func (h *Handlers) renewSession(ctx context.Context, seen *store.Session, server
 		if t.MemberID != cur.MemberID {
 			return errors.Join(errSessionDead, fmt.Errorf("refreshed token belongs to member %q", t.MemberID))
 		}
+		if t.UserID != 0 && t.UserID != cur.UserID {
+			// The frame's REFRESH_ID was not the user's the batch named
+			// (nothing ties the two together): end the session rather
+			// than act with another user's rights. (Every recorded refresh
+			// answer names its user_id; one without could not be checked.)
+			if derr := h.d.Store.DeleteSession(ctx, cur.ID); derr != nil {
+				h.d.Logger.Warn("session could not be deleted", "member", cur.MemberID, "err", derr)
+			}
+			h.d.Logger.Warn("session ended: its refresh token belongs to another user",
+				"member", cur.MemberID, "user", cur.UserID, "token_user", t.UserID)
+			return errors.Join(errSessionDead, fmt.Errorf("refreshed token belongs to user %d, session is user %d", t.UserID, cur.UserID))
+		}
 		tok, out = t, t.AccessToken
 		switch err := h.storeTokens(ctx, cur, t); {
 		case err == nil, errors.Is(err, store.ErrNotFound):

@@ -64,7 +64,7 @@ func (h *Handlers) startAction(c *gin.Context) (*action, error) {
 	if err != nil {
 		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
 	}
-	if err := h.checkBrowser(c, pc); err != nil {
+	if err := h.checkBrowser(c, pc.BID); err != nil {
 		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
 	}
 	sess, err := h.d.Store.Session(c.Request.Context(), pc.SID, h.now())

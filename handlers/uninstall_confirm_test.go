@@ -194,3 +194,46 @@ func TestOnlyAnAdministratorInstalls(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, simulator.SeedAdmin, p.InstalledBy)
 }
+
+// TestRebindIsBoundToTheBrowser: the admins' re-bind form carries a
+// context bound to the browser that got it, like the tab's: presented with
+// another browser's binding cookie it is refused.
+func TestRebindIsBoundToTheBrowser(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	admin := e.openApp(simulator.SeedAdmin, "en")
+	mine := appCookie(t, admin)
+	other := appCookie(t, e.openApp(simulator.SeedAdmin, "en"))
+	require.NotEqual(t, mine.Value, other.Value)
+	e.remember(mine.Value, other.Value)
+	actx, _ := admin.doc.Find(`#rebind-form input[name=ctx]`).Attr("value")
+	e.remember(actx)
+	p := e.postForm(e.base+"/app/rebind", url.Values{"ctx": {actx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base,
+		"Cookie", other.Name+"="+other.Value)
+	assert.Equal(t, http.StatusForbidden, p.status)
+	p = e.postForm(e.base+"/app/rebind", url.Values{"ctx": {actx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base,
+		"Cookie", mine.Name+"="+mine.Value)
+	assert.Equal(t, http.StatusOK, p.status, p.body)
+}
+
+// TestRefreshForAnotherUserEndsTheSession: a session whose refresh token
+// turns out to belong to another user (a REFRESH_ID posted with someone
+// else's AUTH_ID) is ended at the first refresh, and nothing is done with
+// the other user's rights.
+func TestRefreshForAnotherUserEndsTheSession(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, lead, "en")
+	require.NoError(t, err)
+	admin := e.portal.IssueTokens(simulator.SeedAdmin)
+	e.remember(admin.RefreshToken, admin.AccessToken)
+	f.Form.Set("REFRESH_ID", admin.RefreshToken) // the viewer's AUTH_ID, an admin's REFRESH_ID
+	tab := e.postFrame(f)
+	require.Equal(t, http.StatusOK, tab.status, tab.body)
+	e.sim.Advance(61 * time.Minute)
+	res := e.clickRemove(tab)
+	assert.Equal(t, http.StatusUnauthorized, res.status)
+	assert.Len(t, e.portal.LeadContacts(lead), 3, "nothing done with the admin's rights")
+	assert.Zero(t, e.sessionRows(), "the session is ended")
+}
