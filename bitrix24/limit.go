@@ -50,20 +50,70 @@ type limiters struct {
 	m  map[string]*rate.Limiter
 }
 
+// ClickReserve is how many requests of a portal's bucket only users'
+// actions may take: calls made under a Deferrable context (opening a tab,
+// the admins' page, checks) wait while the bucket holds no more than this,
+// so a flood of frames, genuine or forged, never leaves a click waiting.
+const ClickReserve = 2
+
+type deferrableKey struct{}
+
+// Deferrable marks the calls made with ctx as ones that may wait behind
+// the reserve kept for users' actions (see ClickReserve).
+func Deferrable(ctx context.Context) context.Context {
+	return context.WithValue(ctx, deferrableKey{}, true)
+}
+
+func isDeferrable(ctx context.Context) bool {
+	d, _ := ctx.Value(deferrableKey{}).(bool)
+	return d
+}
+
 // wait blocks until the portal's bucket admits one request or ctx ends.
 // rate.Limiter.Wait fails at once when the wait would overrun ctx's
 // deadline, so a request that cannot be sent in time costs no waiting.
+// A deferrable request first waits until the bucket holds more than the
+// reserve.
 func (l *limiters) wait(ctx context.Context, host string) error {
 	if l.r == rate.Inf {
 		return nil
 	}
-	if err := l.get(host).Wait(ctx); err != nil {
+	lim := l.get(host)
+	if isDeferrable(ctx) && l.burst > ClickReserve {
+		if err := waitAbove(ctx, lim, float64(ClickReserve)); err != nil {
+			return err
+		}
+	}
+	if err := lim.Wait(ctx); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return ErrRateLimited
 	}
 	return nil
+}
+
+// waitAbove waits until lim holds more than floor tokens, or fails at once
+// with ErrRateLimited when that would overrun ctx's deadline.
+func waitAbove(ctx context.Context, lim *rate.Limiter, floor float64) error {
+	for {
+		now := time.Now()
+		have := lim.TokensAt(now)
+		if have >= floor+1 {
+			return nil
+		}
+		d := time.Duration((floor + 1 - have) / float64(lim.Limit()) * float64(time.Second))
+		if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
+			return ErrRateLimited
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func (l *limiters) get(host string) *rate.Limiter {

@@ -411,3 +411,40 @@ func TestSelfSignedCertificateIsRefused(t *testing.T) {
 	tr := NewHTTPClient(false).Transport.(*http.Transport)
 	assert.True(t, tr.TLSClientConfig == nil || !tr.TLSClientConfig.InsecureSkipVerify)
 }
+
+// TestDeferrableCallsLeaveTheReserveToClicks: calls under a Deferrable
+// context (frames) never take the last ClickReserve requests of a
+// portal's bucket, so a click right after a flood of frames goes at once.
+func TestDeferrableCallsLeaveTheReserveToClicks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeTransport{answer: func(int, *http.Request) (int, string) { return 200, `{"result":true}` }}
+		c := fakeClient(f, Options{})
+		frames := Deferrable(t.Context())
+		start := time.Now()
+		for range DefaultPortalBurst - ClickReserve {
+			require.NoError(t, c.Call(frames, "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil))
+		}
+		assert.Equal(t, start, time.Now(), "frames take what is above the reserve at once")
+
+		// The next frame waits until the bucket is above the reserve again
+		// (one drain step); a click meanwhile takes the reserve at once.
+		done := make(chan time.Time)
+		go func() {
+			_ = c.Call(frames, "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil)
+			done <- time.Now()
+		}()
+		synctest.Wait()
+		for range ClickReserve {
+			require.NoError(t, c.Call(t.Context(), "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil))
+		}
+		assert.Equal(t, start, time.Now(), "clicks take the reserve without waiting")
+		assert.Greater(t, (<-done).Sub(start), time.Duration(0), "the frame waited")
+
+		// A frame with too little time left is refused without a request.
+		ctx, cancel := context.WithTimeout(frames, 100*time.Millisecond)
+		defer cancel()
+		sent := len(f.requests())
+		require.ErrorIs(t, c.Call(ctx, "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil), ErrRateLimited)
+		assert.Len(t, f.requests(), sent)
+	})
+}

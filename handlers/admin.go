@@ -109,9 +109,14 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	if err := h.verifyAppToken(ctx, f.AppToken, p); err != nil {
 		return err
 	}
-	res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, f.AuthID, false, adminCommands())
+	fp := "auth|" + h.d.Keys.Hash(f.AuthID)
+	if h.rejected.seen(fp, h.now()) {
+		return fail(http.StatusForbidden, "error.reopen", errors.New("AUTH_ID refused lately; not sent again"))
+	}
+	res, err := h.d.REST.Batch(bitrix24.Deferrable(ctx), p.RESTEndpoint, f.AuthID, false, adminCommands())
 	if err != nil {
 		if bitrix24.IsAuthFailure(err) {
+			h.rejected.add(fp, h.now())
 			return fail(http.StatusForbidden, "error.reopen", err)
 		}
 		pr := fail(http.StatusBadGateway, upstreamKey(err), err)

@@ -110,6 +110,10 @@ type testEnv struct {
 	h            *handlers.Handlers
 	// publicBase, if set, is the APP_BASE_URL the app is configured with.
 	publicBase string
+	// inboundScale multiplies the app's inbound budgets. Tests post many
+	// frames from one address in a burst, so by default the budgets are
+	// 100 times production's; the tests of the budgets use 1.
+	inboundScale float64
 	// simOptions and portalOptions adjust the simulator and its portal.
 	simOptions    func(*simulator.Options)
 	portalOptions func(*simulator.PortalOptions)
@@ -118,6 +122,10 @@ type testEnv struct {
 type envOption func(*testEnv)
 
 func withTimeout(d time.Duration) envOption { return func(e *testEnv) { e.timeout = d } }
+
+// withInboundScale multiplies the app's inbound budgets, for tests that
+// send many unverifiable requests from one address to test something else.
+func withInboundScale(s float64) envOption { return func(e *testEnv) { e.inboundScale = s } }
 
 // withSim adjusts the simulator (and its app) before it starts.
 func withSim(f func(*simulator.Options)) envOption { return func(e *testEnv) { e.simOptions = f } }
@@ -137,9 +145,10 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	require.NoError(t, err)
 	e := &testEnv{
 		t: t, base: "http://" + ln.Addr().String(), logs: &syncBuffer{}, m: m,
-		clock:   &clock{t: time.Now()},
-		dbPath:  filepath.Join(t.TempDir(), "app.db"),
-		secrets: []string{testClientSecret},
+		clock:        &clock{t: time.Now()},
+		dbPath:       filepath.Join(t.TempDir(), "app.db"),
+		secrets:      []string{testClientSecret},
+		inboundScale: 100,
 	}
 	for _, o := range opts {
 		o(e)
@@ -205,6 +214,7 @@ func (e *testEnv) start() {
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := handlers.New(handlers.Config{
 		BaseURL: base, JSURL: e.sim.JSURL(), AllowHTTP: true, Manifest: e.m, RequestTimeout: e.timeout,
+		InboundScale: e.inboundScale,
 	}, handlers.Deps{
 		Store: e.handlerStore(e.st),
 		REST:  e.restClient(httpClient, logger),

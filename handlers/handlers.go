@@ -89,6 +89,10 @@ type Config struct {
 	// confirm waits for a verified frame before the portal is uninstalled
 	// as reported (PurgeReportedUninstalls).
 	UninstallGrace time.Duration
+	// InboundScale multiplies the inbound budgets (inboundLimits): 1 when
+	// unset; tests that send many requests from one address on purpose
+	// raise it.
+	InboundScale float64
 }
 
 // DefaultUninstallGrace is Config.UninstallGrace when unset.
@@ -115,6 +119,8 @@ type Handlers struct {
 	ctxCodecs []securecookie.Codec
 	cookies   *sessions.CookieStore
 	refreshes flights // one token refresh per session and version
+	inbound   inbound // budgets of the routes anyone can POST to
+	rejected  rejects // tokens Bitrix24 refused lately
 	removals  flights // one removal per portal, lead and user
 	jsOrigin  string
 	tabPath   string
@@ -141,6 +147,9 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	}
 	if cfg.UninstallGrace <= 0 {
 		cfg.UninstallGrace = DefaultUninstallGrace
+	}
+	if cfg.InboundScale <= 0 {
+		cfg.InboundScale = 1
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

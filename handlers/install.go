@@ -144,8 +144,15 @@ func (h *Handlers) installPortal(ctx context.Context, cr installCreds, loc *lang
 	if (cr.AppToken.IsZero() && !cr.Legacy) || cr.RefreshToken.IsZero() || !memberIDPattern.MatchString(cr.MemberID) {
 		return nil, nil, fail(http.StatusBadRequest, "error.bad_request", errors.New("install without member_id, refresh token or application token"))
 	}
+	fp := "refresh|" + h.d.Keys.Hash(cr.RefreshToken)
+	if h.rejected.seen(fp, h.now()) {
+		return nil, nil, fail(http.StatusForbidden, "install.unverified", errors.New("refresh token refused lately; not sent again"))
+	}
 	tok, err := h.d.OAuth.Refresh(ctx, server, cr.RefreshToken)
 	if err != nil {
+		if errors.Is(err, oauth.ErrInvalidGrant) {
+			h.rejected.add(fp, h.now())
+		}
 		return nil, nil, h.refreshProblem(err, "install.unverified")
 	}
 	if tok.MemberID != cr.MemberID {

@@ -38,10 +38,10 @@ func (h *Handlers) Engine() *gin.Engine {
 	// The vendor console checks handler URLs with HEAD and wants 200.
 	r.HEAD(m.Install, ok)
 	r.GET(m.Install, h.page(h.installInfo))
-	r.POST(m.Install, form, h.page(h.install))
+	r.POST(m.Install, form, h.limitInbound(routeInstall), h.page(h.install))
 
 	r.HEAD(h.tabPath, ok)
-	r.POST(h.tabPath, form, h.page(h.leadTab))
+	r.POST(h.tabPath, form, h.limitInbound(routeFrame), h.page(h.leadTab))
 	r.POST(h.tabPath+"/remove", form, h.page(h.remove))
 	r.POST(h.tabPath+"/"+routeConfirm, form, h.page(h.confirm))
 	r.POST(h.tabPath+"/"+routeView, form, h.page(h.view))
@@ -49,15 +49,16 @@ func (h *Handlers) Engine() *gin.Engine {
 
 	// The app's main page, framed from the portal's left menu.
 	r.HEAD(m.Handler, ok)
-	r.POST(m.Handler, form, h.page(h.appPage))
+	r.POST(m.Handler, form, h.limitInbound(routeFrame), h.page(h.appPage))
 	r.POST(m.Handler+"/rebind", form, h.page(h.rebind))
 
 	for _, ev := range m.EventList() {
 		switch ev.Name {
 		case "ONAPPINSTALL":
-			r.POST(ev.Handler, h.formBody(eventBodyLimit), h.event(h.onAppInstall))
+			// It starts a token request, like the installer.
+			r.POST(ev.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeInstall), h.event(h.onAppInstall))
 		case "ONAPPUNINSTALL":
-			r.POST(ev.Handler, h.formBody(eventBodyLimit), h.event(h.onAppUninstall))
+			r.POST(ev.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeEvent), h.event(h.onAppUninstall))
 		}
 		r.HEAD(ev.Handler, ok)
 	}

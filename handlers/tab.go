@@ -110,14 +110,20 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 		h.d.Logger.Info("frame DOMAIN differs from stored domain", "member", p.MemberID, "stored", p.Domain)
 	}
 
+	fp := "auth|" + h.d.Keys.Hash(f.AuthID)
+	if h.rejected.seen(fp, h.now()) {
+		return fail(http.StatusForbidden, "error.reopen", errors.New("AUTH_ID refused lately; not sent again"))
+	}
 	var res *bitrix24.BatchResult
 	err = h.onPortal(ctx, p, func(endpoint string) error {
 		var err error
-		res, err = h.d.REST.Batch(ctx, endpoint, f.AuthID, false, h.tabCommands(leadID))
+		// Opening a tab leaves the portal's last requests to clicks.
+		res, err = h.d.REST.Batch(bitrix24.Deferrable(ctx), endpoint, f.AuthID, false, h.tabCommands(leadID))
 		return err
 	})
 	if err != nil {
 		if bitrix24.IsAuthFailure(err) {
+			h.rejected.add(fp, h.now())
 			return fail(http.StatusForbidden, "error.reopen", err)
 		}
 		pr := fail(http.StatusBadGateway, upstreamKey(err), err)

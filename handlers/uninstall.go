@@ -146,6 +146,7 @@ const (
 // the installer's pair, refreshed (and stored) when it has expired. It
 // says how it found out, for the log.
 func (h *Handlers) askInstalled(ctx context.Context, p *store.Portal) (installVerdict, string) {
+	ctx = bitrix24.Deferrable(ctx)
 	if p.RESTEndpoint == "" {
 		return verdictUnknown, "no endpoint"
 	}

@@ -1,0 +1,204 @@
+package handlers_test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/simulator"
+)
+
+// fromAddr is an HTTP client whose requests come from another loopback
+// address: an attacker who is not the genuine users.
+func fromAddr(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Client{
+		Timeout:       30 * time.Second,
+		Transport:     &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func junk() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// postFrom posts a form cross-site from a client and returns the status
+// and the Retry-After header.
+func postFrom(t *testing.T, c *http.Client, target string, form url.Values) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// TestInboundBudgetsBoundTheOAuthRequests: junk installs from one address
+// cost at most the install budget's burst in token requests; the rest
+// get 429 with Retry-After, logged once per burst; other addresses and a
+// genuine admin are not affected.
+func TestInboundBudgetsBoundTheOAuthRequests(t *testing.T) {
+	e := newTestEnv(t, withInboundScale(1)) // production budgets
+	attacker := fromAddr(t, "127.0.0.2")
+	f, err := e.portal.BeginInstall(simulator.SeedAdmin)
+	require.NoError(t, err)
+	e.rememberFrame(f)
+	mark := len(e.sim.Refreshes())
+	statuses := map[int]int{}
+	retry := ""
+	for range 30 {
+		form := url.Values{}
+		for k, v := range f.Form {
+			form[k] = v
+		}
+		form.Set("REFRESH_ID", junk())
+		st, ra := postFrom(t, attacker, f.URL, form)
+		statuses[st]++
+		if st == http.StatusTooManyRequests {
+			retry = ra
+		}
+	}
+	assert.Equal(t, 5, statuses[http.StatusForbidden], "the portal's install burst reaches the OAuth server")
+	assert.Equal(t, 25, statuses[http.StatusTooManyRequests])
+	assert.Len(t, e.sim.Refreshes()[mark:], 5, "token requests carrying the client secret stay bounded")
+	secs, err := strconv.Atoi(retry)
+	require.NoError(t, err)
+	assert.Positive(t, secs)
+	logs := e.logs.String()
+	assert.Equal(t, 2, strings.Count(logs, "inbound limit reached"), "logged once per burst and bucket: %s", logs)
+	assert.Equal(t, 1, strings.Count(logs, `"by":"portal"`))
+	assert.Equal(t, 1, strings.Count(logs, `"by":"ip"`))
+
+	// Other member_ids from the same address: the per-address budget.
+	statuses = map[int]int{}
+	for range 15 {
+		form := url.Values{"member_id": {junk()[:32]}, "AUTH_ID": {junk()}, "REFRESH_ID": {junk()},
+			"APPLICATION_TOKEN": {junk()}, "SERVER_ENDPOINT": {e.sim.OAuthURL() + "/rest/"}, "PLACEMENT": {"DEFAULT"}}
+		st, _ := postFrom(t, attacker, e.base+"/install", form)
+		statuses[st]++
+	}
+	assert.Equal(t, 15, statuses[http.StatusTooManyRequests]+statuses[http.StatusForbidden])
+	assert.Positive(t, statuses[http.StatusTooManyRequests], "the address's own budget")
+	assert.LessOrEqual(t, len(e.sim.Refreshes()[mark:]), 10, "at most the address's burst in all")
+
+	// The genuine admin, from another address, installs (after the
+	// portal's budget drained a little).
+	e.clock.Advance(10 * time.Second)
+	p := e.postFrame(f)
+	require.Equal(t, http.StatusOK, p.status, p.body)
+}
+
+// TestRefusedTokensAreNotSentAgain: the same junk refresh token or AUTH_ID
+// sent again costs no second request to Bitrix24.
+func TestRefusedTokensAreNotSentAgain(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	tab, err := e.portal.OpenLeadTab(simulator.SeedSales, e.leadWithContacts(3), "en")
+	require.NoError(t, err)
+	e.rememberFrame(tab)
+	tab.Form.Set("AUTH_ID", junk())
+	calls := len(e.portal.Calls())
+	for range 3 {
+		assert.Equal(t, http.StatusForbidden, e.postFrame(tab).status)
+	}
+	n, _ := batchRequests(e.portal, calls)
+	assert.Equal(t, 1, n, "one portal request for one junk AUTH_ID")
+
+	f, err := e.portal.BeginInstall(simulator.SeedAdmin)
+	require.NoError(t, err)
+	e.rememberFrame(f)
+	f.Form.Set("REFRESH_ID", junk())
+	mark := len(e.sim.Refreshes())
+	for range 3 {
+		assert.Equal(t, http.StatusForbidden, e.postFrame(f).status)
+	}
+	assert.Len(t, e.sim.Refreshes()[mark:], 1, "one token request for one junk refresh token")
+}
+
+// TestFloodOfFramesCannotStarveAClick: with the production outbound limit
+// (2/s, burst 5), a flood of frames carrying the portal's application
+// token and junk AUTH_IDs takes only what is above the reserve, so a
+// genuine click goes through within a short deadline.
+func TestFloodOfFramesCannotStarveAClick(t *testing.T) {
+	e := newTestEnv(t, withTimeout(2*time.Second), withREST(func(o *bitrix24.Options) {
+		o.PortalRate, o.PortalBurst = bitrix24.DefaultPortalRate, bitrix24.DefaultPortalBurst
+	}))
+	e.install()
+	lead := e.leadWithContacts(3)
+	tab := e.openTab(simulator.SeedSales, lead, "en")
+	require.Equal(t, http.StatusOK, tab.status, tab.body)
+	// Let the bucket refill after the install and the tab.
+	time.Sleep(2500 * time.Millisecond)
+
+	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, lead, "en")
+	require.NoError(t, err)
+	e.rememberFrame(f)
+	attacker := fromAddr(t, "127.0.0.3")
+	var wg sync.WaitGroup
+	for range 20 {
+		form := url.Values{}
+		for k, v := range f.Form {
+			form[k] = v
+		}
+		form.Set("AUTH_ID", junk())
+		wg.Go(func() { postFrom(t, attacker, f.URL, form) })
+	}
+	time.Sleep(100 * time.Millisecond) // the flood is in, holding the bucket
+	res := e.clickRemove(tab)
+	wg.Wait()
+	require.Equal(t, http.StatusOK, res.status, res.body)
+	assert.Empty(t, e.portal.LeadContacts(lead))
+}
+
+// TestFrameBudgetPerAddressAndPortal: one address may spend at most a
+// burst of 10 frames (then 1/s) on one portal, since each costs a request
+// of the portal's outbound budget; other addresses are not affected, and
+// the refusal is a page with Retry-After.
+func TestFrameBudgetPerAddressAndPortal(t *testing.T) {
+	e := newTestEnv(t, withInboundScale(1))
+	e.install()
+	lead := e.leadWithContacts(3)
+	attacker := fromAddr(t, "127.0.0.4")
+	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, lead, "en")
+	require.NoError(t, err)
+	e.rememberFrame(f)
+	statuses := map[int]int{}
+	var retry string
+	for range 12 {
+		form := url.Values{}
+		for k, v := range f.Form {
+			form[k] = v
+		}
+		form.Set("AUTH_ID", junk())
+		st, ra := postFrom(t, attacker, f.URL, form)
+		statuses[st]++
+		if st == http.StatusTooManyRequests {
+			retry = ra
+		}
+	}
+	assert.Equal(t, 10, statuses[http.StatusForbidden], "the pair's burst reaches verification")
+	assert.Equal(t, 2, statuses[http.StatusTooManyRequests])
+	assert.Equal(t, "1", retry)
+	tab := e.openTab(simulator.SeedSales, lead, "en")
+	assert.Equal(t, http.StatusOK, tab.status, "a user elsewhere is not affected")
+}
