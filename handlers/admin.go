@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -232,7 +233,7 @@ func (h *Handlers) fillAdmin(ctx context.Context, page *adminPage, loc *lang.Loc
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
 	page.Context = enc
-	page.RebindAction = h.cfg.Manifest.Handler + "/rebind"
+	page.RebindAction = h.cfg.Manifest.Handler + "/rebind?LANG=" + url.QueryEscape(loc.Code())
 	return nil
 }
 

@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -47,7 +48,7 @@ func (h *Handlers) setPageContext(c *gin.Context, page *tabPage, s *store.Sessio
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
 	page.Context = enc
-	page.Action = h.tabPath + "/remove"
+	page.Action = h.tabPath + "/remove?LANG=" + url.QueryEscape(s.Lang)
 	return nil
 }
 

@@ -28,11 +28,14 @@ const (
 	routeUndo    = "undo"    // put back what the last removal took away
 )
 
-// Route returns the path of one of the tab's sibling routes. It derives
-// from Action (the removal route, set together with the page context), so
-// every handler that renders the tab offers them without extra wiring.
+// Route returns the URL of one of the tab's sibling routes, carrying the
+// page's language: a page rendered when the page context cannot be read
+// (it expired) still speaks the user's language. It derives from Action
+// (the removal route, set together with the page context), so every
+// handler that renders the tab offers them without extra wiring.
 func (p tabPage) Route(name string) string {
-	return strings.TrimSuffix(p.Action, "/remove") + "/" + name
+	path, _, _ := strings.Cut(p.Action, "?")
+	return strings.TrimSuffix(path, "/remove") + "/" + name + "?LANG=" + url.QueryEscape(p.Loc.Code())
 }
 
 // UndoMinutes is how long the success banner's Undo stays valid.

@@ -44,14 +44,14 @@ func TestRemovalWithoutJavaScriptConfirmsOnASecondPage(t *testing.T) {
 	lead := e.leadWithContacts(3)
 	tab := e.openTab(2, lead, "en")
 	action, _ := tab.doc.Find("#remove-form").Attr("action")
-	assert.Equal(t, "/placements/lead-tab/confirm", action, "without JS the form asks first")
-	assert.Equal(t, "/placements/lead-tab/remove", tab.doc.Find("#remove-form").AttrOr("data-action", ""))
+	assert.Equal(t, "/placements/lead-tab/confirm?LANG=en", action, "without JS the form asks first")
+	assert.Equal(t, "/placements/lead-tab/remove?LANG=en", tab.doc.Find("#remove-form").AttrOr("data-action", ""))
 
 	confirm := e.submit(tab, "#remove-form")
 	require.Equal(t, http.StatusOK, confirm.status, confirm.body)
 	assert.Equal(t, "Unlink 3 contacts from this lead? The contacts themselves stay in the CRM.", text(confirm, "#confirm-text"))
-	assert.Equal(t, "/placements/lead-tab/remove", confirm.doc.Find("#confirm-form").AttrOr("action", ""))
-	assert.Equal(t, "/placements/lead-tab/view", confirm.doc.Find("#cancel-form").AttrOr("action", ""))
+	assert.Equal(t, "/placements/lead-tab/remove?LANG=en", confirm.doc.Find("#confirm-form").AttrOr("action", ""))
+	assert.Equal(t, "/placements/lead-tab/view?LANG=en", confirm.doc.Find("#cancel-form").AttrOr("action", ""))
 	assert.Len(t, e.portal.LeadContacts(lead), 3, "asking changes nothing")
 
 	back := e.submit(confirm, "#cancel-form")
@@ -261,4 +261,38 @@ func TestCleanUninstallWipesTheHistory(t *testing.T) {
 	e.install()
 	require.NoError(t, e.portal.Uninstall(context.Background(), true))
 	assert.Empty(t, e.history(), "wiped with CLEAN")
+}
+
+// TestPagesAfterAClickSpeakTheUsersLanguage: every page a click leads to
+// is in the user's language, also an error page rendered when the page
+// context or its session can no longer be read (a Russian user whose
+// session expired used to get English).
+func TestPagesAfterAClickSpeakTheUsersLanguage(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	tab := e.openTab(simulator.SeedSales, lead, "ru")
+	require.Equal(t, http.StatusOK, tab.status, tab.body)
+	assert.Equal(t, "ru", tab.doc.Find("html").AttrOr("lang", ""))
+	for _, sel := range []string{"#remove-form"} {
+		action, _ := tab.doc.Find(sel).Attr("action")
+		assert.Contains(t, action, "LANG=ru", sel)
+	}
+	confirm := e.submit(tab, "#remove-form")
+	require.Equal(t, http.StatusOK, confirm.status, confirm.body)
+	assert.Equal(t, "ru", confirm.doc.Find("html").AttrOr("lang", ""))
+
+	// The session is gone (expired, swept): the error page is Russian.
+	_, err := e.rawDB().Exec("DELETE FROM sessions")
+	require.NoError(t, err)
+	res := e.clickRemove(tab)
+	assert.Equal(t, http.StatusUnauthorized, res.status)
+	assert.Equal(t, "ru", res.doc.Find("html").AttrOr("lang", ""))
+	assert.Contains(t, res.body, "Закройте", "the Russian explanation: %s", text(res, "main"))
+
+	// A context that cannot be read at all: still Russian.
+	action := tab.doc.Find("#remove-form").AttrOr("data-action", "")
+	res = e.postForm(e.base+action, url.Values{"ctx": {"garbled"}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+	assert.Equal(t, http.StatusForbidden, res.status)
+	assert.Equal(t, "ru", res.doc.Find("html").AttrOr("lang", ""))
 }
