@@ -12,7 +12,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
-	"github.com/b24apps/leadcontacts/oauth"
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
@@ -171,78 +170,4 @@ func (h *Handlers) removeOnce(ctx context.Context, sess *store.Session, p *store
 	}
 	h.d.Logger.Info("removal answer lost; read-back shows no contact left", "member", sess.MemberID, "lead", sess.LeadID, "err", err)
 	return removal{uncounted: true}, nil
-}
-
-// upstreamKey maps a failure to the catalogue key that explains it.
-func upstreamKey(err error) string {
-	switch {
-	case oauth.CredentialsRejected(err):
-		return "error.app_credentials"
-	case errors.Is(err, errSessionDead), bitrix24.IsAuthFailure(err):
-		return "error.session_expired"
-	case errors.Is(err, bitrix24.ErrAccessDenied), errors.Is(err, bitrix24.ErrInvalidCredentials), errors.Is(err, bitrix24.ErrUserAccess):
-		return "error.ACCESS_DENIED"
-	case errors.Is(err, bitrix24.ErrNotFound):
-		return "error.NOT_FOUND"
-	case errors.Is(err, bitrix24.ErrQueryLimitExceeded), errors.Is(err, bitrix24.ErrRateLimited):
-		return "error.QUERY_LIMIT_EXCEEDED"
-	case errors.Is(err, bitrix24.ErrOperationTimeLimit):
-		return "error.OPERATION_TIME_LIMIT"
-	case errors.Is(err, bitrix24.ErrOverloadLimit):
-		return "error.OVERLOAD_LIMIT"
-	case errors.Is(err, bitrix24.ErrPaymentRequired), errors.Is(err, oauth.ErrPaymentRequired):
-		return "error.PAYMENT_REQUIRED"
-	case errors.Is(err, bitrix24.ErrInsufficientScope):
-		return "error.insufficient_scope"
-	case errors.Is(err, bitrix24.ErrMoved):
-		return "error.moved"
-	case errors.Is(err, bitrix24.ErrUnreachable), errors.Is(err, bitrix24.ErrBadResponse), errors.Is(err, context.DeadlineExceeded):
-		return "error.unreachable"
-	}
-	return "error.unknown"
-}
-
-// upstreamCode is the Bitrix24 error code shown next to the explanation.
-func upstreamCode(err error) string {
-	var be *bitrix24.Error
-	if errors.As(err, &be) {
-		if c := be.EffectiveCode(); c != "" {
-			return c
-		}
-		return "(" + be.Description + ")"
-	}
-	var oe *oauth.Error
-	if errors.As(err, &oe) {
-		return oe.Code
-	}
-	return ""
-}
-
-// upstreamStatus is the HTTP status of the answer page for a failure.
-func upstreamStatus(err error) int {
-	switch upstreamKey(err) {
-	case "error.session_expired":
-		return http.StatusUnauthorized
-	case "error.ACCESS_DENIED", "error.insufficient_scope", "error.PAYMENT_REQUIRED":
-		return http.StatusForbidden
-	case "error.NOT_FOUND":
-		return http.StatusNotFound
-	case "error.QUERY_LIMIT_EXCEEDED", "error.OVERLOAD_LIMIT", "error.app_credentials":
-		return http.StatusServiceUnavailable
-	case "error.OPERATION_TIME_LIMIT":
-		return http.StatusTooManyRequests
-	}
-	return http.StatusBadGateway
-}
-
-// retryable reports whether offering the button again makes sense.
-func retryable(err error) bool {
-	if errors.Is(err, bitrix24.ErrPortalDeleted) {
-		return false
-	}
-	switch upstreamKey(err) {
-	case "error.QUERY_LIMIT_EXCEEDED", "error.OPERATION_TIME_LIMIT", "error.unreachable", "error.unknown":
-		return true
-	}
-	return false
 }
