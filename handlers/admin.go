@@ -114,7 +114,12 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	if h.rejected.seen(fp, h.now()) {
 		return fail(http.StatusForbidden, "error.reopen", errors.New("AUTH_ID refused lately; not sent again"))
 	}
-	res, err := h.d.REST.Batch(bitrix24.Deferrable(ctx), p.RESTEndpoint, f.AuthID, false, adminCommands())
+	var res *bitrix24.BatchResult
+	err = h.onPortal(ctx, p, func(endpoint string) error {
+		var err error
+		res, err = h.d.REST.Batch(bitrix24.Deferrable(ctx), endpoint, f.AuthID, false, adminCommands())
+		return err
+	})
 	if err != nil {
 		if bitrix24.IsAuthFailure(err) {
 			h.rejected.add(fp, h.now())
@@ -280,9 +285,9 @@ func (h *Handlers) rebind(c *gin.Context) error {
 	page := adminPage{base: h.base(loc)}
 
 	var res *bitrix24.BatchResult
-	err = h.asUser(ctx, sess, p, func(token secret.String) error {
+	err = h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
 		asAdmin := *p
-		asAdmin.AccessToken, asAdmin.InstalledBy = token, sess.UserID
+		asAdmin.AccessToken, asAdmin.InstalledBy, asAdmin.RESTEndpoint = token, sess.UserID, endpoint
 		plan, err := h.readSetup(ctx, &asAdmin)
 		if err != nil {
 			return err
@@ -290,7 +295,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		if _, err := h.bind(ctx, &asAdmin, plan, loc); err != nil {
 			return err
 		}
-		res, err = h.d.REST.Batch(ctx, p.RESTEndpoint, token, false, adminCommands())
+		res, err = h.d.REST.Batch(ctx, endpoint, token, false, adminCommands())
 		return err
 	})
 	if err != nil {

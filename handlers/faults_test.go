@@ -325,3 +325,28 @@ func TestH7AccessDeniedIsNeverRetriedWithAnotherToken(t *testing.T) {
 	assert.Equal(t, 0, directCalls(e.portal, mark, "crm.lead.contact.items.get"), "a refusal is not ambiguous")
 	assert.Len(t, e.portal.LeadContacts(lead), 3)
 }
+
+// TestUndoFollowsARenamedPortal: every call made as a user goes through
+// one path (asUser), so a portal renamed between the removal and the undo
+// is followed by the undo too, and recorded.
+func TestUndoFollowsARenamedPortal(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	before := e.portal.LeadContacts(lead)
+	res := e.clickRemove(e.openTab(2, lead, "en"))
+	require.Equal(t, http.StatusOK, res.status, res.body)
+	require.NoError(t, e.portal.MoveTo("localhost"))
+
+	mark := len(e.portal.Calls())
+	undone := e.submit(res, "#undo-form")
+	require.Equal(t, http.StatusOK, undone.status, undone.body)
+	assert.ElementsMatch(t, before, e.portal.LeadContacts(lead))
+	calls := e.portal.Calls()[mark:]
+	require.NotEmpty(t, calls)
+	assert.Equal(t, http.StatusFound, calls[0].HTTPStatus, "the old address redirected")
+	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
+	require.NoError(t, err)
+	assert.Equal(t, e.portal.RESTEndpoint(), p.RESTEndpoint, "the new address is stored")
+}

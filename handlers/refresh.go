@@ -38,25 +38,31 @@ const (
 	storeBackoff  = 50 * time.Millisecond
 )
 
-// asUser runs fn with the session's access token. When Bitrix24 refuses
-// the token, it first re-reads the session: another request may have
-// refreshed it meanwhile (and a refresh revokes the old access token, which
-// then answers NO_AUTH_FOUND rather than expired_token). Only an expired
-// token with no newer pair stored is refreshed, once, persisted before use;
-// fn then runs once more — never a loop.
-func (h *Handlers) asUser(ctx context.Context, sess *store.Session, p *store.Portal, fn func(secret.String) error) error {
-	err := fn(sess.AccessToken)
-	if !bitrix24.IsAuthFailure(err) {
-		return err
+// asUser is the one way to act on the portal as a session's user: call
+// runs against the portal's stored endpoint (a renamed portal is followed
+// once, see onPortal) with the session's access token, and a lasting
+// problem the portal reports is recorded (noteProblem). When Bitrix24
+// refuses the token, the session is first re-read: another request may
+// have refreshed it meanwhile (and a refresh may revoke the old access
+// token, which then answers invalid_token rather than expired_token). Only
+// a token with no newer pair stored is refreshed, once, persisted before
+// use; call then runs once more — never a loop.
+func (h *Handlers) asUser(ctx context.Context, sess *store.Session, p *store.Portal, call func(endpoint string, token secret.String) error) error {
+	run := func(token secret.String) error {
+		return h.onPortal(ctx, p, func(endpoint string) error { return call(endpoint, token) })
 	}
-	token, rerr := h.refreshSession(ctx, sess, p, bitrix24.Refreshable(err))
-	if rerr != nil {
-		if errors.Is(rerr, errNoNewerToken) {
-			return err
+	err := run(sess.AccessToken)
+	if bitrix24.IsAuthFailure(err) {
+		token, rerr := h.refreshSession(ctx, sess, p, bitrix24.Refreshable(err))
+		switch {
+		case rerr == nil:
+			err = run(token)
+		case !errors.Is(rerr, errNoNewerToken):
+			err = rerr
 		}
-		return rerr
 	}
-	return fn(token)
+	h.noteProblem(ctx, p, err)
+	return err
 }
 
 // refreshSession renews the session's token pair and returns the access

@@ -131,26 +131,23 @@ func (h *Handlers) removeOnce(ctx context.Context, sess *store.Session, p *store
 	}
 	defer cancel()
 	var before []leadItem
-	err := h.asUser(bctx, sess, p, func(token secret.String) error {
-		return h.onPortal(bctx, p, func(endpoint string) error {
-			res, err := h.d.REST.Batch(bctx, endpoint, token, true, cmds)
-			if err != nil {
-				return err
-			}
-			if err := res.Decode("before", &before); err != nil {
-				return err
-			}
-			var ok bool
-			if err := res.Decode("delete", &ok); err != nil {
-				return err
-			}
-			if !ok {
-				return fmt.Errorf("crm.lead.contact.items.delete answered false: %w", bitrix24.ErrBadResponse)
-			}
-			return nil
-		})
+	err := h.asUser(bctx, sess, p, func(endpoint string, token secret.String) error {
+		res, err := h.d.REST.Batch(bctx, endpoint, token, true, cmds)
+		if err != nil {
+			return err
+		}
+		if err := res.Decode("before", &before); err != nil {
+			return err
+		}
+		var ok bool
+		if err := res.Decode("delete", &ok); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("crm.lead.contact.items.delete answered false: %w", bitrix24.ErrBadResponse)
+		}
+		return nil
 	})
-	h.noteProblem(ctx, p, err)
 	if err == nil {
 		return removal{removed: before}, nil
 	}
@@ -158,10 +155,8 @@ func (h *Handlers) removeOnce(ctx context.Context, sess *store.Session, p *store
 		return removal{}, err
 	}
 	var left []leadItem
-	verr := h.asUser(ctx, sess, p, func(token secret.String) error {
-		return h.onPortal(ctx, p, func(endpoint string) error {
-			return h.d.REST.Call(ctx, endpoint, token, "crm.lead.contact.items.get", map[string]any{"id": sess.LeadID}, &left)
-		})
+	verr := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
+		return h.d.REST.Call(ctx, endpoint, token, "crm.lead.contact.items.get", map[string]any{"id": sess.LeadID}, &left)
 	})
 	if verr != nil || len(left) > 0 {
 		h.d.Logger.Info("removal failed ambiguously; contacts still linked or unknown",

@@ -135,9 +135,9 @@ func (h *Handlers) fillList(page *tabPage, loc *lang.Localizer, p *store.Portal,
 // an upstream failure becomes the page's banner and status.
 func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.Portal, page *tabPage, loc *lang.Localizer) int {
 	var res *bitrix24.BatchResult
-	err := h.asUser(ctx, sess, p, func(token secret.String) error {
+	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
 		var err error
-		res, err = h.d.REST.Batch(ctx, p.RESTEndpoint, token, false, h.listCommands(sess.LeadID, h.cfg.MaxNamedContacts))
+		res, err = h.d.REST.Batch(ctx, endpoint, token, false, h.listCommands(sess.LeadID, h.cfg.MaxNamedContacts))
 		return err
 	})
 	if err == nil {
@@ -323,8 +323,8 @@ func (h *Handlers) undo(c *gin.Context) error {
 // the write's re-read otherwise.
 func (h *Handlers) restore(ctx context.Context, sess *store.Session, p *store.Portal, snap *store.UndoSnapshot) (*bitrix24.BatchResult, error) {
 	var out *bitrix24.BatchResult
-	err := h.asUser(ctx, sess, p, func(token secret.String) error {
-		check, err := h.d.REST.Batch(ctx, p.RESTEndpoint, token, false, h.listCommands(sess.LeadID, h.cfg.MaxNamedContacts))
+	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
+		check, err := h.d.REST.Batch(ctx, endpoint, token, false, h.listCommands(sess.LeadID, h.cfg.MaxNamedContacts))
 		if err != nil {
 			return err
 		}
@@ -349,7 +349,7 @@ func (h *Handlers) restore(ctx context.Context, sess *store.Session, p *store.Po
 		}
 		cmds := append([]bitrix24.Cmd{{Key: "set", Method: "crm.lead.contact.items.set", Params: set}},
 			h.listCommands(sess.LeadID, len(snap.Items))...)
-		res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, token, true, cmds)
+		res, err := h.d.REST.Batch(ctx, endpoint, token, true, cmds)
 		if err != nil {
 			return err
 		}
