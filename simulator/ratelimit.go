@@ -205,3 +205,11 @@ func OverloadLimit(method string) Fault {
 	return Fault{Method: method, Status: http.StatusServiceUnavailable, Code: "OVERLOAD_LIMIT",
 		Description: "REST API is blocked due to overload."}
 }
+
+// SetRateLimit changes the leaky bucket: burst requests at once, drained at
+// drainPerSec. burst <= 0 disables rate limiting (load tests of our own code).
+func (p *Portal) SetRateLimit(burst int, drainPerSec float64) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	p.bucket.configure(burst, drainPerSec)
+}

@@ -1,0 +1,180 @@
+package simulator
+
+import (
+	"fmt"
+	"sort"
+)
+
+// User is a portal employee. CanRead/CanEdit are the user's CRM rights (leads
+// and contacts); admins may do everything.
+type User struct {
+	ID             int
+	Name, LastName string
+	Admin          bool
+	CanRead        bool
+	CanEdit        bool
+}
+
+// Contact is a CRM contact.
+type Contact struct {
+	ID                               int
+	Name, SecondName, LastName, Post string
+	CompanyID                        int
+}
+
+// Lead is a CRM lead.
+type Lead struct {
+	ID                              int
+	Title, Name, LastName, StatusID string
+	AssignedByID                    int
+}
+
+// AddUser adds or replaces a user; ID 0 picks the next free ID.
+func (p *Portal) AddUser(u User) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	if u.ID == 0 {
+		u.ID = len(p.users) + 1
+		for _, ok := p.users[u.ID]; ok; _, ok = p.users[u.ID] {
+			u.ID++
+		}
+	}
+	p.users[u.ID] = u
+}
+
+// AddContact adds or replaces a contact; ID 0 picks the next free ID.
+func (p *Portal) AddContact(c Contact) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	p.addContactLocked(c)
+}
+
+func (p *Portal) addContactLocked(c Contact) int {
+	if c.ID == 0 {
+		c.ID = p.nextCont
+	}
+	if c.ID >= p.nextCont {
+		p.nextCont = c.ID + 1
+	}
+	p.contacts[c.ID] = c
+	return c.ID
+}
+
+// AddLead adds or replaces a lead (keeping existing contact links); ID 0 picks
+// the next free ID, an empty StatusID means "NEW".
+func (p *Portal) AddLead(l Lead) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	p.addLeadLocked(l)
+}
+
+func (p *Portal) addLeadLocked(l Lead) int {
+	if l.ID == 0 {
+		l.ID = p.nextLead
+	}
+	if l.ID >= p.nextLead {
+		p.nextLead = l.ID + 1
+	}
+	if l.StatusID == "" {
+		l.StatusID = "NEW"
+	}
+	now := p.s.nowLocked()
+	if rec, ok := p.leads[l.ID]; ok {
+		rec.Lead = l
+		rec.modified = now
+		return l.ID
+	}
+	p.leads[l.ID] = &leadRec{Lead: l, created: now, modified: now}
+	return l.ID
+}
+
+// LinkContact links a contact to a lead (or updates the link). Making it
+// primary demotes the others; the first link is always primary, as Bitrix24
+// keeps exactly one primary contact while any are linked.
+func (p *Portal) LinkContact(leadID, contactID, sort int, primary bool) error {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	rec, ok := p.leads[leadID]
+	if !ok {
+		return fmt.Errorf("simulator: no lead %d", leadID)
+	}
+	if _, ok := p.contacts[contactID]; !ok {
+		return fmt.Errorf("simulator: no contact %d", contactID)
+	}
+	links := make([]LeadContact, 0, len(rec.contacts)+1)
+	for _, lc := range rec.contacts {
+		if lc.ContactID != contactID {
+			links = append(links, lc)
+		}
+	}
+	links = append(links, LeadContact{ContactID: contactID, Sort: sort, Primary: primary})
+	rec.contacts = normalizeLinks(links, contactID, primary)
+	rec.modified = p.s.nowLocked()
+	return nil
+}
+
+// normalizeLinks sorts links by SORT and keeps exactly one primary: the one
+// asked for, else the first already primary, else the first by sort.
+func normalizeLinks(links []LeadContact, preferID int, preferPrimary bool) []LeadContact {
+	sort.SliceStable(links, func(i, j int) bool { return links[i].Sort < links[j].Sort })
+	primary := -1
+	for i, lc := range links {
+		if preferPrimary && lc.ContactID == preferID {
+			primary = i
+		}
+	}
+	if primary < 0 {
+		for i, lc := range links {
+			if lc.Primary {
+				primary = i
+				break
+			}
+		}
+	}
+	if primary < 0 && len(links) > 0 {
+		primary = 0
+	}
+	for i := range links {
+		links[i].Primary = i == primary
+		links[i].RoleID = 0
+	}
+	return links
+}
+
+// LeadContacts returns the lead's contact links ordered by SORT.
+func (p *Portal) LeadContacts(leadID int) []LeadContact {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	rec, ok := p.leads[leadID]
+	if !ok {
+		return nil
+	}
+	return append([]LeadContact(nil), rec.contacts...)
+}
+
+// Lead returns a lead by ID.
+func (p *Portal) Lead(leadID int) (Lead, bool) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	rec, ok := p.leads[leadID]
+	if !ok {
+		return Lead{}, false
+	}
+	return rec.Lead, true
+}
+
+// Contact returns a contact by ID.
+func (p *Portal) Contact(id int) (Contact, bool) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	c, ok := p.contacts[id]
+	return c, ok
+}
+
+// User returns a user by ID.
+func (p *Portal) User(id int) (User, bool) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	u, ok := p.users[id]
+	return u, ok
+}

@@ -1,0 +1,144 @@
+package simulator
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// OnAppInstallEvent builds the ONAPPINSTALL form (with fresh tokens of the
+// given admin), as documented in api-reference/common/events/on-app-install.md.
+func (p *Portal) OnAppInstallEvent(userID int) url.Values {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	tok := p.s.issueLocked(p, userID)
+	installedFlag := "N"
+	if p.state == installed {
+		installedFlag = "Y"
+	}
+	// Shaped like the recording (mesilov/bitrix24-php-sdk#296,
+	// testdata/recorded/event_onappinstall.json): no event_handler_id,
+	// auth[expires] and auth[user_id] present.
+	f := url.Values{}
+	f.Set("event", "ONAPPINSTALL")
+	f.Set("data[VERSION]", p.s.app.Version)
+	f.Set("data[ACTIVE]", "Y")
+	f.Set("data[INSTALLED]", installedFlag)
+	f.Set("data[LANGUAGE_ID]", p.lang)
+	f.Set("ts", strconv.FormatInt(p.s.nowLocked().Unix(), 10))
+	p.eventAuthLocked(f)
+	f.Set("auth[access_token]", tok.AccessToken)
+	f.Set("auth[expires]", strconv.FormatInt(p.s.nowLocked().Add(accessTokenTTL).Unix(), 10))
+	f.Set("auth[expires_in]", strconv.Itoa(tok.ExpiresIn))
+	f.Set("auth[scope]", p.s.scopeString())
+	f.Set("auth[user_id]", strconv.Itoa(userID))
+	f.Set("auth[status]", p.s.app.Status)
+	f.Set("auth[refresh_token]", tok.RefreshToken)
+	return f
+}
+
+// eventAuthLocked adds the auth[...] keys every event carries.
+func (p *Portal) eventAuthLocked(f url.Values) {
+	f.Set("auth[domain]", p.Domain())
+	f.Set("auth[server_endpoint]", p.s.serverEndpoint())
+	f.Set("auth[client_endpoint]", p.RESTEndpoint())
+	f.Set("auth[member_id]", p.memberID)
+	f.Set("auth[application_token]", p.appToken)
+}
+
+// Fire delivers an event to every handler bound for it, with the common
+// auth[...] keys plus data (keys without a prefix get "data[...]"). Like
+// Bitrix24 it delivers nothing until the install is finished.
+func (p *Portal) Fire(ctx context.Context, event string, data url.Values) error {
+	event = strings.ToUpper(event)
+	p.s.mu.Lock()
+	if p.state != installed {
+		p.s.mu.Unlock()
+		return nil
+	}
+	var handlers []EventBinding
+	for _, e := range p.events {
+		if e.Event == event {
+			handlers = append(handlers, e)
+		}
+	}
+	form := url.Values{}
+	form.Set("event", event)
+	for k, vs := range data {
+		if !strings.HasPrefix(k, "data[") {
+			// FIELDS[ID] becomes data[FIELDS][ID].
+			base, rest, _ := strings.Cut(k, "[")
+			if rest != "" {
+				rest = "[" + rest
+			}
+			k = "data[" + base + "]" + rest
+		}
+		form[k] = vs
+	}
+	form.Set("ts", strconv.FormatInt(p.s.nowLocked().Unix(), 10))
+	p.eventAuthLocked(form)
+	p.s.mu.Unlock()
+	var errs []error
+	for _, h := range handlers {
+		f := cloneValues(form)
+		f.Set("event_handler_id", strconv.Itoa(h.ID))
+		resp, err := p.Deliver(ctx, h.Handler, f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		_ = resp.Body.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// Deliver POSTs an event form to a handler like Bitrix24's queue does
+// (application/x-www-form-urlencoded, no redirects followed, no retries). The
+// caller closes the response body.
+func (p *Portal) Deliver(ctx context.Context, handlerURL string, form url.Values) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, handlerURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("User-Agent", "Bitrix24 Webhook Engine")
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		// SILENT: whether the queue follows redirects is undocumented; not
+		// following is the strict choice (a moved handler loses the event).
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	d := Delivery{Time: p.s.Now(), URL: handlerURL, Event: form.Get("event"), Payload: cloneValues(form)}
+	if err != nil {
+		d.Error = err.Error()
+	} else {
+		d.Status = resp.StatusCode
+	}
+	p.s.mu.Lock()
+	p.deliveries = append(p.deliveries, d)
+	p.s.mu.Unlock()
+	p.s.log("portal %s: delivered %s to %s: status %d err %v", p.memberID, d.Event, handlerURL, d.Status, err)
+	return resp, err
+}
+
+// Deliveries returns every event POST made so far.
+func (p *Portal) Deliveries() []Delivery {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	return append([]Delivery(nil), p.deliveries...)
+}
