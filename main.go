@@ -223,14 +223,10 @@ func restLogger(logger *slog.Logger) func(bitrix24.Exchange) {
 // reinstalls and the previous secret can be dropped once the log says no
 // value was left to move.
 func resealTokens(ctx context.Context, st store.Store, logger *slog.Logger) {
-	r, ok := st.(store.Resealer)
-	if !ok {
-		return
-	}
 	t := time.NewTicker(24 * time.Hour)
 	defer t.Stop()
 	for {
-		n, err := r.ResealTokens(ctx)
+		n, err := st.ResealTokens(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			logger.Error("reseal tokens under the current secret", "err", err)

@@ -46,6 +46,7 @@ type Store interface {
 	ClearUninstallReport(ctx context.Context, memberID string) error
 	ReportedUninstalls(ctx context.Context, before time.Time) ([]store.UninstallReport, error)
 	RecentTokens(ctx context.Context, memberID string, limit int, now time.Time) ([]store.TokenPair, error)
+	UpdateAppTokenHash(ctx context.Context, memberID, old, fresh string) error
 }
 
 // REST is what the handlers need from the Bitrix24 REST client.

@@ -158,9 +158,9 @@ func (h *Handlers) verifyAppToken(ctx context.Context, token secret.String, p *s
 	if !h.d.Keys.Verify(token, p.AppTokenHash) {
 		return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("application token mismatch for member %q", p.MemberID))
 	}
-	if r, ok := h.d.Store.(store.Resealer); ok && !h.d.Keys.HashIsCurrent(p.AppTokenHash) {
+	if !h.d.Keys.HashIsCurrent(p.AppTokenHash) {
 		fresh := h.d.Keys.Hash(token)
-		if err := r.UpdateAppTokenHash(ctx, p.MemberID, p.AppTokenHash, fresh); err != nil {
+		if err := h.d.Store.UpdateAppTokenHash(ctx, p.MemberID, p.AppTokenHash, fresh); err != nil {
 			h.d.Logger.Warn("renew application token hash", "member", p.MemberID, "err", err)
 		} else {
 			p.AppTokenHash = fresh

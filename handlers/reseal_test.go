@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/b24apps/leadcontacts/simulator"
-	"github.com/b24apps/leadcontacts/store"
 )
 
 // F4 end to end without a reinstall: after APP_SECRET rotates, the reseal
@@ -25,9 +24,7 @@ func TestRotationCompletesWithoutAReinstall(t *testing.T) {
 
 	e.keys = mustKeyring(t, 2, 7) // APP_SECRET=new, APP_SECRET_PREVIOUS=old
 	e.restart()
-	r, ok := e.st.(store.Resealer)
-	require.True(t, ok)
-	n, err := r.ResealTokens(context.Background())
+	n, err := e.st.ResealTokens(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 2, n, "the installer's token pair")
 	tab := e.openTab(simulator.SeedSales, lead, "en")

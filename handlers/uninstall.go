@@ -165,16 +165,44 @@ func (h *Handlers) askInstalled(ctx context.Context, p *store.Portal) (installVe
 	if v := h.appInstalledWith(ctx, p, p.AccessToken); v != verdictUnknown {
 		return v, "the installer's token"
 	}
-	tok, err := h.d.OAuth.Refresh(ctx, p.OAuthServer, p.RefreshToken)
-	if err != nil || tok.MemberID != p.MemberID {
+	fresh, err := h.renewInstallerToken(ctx, p)
+	if err != nil {
 		// A refused refresh does not tell an uninstall from a spent or
 		// expired grant: it decides nothing.
 		return verdictUnknown, "the installer's refresh failed"
 	}
-	if err := h.d.Store.UpdatePortalTokens(ctx, p.MemberID, p.Version, tok.AccessToken, tok.RefreshToken, tok.Expiry); err != nil {
-		h.d.Logger.Warn("uninstall check: refreshed installer tokens not stored", "member", p.MemberID, "err", err)
-	}
-	return h.appInstalledWith(ctx, p, tok.AccessToken), "the installer's refreshed token"
+	return h.appInstalledWith(ctx, p, fresh), "the installer's refreshed token"
+}
+
+// renewInstallerToken refreshes the installer's pair under the portal's
+// lock (its refresh token is single-use: of two checks at once, across
+// instances too, one refreshes and the other uses the pair it stored) and
+// stores the new pair before it is used.
+func (h *Handlers) renewInstallerToken(ctx context.Context, p *store.Portal) (secret.String, error) {
+	var fresh secret.String
+	err := h.d.Store.WithPortalLock(ctx, p.MemberID, func(ctx context.Context) error {
+		cur, err := h.d.Store.Portal(ctx, p.MemberID)
+		if err != nil {
+			return err
+		}
+		if cur.Version != p.Version && !cur.AccessToken.IsZero() {
+			fresh = cur.AccessToken // refreshed meanwhile
+			return nil
+		}
+		tok, err := h.d.OAuth.Refresh(ctx, cur.OAuthServer, cur.RefreshToken)
+		if err != nil {
+			return err
+		}
+		if tok.MemberID != cur.MemberID {
+			return fmt.Errorf("refreshed token belongs to member %q", tok.MemberID)
+		}
+		if err := h.d.Store.UpdatePortalTokens(ctx, cur.MemberID, cur.Version, tok.AccessToken, tok.RefreshToken, tok.Expiry); err != nil {
+			h.d.Logger.Warn("refreshed installer tokens not stored", "member", p.MemberID, "err", err)
+		}
+		fresh = tok.AccessToken
+		return nil
+	})
+	return fresh, err
 }
 
 // appInstalledWith calls app.info with one token: an answer means the app

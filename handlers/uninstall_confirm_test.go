@@ -153,7 +153,7 @@ func TestGenuineUninstallIsConfirmedWhateverTheHash(t *testing.T) {
 		require.Equal(t, http.StatusOK, e.clickRemove(e.openTab(simulator.SeedSales, lead, "en")).status)
 		e.keys = mustKeyring(t, 2, 7)
 		e.restart()
-		_, err := e.st.(store.Resealer).ResealTokens(context.Background())
+		_, err := e.st.ResealTokens(context.Background())
 		require.NoError(t, err)
 		e.keys = mustKeyring(t, 2) // dropped before the portal opened the app again
 		e.restart()
@@ -236,4 +236,27 @@ func TestRefreshForAnotherUserEndsTheSession(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, res.status)
 	assert.Len(t, e.portal.LeadContacts(lead), 3, "nothing done with the admin's rights")
 	assert.Zero(t, e.sessionRows(), "the session is ended")
+}
+
+// TestUninstallCheckRenewsTheInstallersToken: with no user session to ask
+// with and the installer's access token expired, the check refreshes the
+// installer's pair (under the portal's lock), stores it, and asks with it.
+func TestUninstallCheckRenewsTheInstallersToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
+	require.NoError(t, err)
+	e.sim.Advance(61 * time.Minute)
+	mark := len(e.sim.Refreshes())
+	r := e.postForm(e.base+"/events/uninstall", e.uninstallForm(true))
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	assert.Contains(t, e.logs.String(), "uninstall event ignored")
+	refs := e.sim.Refreshes()[mark:]
+	require.Len(t, refs, 1, "one refresh of the installer's pair")
+	assert.Empty(t, refs[0].Error)
+	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
+	require.NoError(t, err)
+	assert.True(t, after.Active())
+	assert.Greater(t, after.Version, before.Version, "the renewed pair is stored")
+	assert.False(t, after.RefreshToken.Equal(before.RefreshToken))
 }

@@ -204,6 +204,8 @@ type Store interface {
 
 	// Locker: token refreshes rely on it in every backend.
 	Locker
+	// Resealer lets a key rotation finish.
+	Resealer
 
 	// Close releases the backend's resources.
 	Close() error

@@ -12,13 +12,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
+	"github.com/b24apps/leadcontacts/store/sqldb"
 )
 
 // migrations holds the schema, one numbered file per step ("0001_init.sql"),
@@ -31,17 +30,10 @@ var migrations embed.FS
 // migrations between instances starting at the same time ("leadcont").
 const migrationLockKey int64 = 0x6c656164636f6e74
 
-// Store is the PostgreSQL backend of store.Store. It is safe for concurrent
-// use by many goroutines and many processes.
-type Store struct {
-	db   *sql.DB
-	keys *secret.Keyring
-
-	closeOnce sync.Once
-	closeErr  error
-}
-
-var _ store.Store = (*Store)(nil)
+// Store is the PostgreSQL backend of store.Store: the shared
+// implementation (store/sqldb) in the PostgreSQL dialect. It is safe for
+// concurrent use by many goroutines and many processes.
+type Store = sqldb.Store
 
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string, as pgx accepts; tables go to the first schema of the
@@ -64,7 +56,7 @@ func Open(ctx context.Context, url string, keys *secret.Keyring) (*Store, error)
 		_ = db.Close()
 		return nil, err
 	}
-	return &Store{db: db, keys: keys}, nil
+	return sqldb.New(db, keys, sqldb.PostgreSQL), nil
 }
 
 // migrate applies the embedded migrations that schema_migrations does not
@@ -105,91 +97,3 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
-
-// Close closes the connection pool. Later calls return the first call's
-// result.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
-	return s.closeErr
-}
-
-// querier is what *sql.DB and *sql.Tx have in common.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// txKey carries, in the context handed to a WithPortalLock or
-// WithSessionLock callback, the transaction that holds the lock.
-type txKey struct{ s *Store }
-
-// q returns the lock transaction when ctx carries one of this store, so
-// calls made inside a lock callback see and update the locked row instead
-// of queueing behind their own lock; the pool otherwise.
-func (s *Store) q(ctx context.Context) querier {
-	if tx, ok := ctx.Value(txKey{s}).(*sql.Tx); ok {
-		return tx
-	}
-	return s.db
-}
-
-// inTx runs fn in a transaction: the lock transaction when ctx carries one
-// (which its owner commits), a new one otherwise.
-func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
-	if tx, ok := ctx.Value(txKey{s}).(*sql.Tx); ok {
-		return fn(tx)
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// exists returns nil when query finds a row and store.ErrNotFound when not.
-func exists(ctx context.Context, q querier, query string, args ...any) error {
-	var one int
-	err := q.QueryRowContext(ctx, query, args...).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.ErrNotFound
-	}
-	return err
-}
-
-// stored returns t as a round trip through timestamptz gives it back
-// (microseconds, UTC), so values handed back to callers equal later reads.
-func stored(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return t.Truncate(time.Microsecond).UTC()
-}
-
-// nullTime maps the zero time to NULL ("not set").
-func nullTime(t time.Time) sql.NullTime {
-	if t.IsZero() {
-		return sql.NullTime{}
-	}
-	return sql.NullTime{Time: stored(t), Valid: true}
-}
-
-func fromNullTime(v sql.NullTime) time.Time {
-	if !v.Valid {
-		return time.Time{}
-	}
-	return v.Time.UTC()
-}
-
-// portalAAD and sessionAAD bind each ciphertext to its row and column.
-// Both backends use the same strings, so a ciphertext means the same thing
-// wherever it is stored.
-func portalAAD(memberID, column string) string { return "portals|" + memberID + "|" + column }
-
-func sessionAAD(lookup, column string) string { return "sessions|" + lookup + "|" + column }
-
-var _ store.Locker = (*Store)(nil)

@@ -17,13 +17,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
+	"github.com/b24apps/leadcontacts/store/sqldb"
 )
 
 // migrations holds the schema, one numbered file per step ("0001_init.sql"),
@@ -37,18 +37,10 @@ var migrations embed.FS
 // never span a network call, so a few seconds is a generous upper bound.
 const busyTimeoutMS = 5000
 
-// Store is the SQLite backend of store.Store. It is safe for concurrent use
-// by many goroutines of one process.
-type Store struct {
-	db    *sql.DB
-	keys  *secret.Keyring
-	locks keyedLocks
-
-	closeOnce sync.Once
-	closeErr  error
-}
-
-var _ store.Store = (*Store)(nil)
+// Store is the SQLite backend of store.Store: the shared implementation
+// (store/sqldb) in the SQLite dialect. It is safe for concurrent use by
+// many goroutines of one process.
+type Store = sqldb.Store
 
 // Open opens (creating it and its parent directories if needed) the
 // database file at path and brings its schema up to date. The special path
@@ -103,13 +95,12 @@ func Open(ctx context.Context, path string, keys *secret.Keyring) (*Store, error
 		db.SetMaxIdleConns(8)
 	}
 
-	s := &Store{db: db, keys: keys}
 	// Switching a new file to WAL needs an exclusive lock, and SQLite
 	// answers SQLITE_BUSY at once (without its busy handler) when another
 	// process is doing the same: retry that first step for a while.
 	var err2 error
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
-		if err2 = s.check(ctx, memory); err2 == nil {
+		if err2 = check(ctx, db, memory); err2 == nil {
 			err2 = migrate(ctx, db)
 		}
 		if err2 == nil || !strings.Contains(err2.Error(), "SQLITE_BUSY") || wait > time.Second || ctx.Err() != nil {
@@ -121,7 +112,7 @@ func Open(ctx context.Context, path string, keys *secret.Keyring) (*Store, error
 		_ = db.Close()
 		return nil, err2
 	}
-	return s, nil
+	return sqldb.New(db, keys, sqldb.SQLite), nil
 }
 
 // createFile makes the parent directories and an empty database file that
@@ -140,9 +131,9 @@ func createFile(path string) error {
 
 // check verifies the connection works and WAL took effect: journal_mode
 // silently stays on its old value on file systems without shared memory.
-func (s *Store) check(ctx context.Context, memory bool) error {
+func check(ctx context.Context, db *sql.DB, memory bool) error {
 	var mode string
-	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+	if err := db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
 		return fmt.Errorf("store: open sqlite: %w", err)
 	}
 	if !memory && !strings.EqualFold(mode, "wal") {
@@ -185,45 +176,3 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
-
-// Close closes the database. Later calls return the first call's result.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
-	return s.closeErr
-}
-
-// Times are stored as UTC unix milliseconds, NULL for the zero time.
-
-func nullMillis(t time.Time) sql.NullInt64 {
-	if t.IsZero() {
-		return sql.NullInt64{}
-	}
-	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
-}
-
-func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
-
-func fromNullMillis(v sql.NullInt64) time.Time {
-	if !v.Valid {
-		return time.Time{}
-	}
-	return fromMillis(v.Int64)
-}
-
-// stored returns t as a round trip through the database gives it back, so
-// values handed back to callers equal what a later read returns.
-func stored(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return fromMillis(t.UnixMilli())
-}
-
-// portalAAD and sessionAAD bind each ciphertext to its row and column.
-// Both backends use the same strings, so a ciphertext means the same thing
-// wherever it is stored.
-func portalAAD(memberID, column string) string { return "portals|" + memberID + "|" + column }
-
-func sessionAAD(lookup, column string) string { return "sessions|" + lookup + "|" + column }
-
-var _ store.Locker = (*Store)(nil)

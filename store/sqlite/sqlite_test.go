@@ -79,7 +79,7 @@ func TestOpenConfiguresDatabase(t *testing.T) {
 	// Pragmas are per connection: check several pooled connections at once.
 	conns := make([]*sql.Conn, 3)
 	for i := range conns {
-		c, err := s.db.Conn(ctx)
+		c, err := s.DB().Conn(ctx)
 		require.NoError(t, err)
 		defer c.Close()
 		conns[i] = c
@@ -118,7 +118,7 @@ func TestMigrationsRunOnce(t *testing.T) {
 
 	s := openTest(t, keys)
 	var n, maxVersion int
-	require.NoError(t, s.db.QueryRowContext(t.Context(),
+	require.NoError(t, s.DB().QueryRowContext(t.Context(),
 		`SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &maxVersion))
 	require.Equal(t, len(steps), n)
 	require.Equal(t, steps[len(steps)-1].Version, maxVersion)

@@ -1,4 +1,4 @@
-package postgres
+package sqldb
 
 import (
 	"context"
@@ -10,22 +10,21 @@ import (
 
 // DeleteSession implements store.Store.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	if _, err := s.q(ctx).ExecContext(ctx, `DELETE FROM sessions WHERE id_lookup = $1`, s.keys.Lookup(id)); err != nil {
+	if _, err := s.q(ctx).ExecContext(ctx, `DELETE FROM sessions WHERE id_lookup = ?`, s.keys.Lookup(id)); err != nil {
 		return fmt.Errorf("store: delete session: %w", err)
 	}
 	return nil
 }
 
 // UpdatePortalEndpoint implements store.Store with one compare-and-swap
-// UPDATE on the old endpoint, so instances that learn of the same rename at
-// once move the portal once, and a stale one cannot move it back.
+// UPDATE on the old endpoint, so two requests that learn of the same
+// rename at once move the portal once, and a stale one cannot move it back.
 func (s *Store) UpdatePortalEndpoint(ctx context.Context, memberID, from, endpoint, domain string) error {
-	q := s.q(ctx)
-	res, err := q.ExecContext(ctx, `
+	res, err := s.q(ctx).ExecContext(ctx, `
 		UPDATE portals
-		SET rest_endpoint = $1, domain = $2, updated_at = $3, version = version + 1
-		WHERE member_id = $4 AND rest_endpoint = $5 AND uninstalled_at IS NULL`,
-		endpoint, domain, stored(time.Now()), memberID, from)
+		SET rest_endpoint = ?, domain = ?, updated_at = ?, version = version + 1
+		WHERE member_id = ? AND rest_endpoint = ? AND uninstalled_at IS NULL`,
+		endpoint, domain, s.t(time.Now()), memberID, from)
 	if err != nil {
 		return fmt.Errorf("store: move portal %q: %w", memberID, err)
 	}
@@ -34,7 +33,7 @@ func (s *Store) UpdatePortalEndpoint(ctx context.Context, memberID, from, endpoi
 	} else if n == 1 {
 		return nil
 	}
-	if err := exists(ctx, q, `SELECT 1 FROM portals WHERE member_id = $1`, memberID); err != nil {
+	if err := s.exists(ctx, s.q(ctx), `SELECT 1 FROM portals WHERE member_id = ?`, memberID); err != nil {
 		return fmt.Errorf("store: move portal %q: %w", memberID, err)
 	}
 	return fmt.Errorf("store: move portal %q: %w", memberID, store.ErrConflict)
@@ -42,11 +41,11 @@ func (s *Store) UpdatePortalEndpoint(ctx context.Context, memberID, from, endpoi
 
 // FlagPortal implements store.Store.
 func (s *Store) FlagPortal(ctx context.Context, memberID, problem string, at time.Time) error {
-	when := nullTime(at)
+	when := s.nt(at)
 	if problem == "" {
-		when.Valid = false
+		when = nil
 	}
-	res, err := s.q(ctx).ExecContext(ctx, `UPDATE portals SET problem = $1, problem_at = $2 WHERE member_id = $3`,
+	res, err := s.q(ctx).ExecContext(ctx, `UPDATE portals SET problem = ?, problem_at = ? WHERE member_id = ?`,
 		problem, when, memberID)
 	if err != nil {
 		return fmt.Errorf("store: flag portal %q: %w", memberID, err)

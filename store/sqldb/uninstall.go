@@ -1,4 +1,4 @@
-package sqlite
+package sqldb
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 
 // ReportUninstall implements store.Store.
 func (s *Store) ReportUninstall(ctx context.Context, memberID string, clean bool, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `
+	res, err := s.q(ctx).ExecContext(ctx, `
 		UPDATE portals
 		SET uninstall_reported_at = COALESCE(uninstall_reported_at, ?),
-			uninstall_clean = CASE WHEN ? THEN 1 ELSE uninstall_clean END
+			uninstall_clean = (uninstall_clean OR ?)
 		WHERE member_id = ? AND uninstalled_at IS NULL`,
-		at.UnixMilli(), clean, memberID)
+		s.t(at), clean, memberID)
 	if err != nil {
 		return fmt.Errorf("store: report uninstall of %q: %w", memberID, err)
 	}
@@ -29,8 +29,8 @@ func (s *Store) ReportUninstall(ctx context.Context, memberID string, clean bool
 
 // ClearUninstallReport implements store.Store.
 func (s *Store) ClearUninstallReport(ctx context.Context, memberID string) error {
-	_, err := s.db.ExecContext(ctx, `
-		UPDATE portals SET uninstall_reported_at = NULL, uninstall_clean = 0
+	_, err := s.q(ctx).ExecContext(ctx, `
+		UPDATE portals SET uninstall_reported_at = NULL, uninstall_clean = FALSE
 		WHERE member_id = ? AND uninstall_reported_at IS NOT NULL`, memberID)
 	if err != nil {
 		return fmt.Errorf("store: clear uninstall report of %q: %w", memberID, err)
@@ -40,10 +40,10 @@ func (s *Store) ClearUninstallReport(ctx context.Context, memberID string) error
 
 // ReportedUninstalls implements store.Store.
 func (s *Store) ReportedUninstalls(ctx context.Context, before time.Time) ([]store.UninstallReport, error) {
-	rows, err := s.db.QueryContext(ctx, `
+	rows, err := s.q(ctx).QueryContext(ctx, `
 		SELECT member_id, uninstall_clean FROM portals
 		WHERE uninstall_reported_at <= ? AND uninstalled_at IS NULL
-		ORDER BY uninstall_reported_at`, before.UnixMilli())
+		ORDER BY uninstall_reported_at`, s.t(before))
 	if err != nil {
 		return nil, fmt.Errorf("store: reported uninstalls: %w", err)
 	}
@@ -61,10 +61,10 @@ func (s *Store) ReportedUninstalls(ctx context.Context, before time.Time) ([]sto
 
 // RecentTokens implements store.Store.
 func (s *Store) RecentTokens(ctx context.Context, memberID string, limit int, now time.Time) ([]store.TokenPair, error) {
-	rows, err := s.db.QueryContext(ctx, `
+	rows, err := s.q(ctx).QueryContext(ctx, `
 		SELECT id_lookup, access_token, refresh_token FROM sessions
 		WHERE member_id = ? AND expires_at > ?
-		ORDER BY created_at DESC LIMIT ?`, memberID, now.UnixMilli(), limit)
+		ORDER BY created_at DESC LIMIT ?`, memberID, s.t(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: recent tokens of %q: %w", memberID, err)
 	}

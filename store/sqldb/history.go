@@ -1,4 +1,4 @@
-package postgres
+package sqldb
 
 import (
 	"context"
@@ -25,16 +25,16 @@ func (s *Store) SaveUndo(ctx context.Context, u *store.UndoSnapshot) error {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	created = stored(created)
+	created = s.stored(created)
 	res, err := s.q(ctx).ExecContext(ctx, `
 		INSERT INTO undo_snapshots (session_lookup, member_id, lead_id, user_id, items, created_at, expires_at)
-		SELECT id_lookup, $1, $2, $3, $4, $5, $6
+		SELECT id_lookup, ?, ?, ?, ?, ?, ?
 		FROM sessions
-		WHERE id_lookup = $7
+		WHERE id_lookup = ?
 		ON CONFLICT (session_lookup) DO UPDATE SET
 			member_id = excluded.member_id, lead_id = excluded.lead_id, user_id = excluded.user_id,
 			items = excluded.items, created_at = excluded.created_at, expires_at = excluded.expires_at`,
-		u.MemberID, u.LeadID, u.UserID, string(items), created, stored(u.ExpiresAt),
+		u.MemberID, u.LeadID, u.UserID, string(items), s.t(created), s.t(u.ExpiresAt),
 		s.keys.Lookup(u.SessionID))
 	if err != nil {
 		return fmt.Errorf("store: save undo for portal %q: %w", u.MemberID, err)
@@ -45,28 +45,27 @@ func (s *Store) SaveUndo(ctx context.Context, u *store.UndoSnapshot) error {
 		return fmt.Errorf("store: save undo: session gone: %w", store.ErrNotFound)
 	}
 	u.CreatedAt = created
-	u.ExpiresAt = stored(u.ExpiresAt)
+	u.ExpiresAt = s.stored(u.ExpiresAt)
 	return nil
 }
 
 // TakeUndo implements store.Store: one DELETE ... RETURNING, so of two
-// racing calls (or instances) exactly one gets the snapshot.
+// racing calls exactly one gets the snapshot.
 func (s *Store) TakeUndo(ctx context.Context, sessionID string, now time.Time) (*store.UndoSnapshot, error) {
 	u := store.UndoSnapshot{SessionID: sessionID}
 	var items string
 	err := s.q(ctx).QueryRowContext(ctx, `
 		DELETE FROM undo_snapshots
-		WHERE session_lookup = $1
+		WHERE session_lookup = ?
 		RETURNING member_id, lead_id, user_id, items, created_at, expires_at`,
 		s.keys.Lookup(sessionID),
-	).Scan(&u.MemberID, &u.LeadID, &u.UserID, &items, &u.CreatedAt, &u.ExpiresAt)
+	).Scan(&u.MemberID, &u.LeadID, &u.UserID, &items, tm(&u.CreatedAt), tm(&u.ExpiresAt))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: take undo: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: take undo: %w", err)
 	}
-	u.CreatedAt, u.ExpiresAt = u.CreatedAt.UTC(), u.ExpiresAt.UTC()
 	if !u.ExpiresAt.After(now) {
 		return nil, fmt.Errorf("store: take undo: expired: %w", store.ErrNotFound)
 	}
@@ -86,12 +85,12 @@ func (s *Store) AddHistory(ctx context.Context, e *store.HistoryEntry) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	at = stored(at)
+	at = s.stored(at)
 	err = s.q(ctx).QueryRowContext(ctx, `
 		INSERT INTO history (member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		RETURNING id`,
-		e.MemberID, e.LeadID, e.UserID, e.Action, string(ids), e.Outcome, e.ErrorCode, at,
+		e.MemberID, e.LeadID, e.UserID, e.Action, string(ids), e.Outcome, e.ErrorCode, s.t(at),
 	).Scan(&e.ID)
 	if err != nil {
 		return fmt.Errorf("store: add history for portal %q: %w", e.MemberID, err)
@@ -106,9 +105,9 @@ func (s *Store) History(ctx context.Context, memberID string, limit int) ([]stor
 	rows, err := s.q(ctx).QueryContext(ctx, `
 		SELECT id, member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at
 		FROM history
-		WHERE member_id = $1
+		WHERE member_id = ?
 		ORDER BY created_at DESC, id DESC
-		LIMIT $2`, memberID, limit)
+		LIMIT ?`, memberID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: history of portal %q: %w", memberID, err)
 	}
@@ -117,13 +116,12 @@ func (s *Store) History(ctx context.Context, memberID string, limit int) ([]stor
 	for rows.Next() {
 		var e store.HistoryEntry
 		var ids string
-		if err := rows.Scan(&e.ID, &e.MemberID, &e.LeadID, &e.UserID, &e.Action, &ids, &e.Outcome, &e.ErrorCode, &e.At); err != nil {
+		if err := rows.Scan(&e.ID, &e.MemberID, &e.LeadID, &e.UserID, &e.Action, &ids, &e.Outcome, &e.ErrorCode, tm(&e.At)); err != nil {
 			return nil, fmt.Errorf("store: history of portal %q: %w", memberID, err)
 		}
 		if err := json.Unmarshal([]byte(ids), &e.ContactIDs); err != nil {
 			return nil, fmt.Errorf("store: history of portal %q: contact ids: %w", memberID, err)
 		}
-		e.At = e.At.UTC()
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -134,12 +132,12 @@ func (s *Store) History(ctx context.Context, memberID string, limit int) ([]stor
 
 // DeleteHistory implements store.Store.
 func (s *Store) DeleteHistory(ctx context.Context, memberID string) (int64, error) {
-	return s.deleteRows(ctx, "store: delete history", `DELETE FROM history WHERE member_id = $1`, memberID)
+	return s.deleteRows(ctx, "store: delete history", `DELETE FROM history WHERE member_id = ?`, memberID)
 }
 
 // DeleteHistoryBefore implements store.Store.
 func (s *Store) DeleteHistoryBefore(ctx context.Context, before time.Time) (int64, error) {
-	return s.deleteRows(ctx, "store: delete old history", `DELETE FROM history WHERE created_at < $1`, before)
+	return s.deleteRows(ctx, "store: delete old history", `DELETE FROM history WHERE created_at < ?`, s.t(before))
 }
 
 func (s *Store) deleteRows(ctx context.Context, what, query string, args ...any) (int64, error) {

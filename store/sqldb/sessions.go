@@ -1,4 +1,4 @@
-package sqlite
+package sqldb
 
 import (
 	"context"
@@ -25,21 +25,21 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	created = stored(created)
+	created = s.stored(created)
 	lookup := s.keys.Lookup(sess.ID)
 
 	// Insert through a select of the portal, so a session can only be
 	// created for a portal that is installed at that moment.
-	res, err := s.db.ExecContext(ctx, `
+	res, err := s.q(ctx).ExecContext(ctx, `
 		INSERT INTO sessions (id_lookup, member_id, user_id, lead_id, lead_title, lang,
 			access_token, refresh_token, token_version, created_at, expires_at)
 		SELECT ?, member_id, ?, ?, ?, ?, ?, ?, 1, ?, ?
 		FROM portals
-		WHERE member_id = ? AND uninstalled_at IS NULL`,
+		WHERE member_id = ? AND uninstalled_at IS NULL`+s.d.forShare,
 		lookup, sess.UserID, sess.LeadID, sess.LeadTitle, sess.Lang,
 		s.keys.Seal(sess.AccessToken, sessionAAD(lookup, "access_token")),
 		s.keys.Seal(sess.RefreshToken, sessionAAD(lookup, "refresh_token")),
-		created.UnixMilli(), sess.ExpiresAt.UnixMilli(), sess.MemberID)
+		s.t(created), s.t(sess.ExpiresAt), sess.MemberID)
 	if err != nil {
 		return fmt.Errorf("store: create session for portal %q: %w", sess.MemberID, err)
 	}
@@ -50,7 +50,7 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 	}
 	sess.TokenVersion = 1
 	sess.CreatedAt = created
-	sess.ExpiresAt = stored(sess.ExpiresAt)
+	sess.ExpiresAt = s.stored(sess.ExpiresAt)
 	return nil
 }
 
@@ -59,19 +59,16 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 func (s *Store) Session(ctx context.Context, id string, now time.Time) (*store.Session, error) {
 	lookup := s.keys.Lookup(id)
 	sess := store.Session{ID: id}
-	var (
-		access, refresh      string
-		createdAt, expiresAt int64
-	)
-	err := s.db.QueryRowContext(ctx, `
+	var access, refresh string
+	err := s.q(ctx).QueryRowContext(ctx, `
 		SELECT s.member_id, s.user_id, s.lead_id, s.lead_title, s.lang,
 			s.access_token, s.refresh_token, s.token_version, s.created_at, s.expires_at
 		FROM sessions s
 		JOIN portals p ON p.member_id = s.member_id
 		WHERE s.id_lookup = ? AND s.expires_at > ? AND p.uninstalled_at IS NULL`,
-		lookup, now.UnixMilli(),
+		lookup, s.t(now),
 	).Scan(&sess.MemberID, &sess.UserID, &sess.LeadID, &sess.LeadTitle, &sess.Lang,
-		&access, &refresh, &sess.TokenVersion, &createdAt, &expiresAt)
+		&access, &refresh, &sess.TokenVersion, tm(&sess.CreatedAt), tm(&sess.ExpiresAt))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: session: %w", store.ErrNotFound)
 	}
@@ -84,8 +81,6 @@ func (s *Store) Session(ctx context.Context, id string, now time.Time) (*store.S
 	if sess.RefreshToken, err = s.keys.Open(refresh, sessionAAD(lookup, "refresh_token")); err != nil {
 		return nil, fmt.Errorf("store: session of portal %q: open refresh_token: %w", sess.MemberID, err)
 	}
-	sess.CreatedAt = fromMillis(createdAt)
-	sess.ExpiresAt = fromMillis(expiresAt)
 	return &sess, nil
 }
 
@@ -93,7 +88,7 @@ func (s *Store) Session(ctx context.Context, id string, now time.Time) (*store.S
 // does not exist (any more).
 func (s *Store) UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error {
 	lookup := s.keys.Lookup(id)
-	res, err := s.db.ExecContext(ctx, `
+	res, err := s.q(ctx).ExecContext(ctx, `
 		UPDATE sessions
 		SET access_token = ?, refresh_token = ?, token_version = token_version + 1
 		WHERE id_lookup = ? AND token_version = ?`,
@@ -108,7 +103,7 @@ func (s *Store) UpdateSessionTokens(ctx context.Context, id string, version int6
 	} else if n == 1 {
 		return nil
 	}
-	if err := s.exists(ctx, `SELECT 1 FROM sessions WHERE id_lookup = ?`, lookup); err != nil {
+	if err := s.exists(ctx, s.q(ctx), `SELECT 1 FROM sessions WHERE id_lookup = ?`, lookup); err != nil {
 		return fmt.Errorf("store: update session tokens: %w", err)
 	}
 	return fmt.Errorf("store: update session tokens: %w", store.ErrConflict)
@@ -116,7 +111,7 @@ func (s *Store) UpdateSessionTokens(ctx context.Context, id string, version int6
 
 // DeleteExpiredSessions implements store.Store.
 func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, now.UnixMilli())
+	res, err := s.q(ctx).ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, s.t(now))
 	if err != nil {
 		return 0, fmt.Errorf("store: delete expired sessions: %w", err)
 	}

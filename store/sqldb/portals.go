@@ -1,4 +1,4 @@
-package sqlite
+package sqldb
 
 import (
 	"context"
@@ -16,15 +16,15 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 	if p.MemberID == "" {
 		return errors.New("store: save portal: empty member id")
 	}
-	now := stored(time.Now())
+	now := s.stored(time.Now())
 	access := s.keys.Seal(p.AccessToken, portalAAD(p.MemberID, "access_token"))
 	refresh := s.keys.Seal(p.RefreshToken, portalAAD(p.MemberID, "refresh_token"))
 
 	// One upsert, so two concurrent installs of the same portal cannot both
 	// see "no row" and collide. installed_at restarts only when the row was
 	// uninstalled: a plain re-save (scope change, new admin) keeps it.
-	var installedAt, version int64
-	err := s.db.QueryRowContext(ctx, `
+	var version int64
+	err := s.q(ctx).QueryRowContext(ctx, `
 		INSERT INTO portals (member_id, domain, rest_endpoint, oauth_server, scope, status,
 			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
 			installed_at, updated_at, uninstalled_at, version, app_id, app_code)
@@ -50,18 +50,17 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 			app_id         = excluded.app_id,
 			app_code       = excluded.app_code,
 			uninstall_reported_at = NULL,
-			uninstall_clean       = 0,
+			uninstall_clean       = FALSE,
 			version        = portals.version + 1
 		RETURNING installed_at, version`,
 		p.MemberID, p.Domain, p.RESTEndpoint, p.OAuthServer, p.Scope, p.Status,
-		p.AppTokenHash, p.InstalledBy, p.Lang, access, refresh, nullMillis(p.TokenExpiry),
-		now.UnixMilli(), now.UnixMilli(), p.AppID, p.AppCode,
-	).Scan(&installedAt, &version)
+		p.AppTokenHash, p.InstalledBy, p.Lang, access, refresh, s.nt(p.TokenExpiry),
+		s.t(now), s.t(now), p.AppID, p.AppCode,
+	).Scan(tm(&p.InstalledAt), &version)
 	if err != nil {
 		return fmt.Errorf("store: save portal %q: %w", p.MemberID, err)
 	}
-	p.TokenExpiry = stored(p.TokenExpiry)
-	p.InstalledAt = fromMillis(installedAt)
+	p.TokenExpiry = s.stored(p.TokenExpiry)
 	p.UpdatedAt = now
 	p.UninstalledAt = time.Time{}
 	p.Version = version
@@ -73,14 +72,10 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 // Portal implements store.Store.
 func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, error) {
 	var (
-		p                      store.Portal
-		access, refresh        string
-		expiry, uninstalledAt  sql.NullInt64
-		problemAt              sql.NullInt64
-		reportedAt             sql.NullInt64
-		installedAt, updatedAt int64
+		p               store.Portal
+		access, refresh string
 	)
-	err := s.db.QueryRowContext(ctx, `
+	err := s.q(ctx).QueryRowContext(ctx, `
 		SELECT member_id, domain, rest_endpoint, oauth_server, scope, status,
 			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
 			installed_at, updated_at, uninstalled_at, version, problem, problem_at, app_id, app_code,
@@ -88,9 +83,9 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 		FROM portals
 		WHERE member_id = ?`, memberID,
 	).Scan(&p.MemberID, &p.Domain, &p.RESTEndpoint, &p.OAuthServer, &p.Scope, &p.Status,
-		&p.AppTokenHash, &p.InstalledBy, &p.Lang, &access, &refresh, &expiry,
-		&installedAt, &updatedAt, &uninstalledAt, &p.Version, &p.Problem, &problemAt, &p.AppID, &p.AppCode,
-		&reportedAt, &p.UninstallClean)
+		&p.AppTokenHash, &p.InstalledBy, &p.Lang, &access, &refresh, tm(&p.TokenExpiry),
+		tm(&p.InstalledAt), tm(&p.UpdatedAt), tm(&p.UninstalledAt), &p.Version, &p.Problem, tm(&p.ProblemAt), &p.AppID, &p.AppCode,
+		tm(&p.UninstallReportedAt), &p.UninstallClean)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: portal %q: %w", memberID, store.ErrNotFound)
 	}
@@ -103,12 +98,6 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 	if p.RefreshToken, err = s.keys.Open(refresh, portalAAD(memberID, "refresh_token")); err != nil {
 		return nil, fmt.Errorf("store: portal %q: open refresh_token: %w", memberID, err)
 	}
-	p.TokenExpiry = fromNullMillis(expiry)
-	p.InstalledAt = fromMillis(installedAt)
-	p.UpdatedAt = fromMillis(updatedAt)
-	p.UninstalledAt = fromNullMillis(uninstalledAt)
-	p.ProblemAt = fromNullMillis(problemAt)
-	p.UninstallReportedAt = fromNullMillis(reportedAt)
 	return &p, nil
 }
 
@@ -116,14 +105,14 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 // portal has no row, and ErrConflict as well when the portal is uninstalled:
 // tokens that arrive after an uninstall must not bring the wiped ones back.
 func (s *Store) UpdatePortalTokens(ctx context.Context, memberID string, version int64, access, refresh secret.String, expiry time.Time) error {
-	res, err := s.db.ExecContext(ctx, `
+	res, err := s.q(ctx).ExecContext(ctx, `
 		UPDATE portals
 		SET access_token = ?, refresh_token = ?, token_expiry = ?,
 			updated_at = ?, version = version + 1
 		WHERE member_id = ? AND version = ? AND uninstalled_at IS NULL`,
 		s.keys.Seal(access, portalAAD(memberID, "access_token")),
 		s.keys.Seal(refresh, portalAAD(memberID, "refresh_token")),
-		nullMillis(expiry), time.Now().UnixMilli(), memberID, version)
+		s.nt(expiry), s.t(time.Now()), memberID, version)
 	if err != nil {
 		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
 	}
@@ -133,7 +122,7 @@ func (s *Store) UpdatePortalTokens(ctx context.Context, memberID string, version
 		return nil
 	}
 	// Nothing matched: tell a lost race from a missing row.
-	if err := s.exists(ctx, `SELECT 1 FROM portals WHERE member_id = ?`, memberID); err != nil {
+	if err := s.exists(ctx, s.q(ctx), `SELECT 1 FROM portals WHERE member_id = ?`, memberID); err != nil {
 		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
 	}
 	return fmt.Errorf("store: update portal %q tokens: %w", memberID, store.ErrConflict)
@@ -143,68 +132,54 @@ func (s *Store) UpdatePortalTokens(ctx context.Context, memberID string, version
 // uninstall time and changes nothing (not even Version) unless clean asks
 // for more than the first call did. ErrNotFound when the portal has no row.
 func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool, at time.Time) error {
-	// BEGIN IMMEDIATE (see Open): the read below decides the write, so the
-	// write lock is taken before the read.
-	tx, err := s.db.BeginTx(ctx, nil)
+	err := s.inTx(ctx, func(q querier) error {
+		// The read decides the write, so the row is locked before the read:
+		// FOR UPDATE on PostgreSQL, which also waits for a CreateSession in
+		// flight (FOR SHARE) whose session the DELETE below then sees;
+		// SQLite's immediate transaction holds the write lock from BEGIN.
+		var uninstalled, blank bool
+		err := q.QueryRowContext(ctx, `
+			SELECT uninstalled_at IS NOT NULL,
+				domain = '' AND rest_endpoint = '' AND oauth_server = '' AND scope = ''
+				AND status = '' AND lang = '' AND installed_by = 0 AND app_id = 0 AND app_code = ''
+			FROM portals
+			WHERE member_id = ?`+s.d.forUpdate, memberID).Scan(&uninstalled, &blank)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case clean && !blank:
+			// Keep only what verifies a repeated uninstall event: member_id,
+			// app_token_hash and the times.
+			_, err = q.ExecContext(ctx, `
+				UPDATE portals
+				SET uninstalled_at = COALESCE(uninstalled_at, ?), uninstall_reported_at = NULL,
+					access_token = '', refresh_token = '', token_expiry = NULL,
+					domain = '', rest_endpoint = '', oauth_server = '', scope = '',
+					status = '', lang = '', installed_by = 0, app_id = 0, app_code = '',
+					updated_at = ?, version = version + 1
+				WHERE member_id = ?`, s.t(at), s.t(at), memberID)
+		case !uninstalled:
+			_, err = q.ExecContext(ctx, `
+				UPDATE portals
+				SET uninstalled_at = ?, uninstall_reported_at = NULL,
+					access_token = '', refresh_token = '', token_expiry = NULL,
+					updated_at = ?, version = version + 1
+				WHERE member_id = ?`, s.t(at), s.t(at), memberID)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := q.ExecContext(ctx, `DELETE FROM sessions WHERE member_id = ?`, memberID); err != nil {
+			return fmt.Errorf("delete sessions: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
-	}
-	defer tx.Rollback()
-
-	var uninstalled, blank bool
-	err = tx.QueryRowContext(ctx, `
-		SELECT uninstalled_at IS NOT NULL,
-			domain = '' AND rest_endpoint = '' AND oauth_server = '' AND scope = ''
-			AND status = '' AND lang = '' AND installed_by = 0 AND app_id = 0 AND app_code = ''
-		FROM portals
-		WHERE member_id = ?`, memberID).Scan(&uninstalled, &blank)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("store: uninstall portal %q: %w", memberID, store.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
-	}
-
-	switch {
-	case clean && !blank:
-		// Keep only what verifies a repeated uninstall event: member_id,
-		// app_token_hash and the times.
-		_, err = tx.ExecContext(ctx, `
-			UPDATE portals
-			SET uninstalled_at = COALESCE(uninstalled_at, ?), uninstall_reported_at = NULL,
-				access_token = '', refresh_token = '', token_expiry = NULL,
-				domain = '', rest_endpoint = '', oauth_server = '', scope = '',
-				status = '', lang = '', installed_by = 0, app_id = 0, app_code = '',
-				updated_at = ?, version = version + 1
-			WHERE member_id = ?`,
-			at.UnixMilli(), at.UnixMilli(), memberID)
-	case !uninstalled:
-		_, err = tx.ExecContext(ctx, `
-			UPDATE portals
-			SET uninstalled_at = ?, uninstall_reported_at = NULL,
-				access_token = '', refresh_token = '', token_expiry = NULL,
-				updated_at = ?, version = version + 1
-			WHERE member_id = ?`,
-			at.UnixMilli(), at.UnixMilli(), memberID)
-	}
-	if err != nil {
-		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE member_id = ?`, memberID); err != nil {
-		return fmt.Errorf("store: uninstall portal %q: delete sessions: %w", memberID, err)
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
 	}
 	return nil
-}
-
-// exists returns nil when query finds a row and store.ErrNotFound when not.
-func (s *Store) exists(ctx context.Context, query string, args ...any) error {
-	var one int
-	err := s.db.QueryRowContext(ctx, query, args...).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.ErrNotFound
-	}
-	return err
 }

@@ -1,4 +1,4 @@
-package sqlite
+package sqldb
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 // ResealTokens implements store.Resealer with this backend's SQL; the
 // pass itself is store.ResealTokens.
 func (s *Store) ResealTokens(ctx context.Context) (int, error) {
-	return store.ResealTokens(ctx, s.db, s.keys, resealTables)
+	return store.ResealTokens(ctx, s.q(ctx), s.keys, resealTables)
 }
 
 // UpdateAppTokenHash implements store.Resealer.
 func (s *Store) UpdateAppTokenHash(ctx context.Context, memberID, old, fresh string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE portals SET app_token_hash = ? WHERE member_id = ? AND app_token_hash = ?`,
+	res, err := s.q(ctx).ExecContext(ctx, `UPDATE portals SET app_token_hash = ? WHERE member_id = ? AND app_token_hash = ?`,
 		fresh, memberID, old)
 	if err != nil {
 		return fmt.Errorf("store: rehash portal %q: %w", memberID, err)
@@ -38,5 +38,3 @@ var resealTables = []store.ResealTable{
 		"refresh_token": `UPDATE sessions SET refresh_token = ? WHERE id_lookup = ? AND refresh_token = ?`,
 	}},
 }
-
-var _ store.Resealer = (*Store)(nil)

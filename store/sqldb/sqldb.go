@@ -1,0 +1,223 @@
+// Package sqldb is the one implementation of store.Store over database/sql,
+// shared by the SQLite and the PostgreSQL backend. The SQL of each method
+// is written once, with ? placeholders, and runs on both; what differs
+// between the databases lives in one small Dialect value: placeholders,
+// how times are stored, row-lock clauses, and how WithPortalLock and
+// WithSessionLock lock. The backends (store/sqlite, store/postgres) open
+// the database, apply their own migrations and hand it to New.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// Dialect is what differs between the databases.
+type Dialect struct {
+	// Name names the backend in logs ("sqlite", "postgres").
+	Name string
+	// Numbered placeholders ($1, $2...) instead of ?.
+	Numbered bool
+	// Millis stores times as UTC unix milliseconds (SQLite's INTEGER
+	// columns); otherwise as timestamps (microseconds).
+	Millis bool
+	// RowLocks locks rows in transactions (SELECT ... FOR UPDATE), which
+	// serializes across processes; otherwise locks are in-process mutexes
+	// and the database's own write lock orders transactions.
+	RowLocks bool
+
+	forUpdate, forShare string
+}
+
+// SQLite is the dialect of SQLite through modernc.org/sqlite.
+var SQLite = Dialect{Name: "sqlite", Millis: true}
+
+// PostgreSQL is the dialect of PostgreSQL through pgx.
+var PostgreSQL = Dialect{Name: "postgres", Numbered: true, RowLocks: true,
+	forUpdate: "\nFOR UPDATE", forShare: "\nFOR SHARE"}
+
+// Store implements store.Store and store.Resealer on one database. It is
+// safe for concurrent use; across processes only with a RowLocks dialect.
+type Store struct {
+	db    *sql.DB
+	keys  *secret.Keyring
+	d     Dialect
+	locks keyedLocks // in-process locks, without RowLocks
+	sqls  sync.Map   // ?-query -> the dialect's query
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Resealer = (*Store)(nil)
+)
+
+// New returns the store on db, whose schema is up to date; keys seals
+// every token written and opens every token read.
+func New(db *sql.DB, keys *secret.Keyring, d Dialect) *Store {
+	return &Store{db: db, keys: keys, d: d}
+}
+
+// DB is the underlying pool, for a backend's own checks and tests.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the database. Later calls return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	return s.closeErr
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// txKey carries, in the context handed to a lock callback, the transaction
+// that holds a row lock (RowLocks dialects).
+type txKey struct{ s *Store }
+
+// q returns the lock transaction when ctx carries one of this store (calls
+// made inside a lock callback then see and update the locked row instead
+// of queueing behind their own lock), the pool otherwise; either way with
+// the dialect's placeholders.
+func (s *Store) q(ctx context.Context) querier {
+	if tx, ok := ctx.Value(txKey{s}).(*sql.Tx); ok {
+		return dialected{s, tx}
+	}
+	return dialected{s, s.db}
+}
+
+// inTx runs fn in a transaction: the lock transaction when ctx carries one
+// (which its owner commits), a new one otherwise. On SQLite every BEGIN
+// takes the write lock at once (the backend opens with _txlock=immediate).
+func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
+	if tx, ok := ctx.Value(txKey{s}).(*sql.Tx); ok {
+		return fn(dialected{s, tx})
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(dialected{s, tx}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// dialected rewrites each query for the dialect before running it.
+type dialected struct {
+	s *Store
+	q querier
+}
+
+func (d dialected) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return d.q.ExecContext(ctx, d.s.sql(query), args...)
+}
+
+func (d dialected) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.q.QueryContext(ctx, d.s.sql(query), args...)
+}
+
+func (d dialected) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.q.QueryRowContext(ctx, d.s.sql(query), args...)
+}
+
+// sql turns ? placeholders into $1, $2... for Numbered dialects (no query
+// here has a ? inside a literal), once per query text.
+func (s *Store) sql(query string) string {
+	if !s.d.Numbered {
+		return query
+	}
+	if v, ok := s.sqls.Load(query); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	s.sqls.Store(query, b.String())
+	return b.String()
+}
+
+// exists returns nil when query finds a row and store.ErrNotFound when not.
+func (s *Store) exists(ctx context.Context, q querier, query string, args ...any) error {
+	var one int
+	err := q.QueryRowContext(ctx, query, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// t is a time as a query parameter.
+func (s *Store) t(t time.Time) any {
+	if s.d.Millis {
+		return t.UnixMilli()
+	}
+	return s.stored(t)
+}
+
+// nt is t with the zero time as NULL ("not set").
+func (s *Store) nt(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return s.t(t)
+}
+
+// stored returns t as a round trip through the database gives it back
+// (milliseconds or microseconds, UTC), so values handed back to callers
+// equal what a later read returns.
+func (s *Store) stored(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	if s.d.Millis {
+		return time.UnixMilli(t.UnixMilli()).UTC()
+	}
+	return t.Truncate(time.Microsecond).UTC()
+}
+
+// tm scans a stored time, whatever the dialect stored: unix milliseconds,
+// a timestamp, or NULL (the zero time). Times come back in UTC.
+func tm(t *time.Time) sql.Scanner { return timeScanner{t} }
+
+type timeScanner struct{ t *time.Time }
+
+func (ts timeScanner) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*ts.t = time.Time{}
+	case int64:
+		*ts.t = time.UnixMilli(v).UTC()
+	case time.Time:
+		*ts.t = v.UTC()
+	default:
+		return errors.New("store: unexpected time value")
+	}
+	return nil
+}
+
+// portalAAD and sessionAAD bind each ciphertext to its row and column.
+func portalAAD(memberID, column string) string { return "portals|" + memberID + "|" + column }
+
+func sessionAAD(lookup, column string) string { return "sessions|" + lookup + "|" + column }
