@@ -103,42 +103,9 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	p, err := h.activePortal(ctx, f.MemberID)
+	p, res, me, err := h.verifyFrame(ctx, f, adminCommands())
 	if err != nil {
 		return err
-	}
-	if err := h.verifyAppToken(ctx, f.AppToken, p); err != nil {
-		return err
-	}
-	fp := "auth|" + h.d.Keys.Hash(f.AuthID)
-	if h.rejected.seen(fp, h.now()) {
-		return fail(http.StatusForbidden, "error.reopen", errors.New("AUTH_ID refused lately; not sent again"))
-	}
-	var res *bitrix24.BatchResult
-	err = h.onPortal(ctx, p, func(endpoint string) error {
-		var err error
-		res, err = h.d.REST.Batch(bitrix24.Deferrable(ctx), endpoint, f.AuthID, false, adminCommands())
-		return err
-	})
-	if err != nil {
-		if bitrix24.IsAuthFailure(err) {
-			h.rejected.add(fp, h.now())
-			return fail(http.StatusForbidden, "error.reopen", err)
-		}
-		pr := fail(http.StatusBadGateway, upstreamKey(err), err)
-		pr.code = upstreamCode(err)
-		return pr
-	}
-	if err := verifyAppInfo(res, p); err != nil {
-		return err
-	}
-	h.frameVerified(ctx, p)
-	var me struct {
-		ID    bitrix24.ID   `json:"ID"`
-		Admin bitrix24.Bool `json:"ADMIN"`
-	}
-	if err := res.Decode("me", &me); err != nil || me.ID <= 0 {
-		return fail(http.StatusForbidden, "error.reopen", fmt.Errorf("profile: %w", err))
 	}
 	c.Set(originKey, portalOrigin(p))
 	loc := h.d.Lang.For(f.Lang)

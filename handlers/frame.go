@@ -1,15 +1,19 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 
+	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
 )
 
 // Frame is what Bitrix24 POSTs into the app's iframe when it opens the
@@ -174,4 +178,62 @@ func ParseEvent(form url.Values) (Event, error) {
 		return Event{}, fmt.Errorf("%w: auth[member_id]", ErrBadFrame)
 	}
 	return ev, nil
+}
+
+// frameUser is the user a frame's batch names (profile).
+type frameUser struct {
+	ID    bitrix24.ID   `json:"ID"`
+	Admin bitrix24.Bool `json:"ADMIN"`
+}
+
+// verifyFrame authenticates a frame against stored state and runs its one
+// batch, cmds, which must hold "app" (app.info) and "me" (profile): the
+// portal must be installed, the application token match (older portals:
+// see verifyAppToken), and the posted AUTH_ID be accepted by the stored
+// endpoint (never the posted DOMAIN or SERVER_ENDPOINT) as a token of the
+// app recorded at install. A refused AUTH_ID is remembered, so the same
+// junk costs no second request, and the batch leaves the portal's last
+// requests to clicks (bitrix24.Deferrable).
+func (h *Handlers) verifyFrame(ctx context.Context, f Frame, cmds []bitrix24.Cmd) (*store.Portal, *bitrix24.BatchResult, frameUser, error) {
+	var me frameUser
+	p, err := h.activePortal(ctx, f.MemberID)
+	if err != nil {
+		return nil, nil, me, err
+	}
+	if err := h.verifyAppToken(ctx, f.AppToken, p); err != nil {
+		return nil, nil, me, err
+	}
+	if f.Domain != "" && !strings.EqualFold(f.Domain, p.Domain) {
+		// Possibly a renamed portal; the stored, verified endpoint is used
+		// regardless (onPortal follows the portal's own redirect, if any)
+		// and the claim is only noted.
+		h.d.Logger.Info("frame DOMAIN differs from stored domain", "member", p.MemberID, "stored", p.Domain)
+	}
+	fp := "auth|" + h.d.Keys.Hash(f.AuthID)
+	if h.rejected.seen(fp, h.now()) {
+		return nil, nil, me, fail(http.StatusForbidden, "error.reopen", errors.New("AUTH_ID refused lately; not sent again"))
+	}
+	var res *bitrix24.BatchResult
+	err = h.onPortal(ctx, p, func(endpoint string) error {
+		var err error
+		res, err = h.d.REST.Batch(bitrix24.Deferrable(ctx), endpoint, f.AuthID, false, cmds)
+		return err
+	})
+	if err != nil {
+		if bitrix24.IsAuthFailure(err) {
+			h.rejected.add(fp, h.now())
+			return nil, nil, me, fail(http.StatusForbidden, "error.reopen", err)
+		}
+		pr := fail(http.StatusBadGateway, upstreamKey(err), err)
+		pr.code = upstreamCode(err)
+		return nil, nil, me, pr
+	}
+	if err := verifyAppInfo(res, p); err != nil {
+		return nil, nil, me, err
+	}
+	h.frameVerified(ctx, p)
+	if err := res.Decode("me", &me); err != nil || me.ID <= 0 {
+		return nil, nil, me, fail(http.StatusForbidden, "error.reopen", fmt.Errorf("profile: %w", err))
+	}
+	return p, res, me, nil
 }

@@ -73,10 +73,6 @@ type contactFields struct {
 	Post       string      `json:"POST"`
 }
 
-type profile struct {
-	ID bitrix24.ID `json:"ID"`
-}
-
 // leadTab serves the CRM_LEAD_DETAIL_TAB placement. It authenticates the
 // frame against stored state (known member_id, matching application token,
 // AUTH_ID accepted by the stored portal endpoint — never the posted DOMAIN
@@ -96,47 +92,9 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	p, err := h.activePortal(ctx, f.MemberID)
+	p, res, me, err := h.verifyFrame(ctx, f, h.tabCommands(leadID))
 	if err != nil {
 		return err
-	}
-	if err := h.verifyAppToken(ctx, f.AppToken, p); err != nil {
-		return err
-	}
-	if f.Domain != "" && !strings.EqualFold(f.Domain, p.Domain) {
-		// Possibly a renamed portal; the stored, verified endpoint is used
-		// regardless (onPortal follows the portal's own redirect, if any)
-		// and the claim is only noted.
-		h.d.Logger.Info("frame DOMAIN differs from stored domain", "member", p.MemberID, "stored", p.Domain)
-	}
-
-	fp := "auth|" + h.d.Keys.Hash(f.AuthID)
-	if h.rejected.seen(fp, h.now()) {
-		return fail(http.StatusForbidden, "error.reopen", errors.New("AUTH_ID refused lately; not sent again"))
-	}
-	var res *bitrix24.BatchResult
-	err = h.onPortal(ctx, p, func(endpoint string) error {
-		var err error
-		// Opening a tab leaves the portal's last requests to clicks.
-		res, err = h.d.REST.Batch(bitrix24.Deferrable(ctx), endpoint, f.AuthID, false, h.tabCommands(leadID))
-		return err
-	})
-	if err != nil {
-		if bitrix24.IsAuthFailure(err) {
-			h.rejected.add(fp, h.now())
-			return fail(http.StatusForbidden, "error.reopen", err)
-		}
-		pr := fail(http.StatusBadGateway, upstreamKey(err), err)
-		pr.code = upstreamCode(err)
-		return pr
-	}
-	if err := verifyAppInfo(res, p); err != nil {
-		return err
-	}
-	h.frameVerified(ctx, p)
-	var me profile
-	if err := res.Decode("me", &me); err != nil || me.ID <= 0 {
-		return fail(http.StatusForbidden, "error.reopen", fmt.Errorf("profile: %w", err))
 	}
 	// From here on the request is verified: the portal may frame the answer.
 	c.Set(originKey, portalOrigin(p))
