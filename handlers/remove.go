@@ -24,9 +24,8 @@ func (h *Handlers) remove(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	sess, p, page, loc := a.sess, a.p, a.page, a.loc
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
-	defer cancel()
+	defer a.cancel()
+	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
 
 	removed, uncounted, undo, err := h.removeContacts(ctx, sess, p)
 	page.Undo = undo

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -211,4 +212,27 @@ func randomID() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Initials are the avatar's letters: the first letter of the first and
+// the last word of the name (one word: its first letter), as Bitrix24's
+// avatars show a person without a photo.
+func (v contactView) Initials() string {
+	words := strings.Fields(v.Name)
+	if len(words) == 0 {
+		return ""
+	}
+	first := func(w string) string {
+		for _, r := range w {
+			if unicode.IsLetter(r) || unicode.IsDigit(r) {
+				return string(unicode.ToUpper(r))
+			}
+		}
+		return ""
+	}
+	out := first(words[0])
+	if len(words) > 1 {
+		out += first(words[len(words)-1])
+	}
+	return out
 }

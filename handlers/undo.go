@@ -7,236 +7,17 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
-	"github.com/b24apps/leadcontacts/lang"
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
 
-// The lead tab's routes besides the removal itself. Every one is a POST
-// from the app's own page carrying the signed page context, so the
-// CrossOriginProtection middleware and the context's MAC both apply.
-const (
-	routeConfirm = "confirm" // the no-JS confirmation page
-	routeView    = "view"    // the tab again, e.g. Cancel on that page
-	routeUndo    = "undo"    // put back what the last removal took away
-)
-
-// Route returns the URL of one of the tab's sibling routes, carrying the
-// page's language: a page rendered when the page context cannot be read
-// (it expired) still speaks the user's language. It derives from Action
-// (the removal route, set together with the page context), so every
-// handler that renders the tab offers them without extra wiring.
-func (p tabPage) Route(name string) string {
-	path, _, _ := strings.Cut(p.Action, "?")
-	return strings.TrimSuffix(path, "/remove") + "/" + name + "?LANG=" + url.QueryEscape(p.Loc.Code())
-}
-
-// UndoMinutes is how long the success banner's Undo stays valid.
-func (p tabPage) UndoMinutes() int { return int(store.UndoTTL / time.Minute) }
-
-// confirmPage is the data of confirm.html: the second page a removal takes
-// when the browser runs no JavaScript.
-type confirmPage struct {
-	tabPage
-}
-
-// action is an authenticated POST from the tab's page, with the answer
-// page already started (language, lead, a fresh page context).
-type action struct {
-	sess *store.Session
-	p    *store.Portal
-	page tabPage
-	loc  *lang.Localizer
-}
-
-// startAction authenticates a POST from the tab's page: the signed page
-// context, the optional browser cookie, the live session it names and the
-// installed portal. Removal, undo, confirm and view all pass this gate.
-func (h *Handlers) startAction(c *gin.Context) (*action, error) {
-	pc, err := h.decodePageContext(c.Request.PostForm.Get("ctx"))
-	if errors.Is(err, errContextExpired) {
-		return nil, fail(http.StatusUnauthorized, "error.session_expired", err)
-	}
-	if err != nil {
-		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
-	}
-	if err := h.checkBrowser(c, pc.BID); err != nil {
-		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
-	}
-	sess, err := h.d.Store.Session(c.Request.Context(), pc.SID, h.now())
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fail(http.StatusUnauthorized, "error.session_expired", err)
-	}
-	if err != nil {
-		return nil, fail(http.StatusInternalServerError, "error.internal", err)
-	}
-	if sess.MemberID != pc.MemberID || sess.LeadID != pc.LeadID || sess.UserID != pc.UserID {
-		return nil, fail(http.StatusForbidden, "error.forbidden_action", errors.New("page context does not match its session"))
-	}
-	p, err := h.activePortal(c.Request.Context(), sess.MemberID)
-	if err != nil {
-		return nil, err
-	}
-	if err := notReported(p); err != nil {
-		return nil, err
-	}
-	c.Set(originKey, portalOrigin(p))
-	a := &action{sess: sess, p: p, loc: h.d.Lang.For(sess.Lang)}
-	a.page = tabPage{base: h.base(a.loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}
-	if err := h.setPageContext(c, &a.page, sess); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
-// listCommands reads the lead, its links and the first names contacts'
-// names: the tab's batch without the verification, which the session
-// already stands for.
-func (h *Handlers) listCommands(leadID int64, names int) []bitrix24.Cmd {
-	id := url.Values{"id": {strconv.FormatInt(leadID, 10)}}
-	cmds := []bitrix24.Cmd{
-		{Key: "lead", Method: "crm.lead.get", Params: id},
-		{Key: "items", Method: "crm.lead.contact.items.get", Params: id},
-	}
-	for i := 0; i < names && i < h.cfg.MaxNamedContacts && len(cmds) < bitrix24.MaxBatch; i++ {
-		cmds = append(cmds, bitrix24.Cmd{Key: fmt.Sprintf("c%d", i), Method: "crm.contact.get",
-			Params: url.Values{"id": {fmt.Sprintf("$result[items][%d][CONTACT_ID]", i)}}})
-	}
-	return cmds
-}
-
-// fillList puts a listCommands result on the page; it returns the links.
-func (h *Handlers) fillList(page *tabPage, loc *lang.Localizer, p *store.Portal, res *bitrix24.BatchResult) ([]leadItem, error) {
-	var lead leadFields
-	if err := res.Decode("lead", &lead); err != nil {
-		return nil, err
-	}
-	if lead.Title != "" {
-		page.LeadTitle = lead.Title
-	}
-	var items []leadItem
-	if err := res.Decode("items", &items); err != nil {
-		return nil, err
-	}
-	page.Loaded, page.Total = true, len(items)
-	page.Contacts, page.More = h.contactViews(loc, res, items, p)
-	page.CanRemove = page.Total > 0
-	return items, nil
-}
-
-// readList runs listCommands with the user's token and fills the page;
-// an upstream failure becomes the page's banner and status.
-func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.Portal, page *tabPage, loc *lang.Localizer) int {
-	var res *bitrix24.BatchResult
-	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		var err error
-		res, err = h.d.REST.Batch(ctx, endpoint, token, false, h.listCommands(sess.LeadID, h.cfg.MaxNamedContacts))
-		return err
-	})
-	if err == nil {
-		_, err = h.fillList(page, loc, p, res)
-	}
-	if err != nil {
-		page.Banner = h.errorBanner(loc, err)
-		page.Banner.Title = loc.T("result.load_error_title")
-		return upstreamStatus(err)
-	}
-	return http.StatusOK
-}
-
-// view renders the tab again for an open session: Cancel on the no-JS
-// confirmation page returns here.
-func (h *Handlers) view(c *gin.Context) error {
-	a, err := h.startAction(c)
-	if err != nil {
-		return err
-	}
-	sess, p, page, loc := a.sess, a.p, a.page, a.loc
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
-	defer cancel()
-	h.render(c, h.readList(ctx, sess, p, &page, loc), "tab", page)
-	return nil
-}
-
-// confirm is the confirmation as a page of its own, for browsers without
-// JavaScript: the tab's form posts here, and only this page's "Yes"
-// posts to the removal. It reads the current links, so the question names
-// the number that will really be unlinked.
-func (h *Handlers) confirm(c *gin.Context) error {
-	a, err := h.startAction(c)
-	if err != nil {
-		return err
-	}
-	sess, p, page, loc := a.sess, a.p, a.page, a.loc
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
-	defer cancel()
-	if status := h.readList(ctx, sess, p, &page, loc); status != http.StatusOK {
-		h.render(c, status, "tab", page)
-		return nil
-	}
-	h.render(c, http.StatusOK, "confirm", confirmPage{page})
-	return nil
-}
-
-// recordRemoval writes the removal into the admins' history and, when
-// links were removed, keeps them as the session's undo snapshot. It runs
-// detached from the request: a removal that happened upstream is recorded
-// even if the user's browser has gone. It reports whether Undo is offered.
-func (h *Handlers) recordRemoval(ctx context.Context, sess *store.Session, removed []leadItem, err error) bool {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	links := make([]store.LeadLink, 0, len(removed))
-	for _, it := range removed {
-		links = append(links, store.LeadLink{ContactID: int64(it.ContactID), Sort: it.Sort, Primary: bool(it.Primary)})
-	}
-	h.addHistory(ctx, sess, store.ActionRemove, links, err)
-	if err != nil || len(links) == 0 {
-		return false
-	}
-	now := h.now()
-	snap := &store.UndoSnapshot{SessionID: sess.ID, MemberID: sess.MemberID, LeadID: sess.LeadID, UserID: sess.UserID,
-		Items: links, CreatedAt: now, ExpiresAt: now.Add(store.UndoTTL)}
-	if err := h.d.Store.SaveUndo(ctx, snap); err != nil {
-		h.d.Logger.Error("save undo snapshot", "member", sess.MemberID, "lead", sess.LeadID, "err", err)
-		return false
-	}
-	return true
-}
-
 // errLeadChanged is an undo refused because the lead has contacts again.
 var errLeadChanged = errors.New("the lead has contacts linked since the removal")
-
-// addHistory records one action; a failure to record is logged, never
-// shown: the user's action already happened (or failed) upstream.
-func (h *Handlers) addHistory(ctx context.Context, sess *store.Session, action string, links []store.LeadLink, err error) {
-	e := &store.HistoryEntry{MemberID: sess.MemberID, LeadID: sess.LeadID, UserID: sess.UserID,
-		Action: action, Outcome: store.OutcomeOK, At: h.now()}
-	for _, l := range links {
-		e.ContactIDs = append(e.ContactIDs, l.ContactID)
-	}
-	switch {
-	case errors.Is(err, errLeadChanged):
-		e.Outcome, e.ErrorCode = store.OutcomeRefused, "LEAD_CHANGED"
-	case err != nil:
-		e.Outcome, e.ErrorCode = store.OutcomeError, upstreamCode(err)
-		if e.ErrorCode == "" {
-			e.ErrorCode = strings.TrimPrefix(upstreamKey(err), "error.")
-		}
-		if len(e.ErrorCode) > 64 {
-			e.ErrorCode = e.ErrorCode[:64]
-		}
-	}
-	if err := h.d.Store.AddHistory(ctx, e); err != nil {
-		h.d.Logger.Error("record history", "member", sess.MemberID, "lead", sess.LeadID, "action", action, "err", err)
-	}
-}
 
 // undo puts back the links the session's last removal took away, with
 // their SORT and IS_PRIMARY, through crm.lead.contact.items.set with the
@@ -259,9 +40,8 @@ func (h *Handlers) undo(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	sess, p, page, loc := a.sess, a.p, a.page, a.loc
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
-	defer cancel()
+	defer a.cancel()
+	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
 	snap, err := h.d.Store.TakeUndo(ctx, sess.ID, h.now())
 	if errors.Is(err, store.ErrNotFound) {
 		status := h.readList(ctx, sess, p, &page, loc)
@@ -364,27 +144,4 @@ func (h *Handlers) restore(ctx context.Context, sess *store.Session, p *store.Po
 		return nil
 	})
 	return out, err
-}
-
-// Initials are the avatar's letters: the first letter of the first and
-// the last word of the name (one word: its first letter), as Bitrix24's
-// avatars show a person without a photo.
-func (v contactView) Initials() string {
-	words := strings.Fields(v.Name)
-	if len(words) == 0 {
-		return ""
-	}
-	first := func(w string) string {
-		for _, r := range w {
-			if unicode.IsLetter(r) || unicode.IsDigit(r) {
-				return string(unicode.ToUpper(r))
-			}
-		}
-		return ""
-	}
-	out := first(words[0])
-	if len(words) > 1 {
-		out += first(words[len(words)-1])
-	}
-	return out
 }

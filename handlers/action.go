@@ -1,0 +1,193 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
+	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/secret"
+	"github.com/b24apps/leadcontacts/store"
+)
+
+// The lead tab's routes besides the removal itself. Every one is a POST
+// from the app's own page carrying the signed page context, so the
+// CrossOriginProtection middleware and the context's MAC both apply.
+const (
+	routeConfirm = "confirm" // the no-JS confirmation page
+	routeView    = "view"    // the tab again, e.g. Cancel on that page
+	routeUndo    = "undo"    // put back what the last removal took away
+)
+
+// Route returns the URL of one of the tab's sibling routes, carrying the
+// page's language: a page rendered when the page context cannot be read
+// (it expired) still speaks the user's language. It derives from Action
+// (the removal route, set together with the page context), so every
+// handler that renders the tab offers them without extra wiring.
+func (p tabPage) Route(name string) string {
+	path, _, _ := strings.Cut(p.Action, "?")
+	return strings.TrimSuffix(path, "/remove") + "/" + name + "?LANG=" + url.QueryEscape(p.Loc.Code())
+}
+
+// UndoMinutes is how long the success banner's Undo stays valid.
+func (p tabPage) UndoMinutes() int { return int(store.UndoTTL / time.Minute) }
+
+// confirmPage is the data of confirm.html: the second page a removal takes
+// when the browser runs no JavaScript.
+type confirmPage struct {
+	tabPage
+}
+
+// action is an authenticated POST from the tab's page, with the answer
+// page already started (language, lead, a fresh page context).
+type action struct {
+	// ctx bounds the action's upstream work (RequestTimeout); the handler
+	// defers cancel.
+	ctx    context.Context
+	cancel context.CancelFunc
+	sess   *store.Session
+	p      *store.Portal
+	page   tabPage
+	loc    *lang.Localizer
+}
+
+// startAction authenticates a POST from the tab's page: the signed page
+// context, the optional browser cookie, the live session it names and the
+// installed portal. Removal, undo, confirm and view all pass this gate.
+func (h *Handlers) startAction(c *gin.Context) (a *action, err error) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
+	pc, err := h.decodePageContext(c.Request.PostForm.Get("ctx"))
+	if errors.Is(err, errContextExpired) {
+		return nil, fail(http.StatusUnauthorized, "error.session_expired", err)
+	}
+	if err != nil {
+		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
+	}
+	if err := h.checkBrowser(c, pc.BID); err != nil {
+		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
+	}
+	sess, err := h.d.Store.Session(ctx, pc.SID, h.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fail(http.StatusUnauthorized, "error.session_expired", err)
+	}
+	if err != nil {
+		return nil, fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	if sess.MemberID != pc.MemberID || sess.LeadID != pc.LeadID || sess.UserID != pc.UserID {
+		return nil, fail(http.StatusForbidden, "error.forbidden_action", errors.New("page context does not match its session"))
+	}
+	p, err := h.activePortal(ctx, sess.MemberID)
+	if err != nil {
+		return nil, err
+	}
+	if err := notReported(p); err != nil {
+		return nil, err
+	}
+	c.Set(originKey, portalOrigin(p))
+	a = &action{ctx: ctx, cancel: cancel, sess: sess, p: p, loc: h.d.Lang.For(sess.Lang)}
+	a.page = tabPage{base: h.base(a.loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}
+	if err := h.setPageContext(c, &a.page, sess); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// listCommands reads the lead, its links and the first names contacts'
+// names: the tab's batch without the verification, which the session
+// already stands for.
+func (h *Handlers) listCommands(leadID int64, names int) []bitrix24.Cmd {
+	id := url.Values{"id": {strconv.FormatInt(leadID, 10)}}
+	cmds := []bitrix24.Cmd{
+		{Key: "lead", Method: "crm.lead.get", Params: id},
+		{Key: "items", Method: "crm.lead.contact.items.get", Params: id},
+	}
+	for i := 0; i < names && i < h.cfg.MaxNamedContacts && len(cmds) < bitrix24.MaxBatch; i++ {
+		cmds = append(cmds, bitrix24.Cmd{Key: fmt.Sprintf("c%d", i), Method: "crm.contact.get",
+			Params: url.Values{"id": {fmt.Sprintf("$result[items][%d][CONTACT_ID]", i)}}})
+	}
+	return cmds
+}
+
+// fillList puts a listCommands result on the page; it returns the links.
+func (h *Handlers) fillList(page *tabPage, loc *lang.Localizer, p *store.Portal, res *bitrix24.BatchResult) ([]leadItem, error) {
+	var lead leadFields
+	if err := res.Decode("lead", &lead); err != nil {
+		return nil, err
+	}
+	if lead.Title != "" {
+		page.LeadTitle = lead.Title
+	}
+	var items []leadItem
+	if err := res.Decode("items", &items); err != nil {
+		return nil, err
+	}
+	page.Loaded, page.Total = true, len(items)
+	page.Contacts, page.More = h.contactViews(loc, res, items, p)
+	page.CanRemove = page.Total > 0
+	return items, nil
+}
+
+// readList runs listCommands with the user's token and fills the page;
+// an upstream failure becomes the page's banner and status.
+func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.Portal, page *tabPage, loc *lang.Localizer) int {
+	var res *bitrix24.BatchResult
+	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
+		var err error
+		res, err = h.d.REST.Batch(ctx, endpoint, token, false, h.listCommands(sess.LeadID, h.cfg.MaxNamedContacts))
+		return err
+	})
+	if err == nil {
+		_, err = h.fillList(page, loc, p, res)
+	}
+	if err != nil {
+		page.Banner = h.errorBanner(loc, err)
+		page.Banner.Title = loc.T("result.load_error_title")
+		return upstreamStatus(err)
+	}
+	return http.StatusOK
+}
+
+// view renders the tab again for an open session: Cancel on the no-JS
+// confirmation page returns here.
+func (h *Handlers) view(c *gin.Context) error {
+	a, err := h.startAction(c)
+	if err != nil {
+		return err
+	}
+	defer a.cancel()
+	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
+	h.render(c, h.readList(ctx, sess, p, &page, loc), "tab", page)
+	return nil
+}
+
+// confirm is the confirmation as a page of its own, for browsers without
+// JavaScript: the tab's form posts here, and only this page's "Yes"
+// posts to the removal. It reads the current links, so the question names
+// the number that will really be unlinked.
+func (h *Handlers) confirm(c *gin.Context) error {
+	a, err := h.startAction(c)
+	if err != nil {
+		return err
+	}
+	defer a.cancel()
+	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
+	if status := h.readList(ctx, sess, p, &page, loc); status != http.StatusOK {
+		h.render(c, status, "tab", page)
+		return nil
+	}
+	h.render(c, http.StatusOK, "confirm", confirmPage{page})
+	return nil
+}
