@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -295,4 +296,51 @@ func TestPagesAfterAClickSpeakTheUsersLanguage(t *testing.T) {
 	res = e.postForm(e.base+action, url.Values{"ctx": {"garbled"}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
 	assert.Equal(t, http.StatusForbidden, res.status)
 	assert.Equal(t, "ru", res.doc.Find("html").AttrOr("lang", ""))
+}
+
+// TestPagesAfterAClickNameTheContacts: every page that lists the lead's
+// contacts after a click (the tab again after Cancel, and the tab when
+// Undo came too late and someone linked contacts meanwhile) shows their
+// names, looked up in the same batch, not bare ids.
+func TestPagesAfterAClickNameTheContacts(t *testing.T) {
+	e := newTestEnv(t)
+	e.install()
+	lead := e.leadWithContacts(3)
+	names := func(p page) []string {
+		var out []string
+		p.doc.Find("#contacts li a.contact-link").Each(func(_ int, s *goquery.Selection) {
+			out = append(out, strings.Join(strings.Fields(s.Text()), " "))
+		})
+		return out
+	}
+	var want []string
+	for _, l := range e.portal.LeadContacts(lead) {
+		c, ok := e.portal.Contact(l.ContactID)
+		require.True(t, ok)
+		want = append(want, strings.Join(strings.Fields(c.Name+" "+c.SecondName+" "+c.LastName), " "))
+	}
+	tab := e.openTab(2, lead, "en")
+	require.Equal(t, http.StatusOK, tab.status, tab.body)
+	confirm := e.submit(tab, "#remove-form")
+	require.Equal(t, http.StatusOK, confirm.status, confirm.body)
+	back := e.submit(confirm, "#cancel-form")
+	require.Equal(t, http.StatusOK, back.status, back.body)
+	got := names(back)
+	require.Len(t, got, 3)
+	for i := range want {
+		assert.Contains(t, got[i], want[i], "the view after Cancel names contact %d", i)
+	}
+
+	res := e.submit(back, "#remove-form")
+	res = e.submit(res, "#confirm-form")
+	require.Equal(t, http.StatusOK, res.status, res.body)
+	require.NoError(t, e.portal.LinkContact(lead, 4, 10, true))
+	four, _ := e.portal.Contact(4)
+	e.clock.Advance(store.UndoTTL + time.Second)
+	late := e.submit(res, "#undo-form")
+	assert.Contains(t, text(late, ".alert-warning"), "Undo is no longer possible")
+	got = names(late)
+	require.Len(t, got, 1)
+	assert.Contains(t, got[0], four.LastName, "the expired-undo page names what is linked now")
+	assert.NotContains(t, late.body, "Contact #4")
 }
