@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -64,27 +62,7 @@ func TestFlood(t *testing.T) {
 			return appPage{}, err
 		}
 		c := attackerClient(fmt.Sprintf("127.0.1.%d", n%250+1))
-		req, err := http.NewRequest(http.MethodPost, f.URL, strings.NewReader(f.Form.Encode()))
-		if err != nil {
-			return appPage{}, err
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Sec-Fetch-Site", "cross-site")
-		req.Header.Set("Origin", p.URL())
-		resp, err := c.Do(req)
-		if err != nil {
-			return appPage{}, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return appPage{}, err
-		}
-		doc, err := goquery.NewDocumentFromReader(bytes.NewReader(b))
-		if err != nil {
-			return appPage{}, err
-		}
-		return appPage{status: resp.StatusCode, body: string(b), doc: doc}, nil
+		return postPage(c, f.URL, f.Form, "Sec-Fetch-Site", "cross-site", "Origin", p.URL())
 	}
 	var tabs []appPage
 	for i, lead := range leads {

@@ -154,6 +154,11 @@ type appPage struct {
 }
 
 func (a *appProc) post(target string, form url.Values, header ...string) (appPage, error) {
+	return postPage(appClient, target, form, header...)
+}
+
+// postPage POSTs a form with a client and parses the answer as a page.
+func postPage(c *http.Client, target string, form url.Values, header ...string) (appPage, error) {
 	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	if err != nil {
 		return appPage{}, err
@@ -162,7 +167,7 @@ func (a *appProc) post(target string, form url.Values, header ...string) (appPag
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := appClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return appPage{}, err
 	}

@@ -67,10 +67,7 @@ func TestInboundBudgetsBoundTheOAuthRequests(t *testing.T) {
 	statuses := map[int]int{}
 	retry := ""
 	for range 30 {
-		form := url.Values{}
-		for k, v := range f.Form {
-			form[k] = v
-		}
+		form := cloneForm(f.Form)
 		form.Set("REFRESH_ID", junk())
 		st, ra := postFrom(t, attacker, f.URL, form)
 		statuses[st]++
@@ -156,10 +153,7 @@ func TestFloodOfFramesCannotStarveAClick(t *testing.T) {
 	attacker := fromAddr(t, "127.0.0.3")
 	var wg sync.WaitGroup
 	for range 20 {
-		form := url.Values{}
-		for k, v := range f.Form {
-			form[k] = v
-		}
+		form := cloneForm(f.Form)
 		form.Set("AUTH_ID", junk())
 		wg.Go(func() { postFrom(t, attacker, f.URL, form) })
 	}
@@ -185,10 +179,7 @@ func TestFrameBudgetPerAddressAndPortal(t *testing.T) {
 	statuses := map[int]int{}
 	var retry string
 	for range 12 {
-		form := url.Values{}
-		for k, v := range f.Form {
-			form[k] = v
-		}
+		form := cloneForm(f.Form)
 		form.Set("AUTH_ID", junk())
 		st, ra := postFrom(t, attacker, f.URL, form)
 		statuses[st]++

@@ -3,6 +3,7 @@ package simulator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -83,6 +84,13 @@ func (p *Portal) Fire(ctx context.Context, event string, data url.Values) error 
 	form.Set("ts", strconv.FormatInt(p.s.nowLocked().Unix(), 10))
 	p.eventAuthLocked(form)
 	p.s.mu.Unlock()
+	return p.deliverAll(ctx, handlers, form)
+}
+
+// deliverAll posts an event form to each bound handler with its
+// event_handler_id, as the queue does; it returns the transport errors
+// and the non-2xx answers.
+func (p *Portal) deliverAll(ctx context.Context, handlers []EventBinding, form url.Values) error {
 	var errs []error
 	for _, h := range handlers {
 		f := cloneValues(form)
@@ -94,6 +102,9 @@ func (p *Portal) Fire(ctx context.Context, event string, data url.Values) error 
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		_ = resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			errs = append(errs, fmt.Errorf("simulator: %s handler answered %d", f.Get("event"), resp.StatusCode))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strconv"
 )
@@ -185,20 +184,5 @@ func (p *Portal) Uninstall(ctx context.Context, clean bool) error {
 	if !deliver {
 		return nil
 	}
-	var errs []error
-	for _, h := range handlers {
-		f := cloneValues(form)
-		f.Set("event_handler_id", strconv.Itoa(h.ID))
-		resp, err := p.Deliver(ctx, h.Handler, f)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		_ = resp.Body.Close()
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			errs = append(errs, fmt.Errorf("simulator: ONAPPUNINSTALL handler answered %d", resp.StatusCode))
-		}
-	}
-	return errors.Join(errs...)
+	return p.deliverAll(ctx, handlers, form)
 }
