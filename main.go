@@ -123,10 +123,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	go sweepSessions(ctx, st, logger)
-	go resealTokens(ctx, st, logger)
-	go sweepHistory(ctx, st, cfg.HistoryRetention, logger)
-	go purgeReportedUninstalls(ctx, h, logger)
+	for _, c := range chores(st, h, cfg.HistoryRetention) {
+		go runChore(ctx, c, logger)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL.String(), "store", storeKind(cfg.DatabaseURL))
@@ -215,47 +214,5 @@ func restLogger(logger *slog.Logger) func(bitrix24.Exchange) {
 			attrs = append(attrs, "err", x.Err.Error())
 		}
 		logger.Info("bitrix24 rest", attrs...)
-	}
-}
-
-// resealTokens moves stored tokens sealed under APP_SECRET_PREVIOUS to the
-// current secret, at start and then daily, so a rotation completes without
-// reinstalls and the previous secret can be dropped once the log says no
-// value was left to move.
-func resealTokens(ctx context.Context, st store.Store, logger *slog.Logger) {
-	t := time.NewTicker(24 * time.Hour)
-	defer t.Stop()
-	for {
-		n, err := st.ResealTokens(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			logger.Error("reseal tokens under the current secret", "err", err)
-		case n > 0:
-			logger.Info("resealed tokens under the current secret", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// sweepSessions deletes expired frame sessions every ten minutes.
-func sweepSessions(ctx context.Context, st store.Store, logger *slog.Logger) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := st.DeleteExpiredSessions(ctx, time.Now())
-			if err != nil {
-				logger.Warn("sweep sessions", "err", err)
-			} else if n > 0 {
-				logger.Info("swept sessions", "count", n)
-			}
-		}
 	}
 }
