@@ -16,7 +16,6 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 
 	"github.com/b24apps/leadcontacts/secret"
-	"github.com/b24apps/leadcontacts/store"
 	"github.com/b24apps/leadcontacts/store/sqldb"
 )
 
@@ -25,10 +24,6 @@ import (
 //
 //go:embed migrations/*.sql
 var migrations embed.FS
-
-// migrationLockKey is the pg_advisory_xact_lock key that serializes schema
-// migrations between instances starting at the same time ("leadcont").
-const migrationLockKey int64 = 0x6c656164636f6e74
 
 // Store is the PostgreSQL backend of store.Store: the shared
 // implementation (store/sqldb) in the PostgreSQL dialect. It is safe for
@@ -52,48 +47,9 @@ func Open(ctx context.Context, url string, keys *secret.Keyring) (*Store, error)
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
-	if err := migrate(ctx, db); err != nil {
+	if err := sqldb.Migrate(ctx, db, migrations, sqldb.PostgreSQL); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	return sqldb.New(db, keys, sqldb.PostgreSQL), nil
-}
-
-// migrate applies the embedded migrations that schema_migrations does not
-// list yet, in one transaction holding an advisory lock: instances that
-// start together queue there, and each later one finds nothing to do.
-func migrate(ctx context.Context, db *sql.DB) error {
-	steps, err := store.LoadMigrations(migrations)
-	if err != nil {
-		return err
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	defer tx.Rollback()
-
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
-		return fmt.Errorf("store: migrate: lock: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `
-		CREATE TABLE IF NOT EXISTS schema_migrations (
-			version    integer     NOT NULL PRIMARY KEY,
-			name       text        NOT NULL,
-			applied_at timestamptz NOT NULL DEFAULT now()
-		)`); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	// No arguments: pgx sends each step with the simple protocol, which
-	// runs a file of several statements.
-	if err := store.ApplyMigrations(ctx, tx, steps, func(m store.Migration) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,14 +37,31 @@ type Dialect struct {
 	RowLocks bool
 
 	forUpdate, forShare string
+	// migrationsTable creates schema_migrations; migrationLock, when set,
+	// serializes migrating instances (SQLite's immediate transaction does
+	// on its own).
+	migrationsTable, migrationLock string
 }
 
 // SQLite is the dialect of SQLite through modernc.org/sqlite.
-var SQLite = Dialect{Name: "sqlite", Millis: true}
+var SQLite = Dialect{Name: "sqlite", Millis: true,
+	migrationsTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER NOT NULL PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at INTEGER NOT NULL
+	) STRICT`}
 
 // PostgreSQL is the dialect of PostgreSQL through pgx.
 var PostgreSQL = Dialect{Name: "postgres", Numbered: true, RowLocks: true,
-	forUpdate: "\nFOR UPDATE", forShare: "\nFOR SHARE"}
+	forUpdate: "\nFOR UPDATE", forShare: "\nFOR SHARE",
+	migrationsTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer     NOT NULL PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL
+	)`,
+	// 0x6c656164636f6e74, "leadcont": instances that start together queue
+	// here, and each later one finds nothing to do.
+	migrationLock: `SELECT pg_advisory_xact_lock(7810756212536864372)`}
 
 // Store implements store.Store and store.Resealer on one database. It is
 // safe for concurrent use; across processes only with a RowLocks dialect.
@@ -135,14 +154,24 @@ func (d dialected) QueryRowContext(ctx context.Context, query string, args ...an
 	return d.q.QueryRowContext(ctx, d.s.sql(query), args...)
 }
 
-// sql turns ? placeholders into $1, $2... for Numbered dialects (no query
-// here has a ? inside a literal), once per query text.
+// sql is a query in the dialect's placeholders, rewritten once per text.
 func (s *Store) sql(query string) string {
 	if !s.d.Numbered {
 		return query
 	}
 	if v, ok := s.sqls.Load(query); ok {
 		return v.(string)
+	}
+	q := s.d.rebind(query)
+	s.sqls.Store(query, q)
+	return q
+}
+
+// rebind turns ? placeholders into $1, $2... for Numbered dialects (no
+// query here has a ? inside a literal).
+func (d Dialect) rebind(query string) string {
+	if !d.Numbered {
+		return query
 	}
 	var b strings.Builder
 	n := 0
@@ -154,7 +183,6 @@ func (s *Store) sql(query string) string {
 		}
 		b.WriteRune(r)
 	}
-	s.sqls.Store(query, b.String())
 	return b.String()
 }
 
@@ -169,11 +197,13 @@ func (s *Store) exists(ctx context.Context, q querier, query string, args ...any
 }
 
 // t is a time as a query parameter.
-func (s *Store) t(t time.Time) any {
-	if s.d.Millis {
+func (s *Store) t(t time.Time) any { return s.d.time(t) }
+
+func (d Dialect) time(t time.Time) any {
+	if d.Millis {
 		return t.UnixMilli()
 	}
-	return s.stored(t)
+	return t.Truncate(time.Microsecond).UTC()
 }
 
 // nt is t with the zero time as NULL ("not set").
@@ -221,3 +251,38 @@ func (ts timeScanner) Scan(src any) error {
 func portalAAD(memberID, column string) string { return "portals|" + memberID + "|" + column }
 
 func sessionAAD(lookup, column string) string { return "sessions|" + lookup + "|" + column }
+
+// Migrate applies the migrations in fsys (migrations/NNNN_name.sql) that
+// schema_migrations does not list yet, all in one transaction, so
+// instances that start together serialize (on the advisory lock, or on
+// SQLite's write lock) and each later one finds nothing to do.
+func Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, d Dialect) error {
+	steps, err := store.LoadMigrations(fsys)
+	if err != nil {
+		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	defer tx.Rollback()
+	for _, q := range []string{d.migrationLock, d.migrationsTable} {
+		if q == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+	}
+	record := d.rebind(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`)
+	if err := store.ApplyMigrations(ctx, tx, steps, func(m store.Migration) error {
+		_, err := tx.ExecContext(ctx, record, m.Version, m.Name, d.time(time.Now()))
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}

@@ -22,7 +22,6 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/b24apps/leadcontacts/secret"
-	"github.com/b24apps/leadcontacts/store"
 	"github.com/b24apps/leadcontacts/store/sqldb"
 )
 
@@ -101,7 +100,7 @@ func Open(ctx context.Context, path string, keys *secret.Keyring) (*Store, error
 	var err2 error
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
 		if err2 = check(ctx, db, memory); err2 == nil {
-			err2 = migrate(ctx, db)
+			err2 = sqldb.Migrate(ctx, db, migrations, sqldb.SQLite)
 		}
 		if err2 == nil || !strings.Contains(err2.Error(), "SQLITE_BUSY") || wait > time.Second || ctx.Err() != nil {
 			break
@@ -138,41 +137,6 @@ func check(ctx context.Context, db *sql.DB, memory bool) error {
 	}
 	if !memory && !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("store: open sqlite: journal_mode is %q, want wal", mode)
-	}
-	return nil
-}
-
-// migrate applies the embedded migrations that schema_migrations does not
-// list yet, all in one immediate transaction: two processes starting at
-// once serialize on the write lock, and the second finds nothing to do.
-func migrate(ctx context.Context, db *sql.DB) error {
-	steps, err := store.LoadMigrations(migrations)
-	if err != nil {
-		return err
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	defer tx.Rollback()
-
-	if _, err := tx.ExecContext(ctx, `
-		CREATE TABLE IF NOT EXISTS schema_migrations (
-			version    INTEGER NOT NULL PRIMARY KEY,
-			name       TEXT    NOT NULL,
-			applied_at INTEGER NOT NULL
-		) STRICT`); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	if err := store.ApplyMigrations(ctx, tx, steps, func(m store.Migration) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.Version, m.Name, time.Now().UnixMilli())
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil
 }
