@@ -299,9 +299,9 @@ func TestPagesAfterAClickSpeakTheUsersLanguage(t *testing.T) {
 }
 
 // TestPagesAfterAClickNameTheContacts: every page that lists the lead's
-// contacts after a click (the tab again after Cancel, and the tab when
-// Undo came too late and someone linked contacts meanwhile) shows their
-// names, looked up in the same batch, not bare ids.
+// contacts after a click (the no-JS confirmation, the tab again after
+// Cancel, and the tab when Undo came too late and someone linked contacts
+// meanwhile) shows their names, looked up in the same batch, not bare ids.
 func TestPagesAfterAClickNameTheContacts(t *testing.T) {
 	e := newTestEnv(t)
 	e.install()
@@ -323,9 +323,14 @@ func TestPagesAfterAClickNameTheContacts(t *testing.T) {
 	require.Equal(t, http.StatusOK, tab.status, tab.body)
 	confirm := e.submit(tab, "#remove-form")
 	require.Equal(t, http.StatusOK, confirm.status, confirm.body)
+	got := names(confirm)
+	require.Len(t, got, 3, "the confirmation lists what will be unlinked")
+	for i := range want {
+		assert.Contains(t, got[i], want[i], "the confirmation names contact %d", i)
+	}
 	back := e.submit(confirm, "#cancel-form")
 	require.Equal(t, http.StatusOK, back.status, back.body)
-	got := names(back)
+	got = names(back)
 	require.Len(t, got, 3)
 	for i := range want {
 		assert.Contains(t, got[i], want[i], "the view after Cancel names contact %d", i)
