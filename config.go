@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ type Config struct {
 	// UninstallGrace is how long an unconfirmed ONAPPUNINSTALL waits for a
 	// verified frame before the portal is uninstalled as reported.
 	UninstallGrace time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (CIDRs or addresses); none by default.
+	TrustedProxies []string
 }
 
 // Defaults of the optional variables (app.json and the README list them).
@@ -134,6 +138,19 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		bad("UNINSTALL_GRACE_HOURS", "must be a whole number of hours from 1 to 720")
 	}
 	cfg.UninstallGrace = time.Duration(hours) * time.Hour
+	for _, s := range strings.Split(get("TRUSTED_PROXIES", ""), ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if _, err := netip.ParsePrefix(s); err != nil {
+			if _, err := netip.ParseAddr(s); err != nil {
+				bad("TRUSTED_PROXIES", fmt.Sprintf("entry %q is not an address or a CIDR", s))
+				continue
+			}
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, s)
+	}
 	// Bitrix24's leaky bucket is per portal and source IP: instances
 	// behind one egress IP share it, so each gets a share of its drain.
 	r, err := strconv.ParseFloat(get("B24_PORTAL_RATE", "2"), 64)

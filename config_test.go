@@ -164,3 +164,19 @@ func TestConfigNeverEchoesUserInfo(t *testing.T) {
 		assert.NotContains(t, err.Error(), "admin:")
 	}
 }
+
+func TestTrustedProxies(t *testing.T) {
+	base := map[string]string{"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
+		"APP_BASE_URL": "https://app.example.com"}
+	cfg, err := loadConfig(env(base))
+	require.NoError(t, err)
+	assert.Empty(t, cfg.TrustedProxies, "none unless configured")
+	base["TRUSTED_PROXIES"] = "10.0.0.0/8, 192.168.1.7,fd00::/8"
+	cfg, err = loadConfig(env(base))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"10.0.0.0/8", "192.168.1.7", "fd00::/8"}, cfg.TrustedProxies)
+	base["TRUSTED_PROXIES"] = "10.0.0.0/8,proxy.internal"
+	_, err = loadConfig(env(base))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "TRUSTED_PROXIES")
+}

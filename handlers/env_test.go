@@ -114,6 +114,8 @@ type testEnv struct {
 	// frames from one address in a burst, so by default the budgets are
 	// 100 times production's; the tests of the budgets use 1.
 	inboundScale float64
+	// trustedProxies is the app's TRUSTED_PROXIES.
+	trustedProxies []string
 	// simOptions and portalOptions adjust the simulator and its portal.
 	simOptions    func(*simulator.Options)
 	portalOptions func(*simulator.PortalOptions)
@@ -214,7 +216,7 @@ func (e *testEnv) start() {
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := handlers.New(handlers.Config{
 		BaseURL: base, JSURL: e.sim.JSURL(), AllowHTTP: true, Manifest: e.m, RequestTimeout: e.timeout,
-		InboundScale: e.inboundScale,
+		InboundScale: e.inboundScale, TrustedProxies: e.trustedProxies,
 	}, handlers.Deps{
 		Store: e.handlerStore(e.st),
 		REST:  e.restClient(httpClient, logger),

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 
@@ -94,6 +95,10 @@ type Config struct {
 	// unset; tests that send many requests from one address on purpose
 	// raise it.
 	InboundScale float64
+	// TrustedProxies are the reverse proxies (CIDRs or addresses) whose
+	// X-Forwarded-For names the client, for the per-address budgets and
+	// the logs; none by default, so no client can claim an address.
+	TrustedProxies []string
 }
 
 // DefaultUninstallGrace is Config.UninstallGrace when unset.
@@ -151,6 +156,9 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	}
 	if cfg.InboundScale <= 0 {
 		cfg.InboundScale = 1
+	}
+	if err := gin.New().SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("handlers: trusted proxies: %w", err)
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)

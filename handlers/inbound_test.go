@@ -193,3 +193,40 @@ func TestFrameBudgetPerAddressAndPortal(t *testing.T) {
 	tab := e.openTab(simulator.SeedSales, lead, "en")
 	assert.Equal(t, http.StatusOK, tab.status, "a user elsewhere is not affected")
 }
+
+// TestBudgetsSeeTheClientBehindATrustedProxy: behind a reverse proxy named
+// in TRUSTED_PROXIES, each client's X-Forwarded-For address has its own
+// budget; anyone else's X-Forwarded-For is ignored, so a client cannot
+// escape its budget by claiming other addresses.
+func TestBudgetsSeeTheClientBehindATrustedProxy(t *testing.T) {
+	e := newTestEnv(t, withInboundScale(1), func(e *testEnv) { e.trustedProxies = []string{"127.0.0.5"} })
+	e.install()
+	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, e.leadWithContacts(3), "en")
+	require.NoError(t, err)
+	e.rememberFrame(f)
+	send := func(c *http.Client, forwardedFor string) int {
+		form := cloneForm(f.Form)
+		form.Set("AUTH_ID", junk())
+		req, err := http.NewRequest(http.MethodPost, f.URL, strings.NewReader(form.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	proxy, stranger := fromAddr(t, "127.0.0.5"), fromAddr(t, "127.0.0.6")
+	for i := range 12 {
+		assert.Equal(t, http.StatusForbidden, send(proxy, "203.0.113."+strconv.Itoa(i+1)),
+			"client %d behind the proxy has a budget of its own", i)
+	}
+	limited := 0
+	for i := range 12 {
+		if send(stranger, "198.51.100."+strconv.Itoa(i+1)) == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	assert.Equal(t, 2, limited, "an untrusted sender's X-Forwarded-For is ignored")
+}

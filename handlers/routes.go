@@ -19,7 +19,7 @@ func (h *Handlers) Engine() *gin.Engine {
 	r := gin.New()
 	// No proxy is trusted unless the deployment says so: c.ClientIP must
 	// not follow a client-supplied X-Forwarded-For.
-	_ = r.SetTrustedProxies(nil)
+	_ = r.SetTrustedProxies(h.cfg.TrustedProxies) // checked in New
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
