@@ -10,11 +10,11 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 
@@ -157,8 +157,12 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	if cfg.InboundScale <= 0 {
 		cfg.InboundScale = 1
 	}
-	if err := gin.New().SetTrustedProxies(cfg.TrustedProxies); err != nil {
-		return nil, fmt.Errorf("handlers: trusted proxies: %w", err)
+	for _, p := range cfg.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				return nil, fmt.Errorf("handlers: trusted proxy %q is not an address or a CIDR", p)
+			}
+		}
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
