@@ -65,23 +65,26 @@ func (e *Error) EffectiveCode() string { return e.effectiveCode() }
 
 // Sentinels for the codes the app branches on. Compare with errors.Is.
 var (
-	ErrExpiredToken        = &Error{Code: "expired_token"}
-	ErrInvalidToken        = &Error{Code: "invalid_token"}
-	ErrNoAuthFound         = &Error{Code: "NO_AUTH_FOUND"}
-	ErrAccessDenied        = &Error{Code: "ACCESS_DENIED"}
-	ErrNotFound            = &Error{Code: "NOT_FOUND"}
-	ErrInvalidArgument     = &Error{Code: "INVALID_ARGUMENT"}
-	ErrInsufficientScope   = &Error{Code: "insufficient_scope"}
-	ErrInvalidCredentials  = &Error{Code: "INVALID_CREDENTIALS"}
-	ErrUserAccess          = &Error{Code: "user_access_error"}
-	ErrQueryLimitExceeded  = &Error{Code: "QUERY_LIMIT_EXCEEDED"}
-	ErrOperationTimeLimit  = &Error{Code: "OPERATION_TIME_LIMIT"}
-	ErrOverloadLimit       = &Error{Code: "OVERLOAD_LIMIT"}
-	ErrPortalDeleted       = &Error{Code: "PORTAL_DELETED"}
-	ErrPaymentRequired     = &Error{Code: "PAYMENT_REQUIRED"}
-	ErrMethodNotFound      = &Error{Code: "ERROR_METHOD_NOT_FOUND"}
-	ErrMethodConfirmWait   = &Error{Code: "METHOD_CONFIRM_WAITING"}
-	ErrWrongAuthType       = &Error{Code: "WRONG_AUTH_TYPE"}
+	ErrExpiredToken       = &Error{Code: "expired_token"}
+	ErrInvalidToken       = &Error{Code: "invalid_token"}
+	ErrNoAuthFound        = &Error{Code: "NO_AUTH_FOUND"}
+	ErrAccessDenied       = &Error{Code: "ACCESS_DENIED"}
+	ErrNotFound           = &Error{Code: "NOT_FOUND"}
+	ErrInvalidArgument    = &Error{Code: "INVALID_ARGUMENT"}
+	ErrInsufficientScope  = &Error{Code: "insufficient_scope"}
+	ErrInvalidCredentials = &Error{Code: "INVALID_CREDENTIALS"}
+	ErrUserAccess         = &Error{Code: "user_access_error"}
+	ErrQueryLimitExceeded = &Error{Code: "QUERY_LIMIT_EXCEEDED"}
+	ErrOperationTimeLimit = &Error{Code: "OPERATION_TIME_LIMIT"}
+	ErrOverloadLimit      = &Error{Code: "OVERLOAD_LIMIT"}
+	ErrPortalDeleted      = &Error{Code: "PORTAL_DELETED"}
+	ErrPaymentRequired    = &Error{Code: "PAYMENT_REQUIRED"}
+	ErrMethodNotFound     = &Error{Code: "ERROR_METHOD_NOT_FOUND"}
+	ErrMethodConfirmWait  = &Error{Code: "METHOD_CONFIRM_WAITING"}
+	ErrWrongAuthType      = &Error{Code: "WRONG_AUTH_TYPE"}
+	// ErrHandlerAlreadyBound is the docs' example code; the server answers
+	// a repeated placement.bind / event.bind with ERROR_CORE "… Handler
+	// already binded" (recorded), which callers match by description.
 	ErrHandlerAlreadyBound = &Error{Code: "ERROR_HANDLER_ALREADY_EXIST"}
 	ErrInternal            = &Error{Code: "INTERNAL_SERVER_ERROR"}
 )

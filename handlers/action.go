@@ -59,6 +59,20 @@ type action struct {
 	loc    *lang.Localizer
 }
 
+// withAction adapts an action of the tab: startAction authenticates the
+// POST and starts the answer page, fn does the work, and the action's
+// deadline ends with fn.
+func (h *Handlers) withAction(fn func(c *gin.Context, a *action) error) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		a, err := h.startAction(c)
+		if err != nil {
+			return err
+		}
+		defer a.cancel()
+		return fn(c, a)
+	}
+}
+
 // startAction authenticates a POST from the tab's page: the signed page
 // context, the optional browser cookie, the live session it names and the
 // installed portal. Removal, undo, confirm and view all pass this gate.
@@ -162,12 +176,7 @@ func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.P
 
 // view renders the tab again for an open session: Cancel on the no-JS
 // confirmation page returns here.
-func (h *Handlers) view(c *gin.Context) error {
-	a, err := h.startAction(c)
-	if err != nil {
-		return err
-	}
-	defer a.cancel()
+func (h *Handlers) view(c *gin.Context, a *action) error {
 	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
 	h.render(c, h.readList(ctx, sess, p, &page, loc), "tab", page)
 	return nil
@@ -177,12 +186,7 @@ func (h *Handlers) view(c *gin.Context) error {
 // JavaScript: the tab's form posts here, and only this page's "Yes"
 // posts to the removal. It reads the current links, so the question names
 // the number that will really be unlinked.
-func (h *Handlers) confirm(c *gin.Context) error {
-	a, err := h.startAction(c)
-	if err != nil {
-		return err
-	}
-	defer a.cancel()
+func (h *Handlers) confirm(c *gin.Context, a *action) error {
 	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
 	if status := h.readList(ctx, sess, p, &page, loc); status != http.StatusOK {
 		h.render(c, status, "tab", page)

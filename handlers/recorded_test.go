@@ -451,3 +451,21 @@ func TestNonAdminInstallChangesNothing(t *testing.T) {
 	assert.Equal(t, before.InstalledBy, after.InstalledBy)
 	assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
 }
+
+// TestRecordedAlreadyBoundIsNotAnInstallError: a bind that races another
+// (the binding appeared between placement.get and placement.bind) gets the
+// recorded ERROR_CORE "Handler already binded", which the installer takes
+// as success.
+func TestRecordedAlreadyBoundIsNotAnInstallError(t *testing.T) {
+	f, err := recorded.Load("rest_handler_already_binded")
+	require.NoError(t, err)
+	var body struct {
+		Code string `json:"error"`
+		Desc string `json:"error_description"`
+	}
+	require.NoError(t, json.Unmarshal(f.Body, &body))
+	e := newTestEnv(t)
+	e.portal.InjectFault(simulator.Fault{Method: "placement.bind", Status: f.Status, Code: body.Code, Description: body.Desc})
+	p := e.install()
+	assert.True(t, p.doc.Find("body").HasClass("install-finish"), "the install completes: %s", p.body)
+}

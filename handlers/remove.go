@@ -19,12 +19,7 @@ import (
 // remove handles "Remove all contacts": crm.lead.contact.items.delete for
 // the lead named by the page context, with the clicking user's own token
 // (so Bitrix24 applies that user's CRM rights), never the installer's.
-func (h *Handlers) remove(c *gin.Context) error {
-	a, err := h.startAction(c)
-	if err != nil {
-		return err
-	}
-	defer a.cancel()
+func (h *Handlers) remove(c *gin.Context, a *action) error {
 	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
 
 	removed, uncounted, undo, err := h.removeContacts(ctx, sess, p)

@@ -42,10 +42,10 @@ func (h *Handlers) Engine() *gin.Engine {
 
 	r.HEAD(h.tabPath, ok)
 	r.POST(h.tabPath, form, h.limitInbound(routeFrame), h.page(h.leadTab))
-	r.POST(h.tabPath+"/remove", form, h.page(h.remove))
-	r.POST(h.tabPath+"/"+routeConfirm, form, h.page(h.confirm))
-	r.POST(h.tabPath+"/"+routeView, form, h.page(h.view))
-	r.POST(h.tabPath+"/"+routeUndo, form, h.page(h.undo))
+	r.POST(h.tabPath+"/remove", form, h.page(h.withAction(h.remove)))
+	r.POST(h.tabPath+"/"+routeConfirm, form, h.page(h.withAction(h.confirm)))
+	r.POST(h.tabPath+"/"+routeView, form, h.page(h.withAction(h.view)))
+	r.POST(h.tabPath+"/"+routeUndo, form, h.page(h.withAction(h.undo)))
 
 	// The app's main page, framed from the portal's left menu.
 	r.HEAD(m.Handler, ok)

@@ -35,12 +35,7 @@ var errLeadChanged = errors.New("the lead has contacts linked since the removal"
 // conditional write for contact links; this is the smallest window it
 // allows, and the write batch re-reads the list so the page shows what is
 // really linked afterwards.
-func (h *Handlers) undo(c *gin.Context) error {
-	a, err := h.startAction(c)
-	if err != nil {
-		return err
-	}
-	defer a.cancel()
+func (h *Handlers) undo(c *gin.Context, a *action) error {
 	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
 	snap, err := h.d.Store.TakeUndo(ctx, sess.ID, h.now())
 	if errors.Is(err, store.ErrNotFound) {

@@ -111,25 +111,28 @@ func (h *Handlers) PurgeReportedUninstalls(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// One portal's failure does not keep the others waiting: each is
+	// tried, and the failures are returned together.
 	n := 0
+	var errs []error
 	for _, r := range reports {
 		p, err := h.d.Store.Portal(ctx, r.MemberID)
 		if err != nil {
-			return n, err
+			errs = append(errs, err)
+			continue
 		}
 		if v, how := h.askInstalled(ctx, p); v == verdictInstalled {
 			h.d.Logger.Info("uninstall report dropped: Bitrix24 says the app is installed", "member", p.MemberID, "checked_with", how)
-			if err := h.d.Store.ClearUninstallReport(ctx, p.MemberID); err != nil {
-				return n, err
-			}
+			errs = append(errs, h.d.Store.ClearUninstallReport(ctx, p.MemberID))
 			continue
 		}
 		if err := h.uninstallNow(ctx, r.MemberID, r.Clean, "grace period over"); err != nil {
-			return n, err
+			errs = append(errs, err)
+			continue
 		}
 		n++
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // installVerdict is what Bitrix24 says of the app on a portal.
