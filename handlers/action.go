@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -119,37 +118,45 @@ func (h *Handlers) startAction(c *gin.Context) (a *action, err error) {
 	return a, nil
 }
 
-// listCommands reads the lead, its links and the first names contacts'
-// names: the tab's batch without the verification, which the session
-// already stands for.
-func (h *Handlers) listCommands(leadID int64, names int) []bitrix24.Cmd {
-	id := url.Values{"id": {strconv.FormatInt(leadID, 10)}}
-	cmds := []bitrix24.Cmd{
-		{Key: "lead", Method: "crm.lead.get", Params: id},
-		{Key: "items", Method: "crm.lead.contact.items.get", Params: id},
+// listCommands reads what the tab shows of a lead in three commands whose
+// references always resolve: crm.item.get gives the lead's title and, in
+// item.contactIds, every linked contact's id as one array (empty, never
+// absent, when nothing is linked), which crm.contact.list takes whole as an
+// "@ID" filter for the names. Nothing refers to a position in a list, so
+// no reference can run past its end (platform doc, "Batch references").
+// crm.lead.contact.items.get gives the links' order and primary flag.
+func listCommands(leadID int64) []bitrix24.Cmd {
+	id := strconv.FormatInt(leadID, 10)
+	return []bitrix24.Cmd{
+		{Key: "lead", Method: "crm.item.get", Params: url.Values{"entityTypeId": {"1"}, "id": {id}}},
+		{Key: "items", Method: "crm.lead.contact.items.get", Params: url.Values{"id": {id}}},
+		{Key: "names", Method: "crm.contact.list", Params: url.Values{
+			"filter[@ID]": {"$result[lead][item][contactIds]"},
+			"select[0]":   {"ID"}, "select[1]": {"NAME"}, "select[2]": {"SECOND_NAME"},
+			"select[3]":   {"LAST_NAME"}, "select[4]": {"POST"},
+		}},
 	}
-	for i := 0; i < names && i < h.cfg.MaxNamedContacts && len(cmds) < bitrix24.MaxBatch; i++ {
-		cmds = append(cmds, bitrix24.Cmd{Key: fmt.Sprintf("c%d", i), Method: "crm.contact.get",
-			Params: url.Values{"id": {fmt.Sprintf("$result[items][%d][CONTACT_ID]", i)}}})
-	}
-	return cmds
 }
 
 // fillList puts a listCommands result on the page; it returns the links.
 func (h *Handlers) fillList(page *tabPage, loc *lang.Localizer, p *store.Portal, res *bitrix24.BatchResult) ([]leadItem, error) {
-	var lead leadFields
+	var lead struct {
+		Item struct {
+			Title string `json:"title"`
+		} `json:"item"`
+	}
 	if err := res.Decode("lead", &lead); err != nil {
 		return nil, err
 	}
-	if lead.Title != "" {
-		page.LeadTitle = lead.Title
+	if lead.Item.Title != "" {
+		page.LeadTitle = lead.Item.Title
 	}
 	var items []leadItem
 	if err := res.Decode("items", &items); err != nil {
 		return nil, err
 	}
 	page.Loaded, page.Total = true, len(items)
-	page.Contacts, page.More = h.contactViews(loc, res, items, p)
+	page.Contacts, page.Unnamed = contactViews(loc, res, items, portalOrigin(p))
 	page.CanRemove = page.Total > 0
 	return items, nil
 }
@@ -160,7 +167,7 @@ func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.P
 	var res *bitrix24.BatchResult
 	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
 		var err error
-		res, err = h.d.REST.Batch(ctx, endpoint, token, false, h.listCommands(sess.LeadID, h.cfg.MaxNamedContacts))
+		res, err = h.d.REST.Batch(ctx, endpoint, token, false, listCommands(sess.LeadID))
 		return err
 	})
 	if err == nil {

@@ -81,9 +81,6 @@ type Config struct {
 	SessionTTL time.Duration
 	// RequestTimeout bounds every request's upstream work, retries included.
 	RequestTimeout time.Duration
-	// MaxNamedContacts is how many contacts get their names looked up when
-	// the tab opens (one batch sub-call each); the rest show by ID.
-	MaxNamedContacts int
 	// HistoryRetention is how long removals and undos stay in the admins'
 	// history (the page says so; main sweeps older entries).
 	HistoryRetention time.Duration
@@ -144,9 +141,6 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 20 * time.Second
-	}
-	if cfg.MaxNamedContacts <= 0 {
-		cfg.MaxNamedContacts = 25
 	}
 	if cfg.HistoryRetention <= 0 {
 		cfg.HistoryRetention = DefaultHistoryRetention

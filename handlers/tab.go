@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"unicode"
 
@@ -27,7 +25,7 @@ type tabPage struct {
 	Loaded    bool // the contact list was read
 	Total     int
 	Contacts  []contactView
-	More      int // contacts listed without a name lookup
+	Unnamed   int // contacts listed by number: their names were not read
 	Banner    *banner
 	Context   string // signed page context; empty hides the form
 	Action    string
@@ -61,11 +59,6 @@ type leadItem struct {
 	Primary   bitrix24.Bool `json:"IS_PRIMARY"`
 }
 
-type leadFields struct {
-	ID    bitrix24.ID `json:"ID"`
-	Title string      `json:"TITLE"`
-}
-
 type contactFields struct {
 	ID         bitrix24.ID `json:"ID"`
 	Name       string      `json:"NAME"`
@@ -93,7 +86,7 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	p, res, me, err := h.verifyFrame(ctx, f, h.tabCommands(leadID))
+	p, res, me, err := h.verifyFrame(ctx, f, tabCommands(leadID))
 	if err != nil {
 		return err
 	}
@@ -101,27 +94,15 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	c.Set(originKey, portalOrigin(p))
 	loc := h.d.Lang.For(f.Lang)
 	page := tabPage{base: h.base(loc), LeadID: leadID}
-
-	var lead leadFields
-	if err := res.Decode("lead", &lead); err != nil {
+	if _, err := h.fillList(&page, loc, p, res); err != nil {
+		page.Loaded = false
 		page.Banner = h.errorBanner(loc, err)
 		h.render(c, upstreamStatus(err), "tab", page)
 		return nil
 	}
-	page.LeadTitle = lead.Title
-	var items []leadItem
-	if err := res.Decode("items", &items); err != nil {
-		page.Banner = h.errorBanner(loc, err)
-		h.render(c, upstreamStatus(err), "tab", page)
-		return nil
-	}
-	page.Loaded = true
-	page.Total = len(items)
-	page.Contacts, page.More = h.contactViews(loc, res, items, p)
-
 	sess := &store.Session{
 		ID: randomID(), MemberID: p.MemberID, UserID: int64(me.ID), LeadID: leadID,
-		LeadTitle: lead.Title, Lang: loc.Code(), AccessToken: f.AuthID, RefreshToken: f.RefreshID,
+		LeadTitle: page.LeadTitle, Lang: loc.Code(), AccessToken: f.AuthID, RefreshToken: f.RefreshID,
 		CreatedAt: h.now(), ExpiresAt: h.now().Add(h.cfg.SessionTTL),
 	}
 	if err := h.d.Store.CreateSession(ctx, sess); err != nil {
@@ -130,63 +111,51 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	if err := h.setPageContext(c, &page, sess); err != nil {
 		return err
 	}
-	page.CanRemove = page.Total > 0
 	h.render(c, http.StatusOK, "tab", page)
 	return nil
 }
 
-// tabCommands is the one batch behind the tab: verification (app.info and
-// profile prove the token works on the stored portal and name the user),
-// the lead, its contact links, and a name lookup per contact. The lookups
-// reference the links by position ($result[items][i][CONTACT_ID]), the
-// documented batch form. A lookup beyond the last link does not fail: as
-// recorded (platform doc, "Batch references"), Bitrix24 hands it the whole
-// list, which crm.contact.get reads as id 1, so it may fetch contact #1.
-// contactViews reads only the lookups of existing links, and only when
-// they name the linked contact, so such answers are never shown.
-func (h *Handlers) tabCommands(leadID int64) []bitrix24.Cmd {
-	id := url.Values{"id": {strconv.FormatInt(leadID, 10)}}
-	cmds := []bitrix24.Cmd{
+// tabCommands is the one batch behind the tab, five commands: app.info
+// and profile verify the token on the stored portal and name the user,
+// then listCommands reads the lead, its links and the names.
+func tabCommands(leadID int64) []bitrix24.Cmd {
+	return append([]bitrix24.Cmd{
 		{Key: "app", Method: "app.info"},
 		{Key: "me", Method: "profile"},
-		{Key: "lead", Method: "crm.lead.get", Params: id},
-		{Key: "items", Method: "crm.lead.contact.items.get", Params: id},
-	}
-	for i := 0; i < h.cfg.MaxNamedContacts && len(cmds) < bitrix24.MaxBatch; i++ {
-		cmds = append(cmds, bitrix24.Cmd{Key: fmt.Sprintf("c%d", i), Method: "crm.contact.get",
-			Params: url.Values{"id": {fmt.Sprintf("$result[items][%d][CONTACT_ID]", i)}}})
-	}
-	return cmds
+	}, listCommands(leadID)...)
 }
 
-// contactViews names the linked contacts from the batch's lookups, in the
-// portal's order (primary first, then by SORT, as Bitrix24 returns them).
-func (h *Handlers) contactViews(loc *lang.Localizer, res *bitrix24.BatchResult, items []leadItem, p *store.Portal) ([]contactView, int) {
-	origin := portalOrigin(p)
-	var out []contactView
-	more := 0
-	for i, it := range items {
+// contactViews lists the links in the portal's order (primary first, then
+// by SORT, as Bitrix24 returns them), named from the batch's crm.contact.list
+// page. A link without a name there (past the first page of 50, or a
+// contact the user may not read) is listed by number and counted in
+// unnamed. Names are matched by id, so whatever else the list returns
+// (Bitrix24 does not say what an empty "@ID" filter selects) never shows.
+func contactViews(loc *lang.Localizer, res *bitrix24.BatchResult, items []leadItem, origin string) (out []contactView, unnamed int) {
+	var found []contactFields
+	_ = res.Decode("names", &found) // no names is not an error: ids remain
+	names := make(map[int64]contactFields, len(found))
+	for _, cf := range found {
+		names[int64(cf.ID)] = cf
+	}
+	for _, it := range items {
 		if it.ContactID <= 0 {
-			continue
-		}
-		if i >= h.cfg.MaxNamedContacts {
-			more++
 			continue
 		}
 		v := contactView{ID: int64(it.ContactID), Primary: bool(it.Primary)}
 		v.Path = fmt.Sprintf("/crm/contact/details/%d/", v.ID)
 		v.URL = origin + v.Path
-		var cf contactFields
-		if err := res.Decode(fmt.Sprintf("c%d", i), &cf); err == nil && int64(cf.ID) == v.ID {
+		if cf, ok := names[v.ID]; ok {
 			v.Name = strings.Join(strings.Fields(cf.Name+" "+cf.SecondName+" "+cf.LastName), " ")
 			v.Post = strings.TrimSpace(cf.Post)
 		}
 		if v.Name == "" {
 			v.Name = loc.T("tab.contact_fallback", "ID", v.ID)
+			unnamed++
 		}
 		out = append(out, v)
 	}
-	return out, more
+	return out, unnamed
 }
 
 // activePortal loads an installed portal or refuses the request.

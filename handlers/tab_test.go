@@ -191,35 +191,3 @@ func TestMethodsAndUnknownRoutes(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
 
-// TestTabIgnoresLookupsPastTheLastLink: as recorded, a batch reference
-// past the end of the links hands crm.contact.get the whole list, which it
-// reads as id 1, so the spare lookups fetch contact #1. The tab shows the
-// linked contacts only.
-func TestTabIgnoresLookupsPastTheLastLink(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	one, ok := e.portal.Contact(1)
-	require.True(t, ok, "the seed has a contact #1")
-	e.portal.AddContact(simulator.Contact{ID: 901, Name: "Ada", LastName: "Lovelace"})
-	e.portal.AddContact(simulator.Contact{ID: 902, Name: "Alan", LastName: "Turing"})
-	e.portal.AddLead(simulator.Lead{ID: 900, Title: "Two links"})
-	require.NoError(t, e.portal.LinkContact(900, 901, 10, true))
-	require.NoError(t, e.portal.LinkContact(900, 902, 20, false))
-
-	mark := len(e.portal.Calls())
-	p := e.openTab(2, 900, "en")
-	require.Equal(t, http.StatusOK, p.status, p.body)
-	names := p.doc.Find("#contacts li a.contact-link")
-	require.Equal(t, 2, names.Length())
-	assert.Contains(t, names.Eq(0).Text(), "Ada Lovelace")
-	assert.Contains(t, names.Eq(1).Text(), "Alan Turing")
-	assert.NotContains(t, p.body, one.LastName, "contact #1, fetched by a spare lookup, is not shown")
-
-	fetchedOne := 0
-	for _, c := range e.portal.Calls()[mark:] {
-		if c.Method == "crm.contact.get" && c.HTTPStatus == http.StatusOK && c.Params.Get("id") == "" {
-			fetchedOne++ // the id was the whole list (flattened as id[0][...])
-		}
-	}
-	assert.Positive(t, fetchedOne, "the simulator resolves references as Bitrix24 does")
-}

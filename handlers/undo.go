@@ -99,7 +99,7 @@ func (h *Handlers) undo(c *gin.Context, a *action) error {
 func (h *Handlers) restore(ctx context.Context, sess *store.Session, p *store.Portal, snap *store.UndoSnapshot) (*bitrix24.BatchResult, error) {
 	var out *bitrix24.BatchResult
 	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		check, err := h.d.REST.Batch(ctx, endpoint, token, false, h.listCommands(sess.LeadID, h.cfg.MaxNamedContacts))
+		check, err := h.d.REST.Batch(ctx, endpoint, token, false, listCommands(sess.LeadID))
 		if err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func (h *Handlers) restore(ctx context.Context, sess *store.Session, p *store.Po
 			set.Set(k+"[IS_PRIMARY]", primary)
 		}
 		cmds := append([]bitrix24.Cmd{{Key: "set", Method: "crm.lead.contact.items.set", Params: set}},
-			h.listCommands(sess.LeadID, len(snap.Items))...)
+			listCommands(sess.LeadID)...)
 		res, err := h.d.REST.Batch(ctx, endpoint, token, true, cmds)
 		if err != nil {
 			return err

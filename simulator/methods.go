@@ -29,6 +29,7 @@ func (p *Portal) buildMethods() map[string]methodDef {
 		"event.get":    {scope: "basic", fn: p.mEventGet},
 
 		"crm.lead.get":                  {scope: "crm", fn: p.mLeadGet},
+		"crm.item.get":                  {scope: "crm", fn: p.mItemGet},
 		"crm.lead.list":                 {scope: "crm", fn: p.mLeadList},
 		"crm.lead.contact.items.get":    {scope: "crm", fn: p.mLeadContactItemsGet},
 		"crm.lead.contact.items.set":    {scope: "crm", fn: p.mLeadContactItemsSet},

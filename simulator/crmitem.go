@@ -1,0 +1,59 @@
+package simulator
+
+// entityTypeLead is crm.item.*'s entityTypeId of leads (crm-item-get.md).
+const entityTypeLead = 1
+
+// mItemGet is crm.item.get for leads: the lead in the universal API's
+// camelCase shape with the key set of the docs' example
+// (testdata/recorded/rest_crm_item_get_lead.json), numbers as numbers, and
+// contactIds, every linked contact's id as one array ([] when none) in the
+// links' order. Errors as crm-item-get.md lists them: NOT_FOUND for an
+// unknown type or item and ACCESS_DENIED without read permission, both 400.
+func (p *Portal) mItemGet(c *callCtx) (result, *apiError) {
+	if phpInt(first(c.param("entityTypeId"))) != entityTypeLead {
+		return result{}, &apiError{status: 400, code: "NOT_FOUND", desc: "SPA not found"}
+	}
+	if !c.user.canRead() {
+		return result{}, &apiError{status: 400, code: "ACCESS_DENIED", desc: "Access denied"}
+	}
+	rec, ok := p.leads[phpInt(first(c.param("id")))]
+	if !ok {
+		return result{}, &apiError{status: 400, code: "NOT_FOUND", desc: "Element not found"}
+	}
+	contactIDs := make([]any, 0, len(rec.contacts))
+	contactID := 0
+	for _, lc := range rec.contacts {
+		contactIDs = append(contactIDs, lc.ContactID)
+		if lc.Primary {
+			contactID = lc.ContactID
+		}
+	}
+	// The classic record carries the semantic and the defaults.
+	classic := p.leadRecordLocked(rec)
+	by := max(rec.AssignedByID, 1)
+	created, modified := dateTime(rec.created), dateTime(rec.modified)
+	item := newObj()
+	for _, kv := range []struct {
+		k string
+		v any
+	}{
+		{"id", rec.ID}, {"createdTime", created}, {"dateCreateShort", nil}, {"updatedTime", modified},
+		{"dateModifyShort", nil}, {"createdBy", by}, {"updatedBy", by}, {"assignedById", by},
+		{"opened", "Y"}, {"companyId", 0}, {"contactId", contactID}, {"stageId", rec.StatusID},
+		{"isConvert", nil}, {"statusDescription", nil}, {"stageSemanticId", classic.vals["STATUS_SEMANTIC_ID"]},
+		{"productId", nil}, {"opportunity", 0}, {"currencyId", "USD"}, {"sourceId", "WEB"},
+		{"sourceDescription", nil}, {"title", rec.Title}, {"name", rec.Name}, {"lastName", nz(rec.LastName)},
+		{"secondName", nil}, {"shortName", nil}, {"companyTitle", nil}, {"post", nil}, {"address", nil},
+		{"comments", nil}, {"webformId", 0}, {"originatorId", nil}, {"originId", nil}, {"dateClosed", nil},
+		{"birthdate", nil}, {"honorific", nil}, {"hasPhone", "N"}, {"hasEmail", "N"}, {"hasImol", "N"},
+		{"login", nil}, {"isReturnCustomer", "N"}, {"searchContent", rec.Title}, {"isManualOpportunity", "N"},
+		{"movedBy", by}, {"movedTime", created}, {"lastActivityBy", by}, {"lastActivityTime", modified},
+		{"phoneMobile", ""}, {"phoneWork", ""}, {"phoneMailing", ""}, {"emailHome", ""}, {"emailWork", ""},
+		{"emailMailing", ""}, {"skype", nil}, {"icq", nil}, {"imol", ""}, {"email", ""}, {"phone", ""},
+		{"fm", []any{}}, {"utmSource", nil}, {"utmMedium", nil}, {"utmCampaign", nil}, {"utmContent", nil},
+		{"utmTerm", nil}, {"observers", []any{}}, {"contactIds", contactIDs}, {"entityTypeId", entityTypeLead},
+	} {
+		item.Set(kv.k, kv.v)
+	}
+	return okResult(newObj().Set("item", item))
+}
