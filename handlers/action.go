@@ -133,7 +133,7 @@ func listCommands(leadID int64) []bitrix24.Cmd {
 		{Key: "names", Method: "crm.contact.list", Params: url.Values{
 			"filter[@ID]": {"$result[lead][item][contactIds]"},
 			"select[0]":   {"ID"}, "select[1]": {"NAME"}, "select[2]": {"SECOND_NAME"},
-			"select[3]":   {"LAST_NAME"}, "select[4]": {"POST"},
+			"select[3]": {"LAST_NAME"}, "select[4]": {"POST"},
 		}},
 	}
 }

@@ -190,4 +190,3 @@ func TestMethodsAndUnknownRoutes(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
-
