@@ -24,7 +24,8 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 	// see "no row" and collide. installed_at restarts only when the row was
 	// uninstalled: a plain re-save (scope change, new admin) keeps it.
 	var version int64
-	err := s.q(ctx).QueryRowContext(ctx, `
+	err := s.durable(ctx, func(q querier) error {
+		return q.QueryRowContext(ctx, `
 		INSERT INTO portals (member_id, domain, rest_endpoint, oauth_server, scope, status,
 			app_token_hash, installed_by, lang, access_token, refresh_token, token_expiry,
 			installed_at, updated_at, uninstalled_at, version, app_id, app_code)
@@ -53,10 +54,11 @@ func (s *Store) SavePortal(ctx context.Context, p *store.Portal) error {
 			uninstall_clean       = FALSE,
 			version        = portals.version + 1
 		RETURNING installed_at, version`,
-		p.MemberID, p.Domain, p.RESTEndpoint, p.OAuthServer, p.Scope, p.Status,
-		p.AppTokenHash, p.InstalledBy, p.Lang, access, refresh, s.nt(p.TokenExpiry),
-		s.t(now), s.t(now), p.AppID, p.AppCode,
-	).Scan(tm(&p.InstalledAt), &version)
+			p.MemberID, p.Domain, p.RESTEndpoint, p.OAuthServer, p.Scope, p.Status,
+			p.AppTokenHash, p.InstalledBy, p.Lang, access, refresh, s.nt(p.TokenExpiry),
+			s.t(now), s.t(now), p.AppID, p.AppCode,
+		).Scan(tm(&p.InstalledAt), &version)
+	})
 	if err != nil {
 		return fmt.Errorf("store: save portal %q: %w", p.MemberID, err)
 	}
@@ -105,14 +107,18 @@ func (s *Store) Portal(ctx context.Context, memberID string) (*store.Portal, err
 // portal has no row, and ErrConflict as well when the portal is uninstalled:
 // tokens that arrive after an uninstall must not bring the wiped ones back.
 func (s *Store) UpdatePortalTokens(ctx context.Context, memberID string, version int64, access, refresh secret.String, expiry time.Time) error {
-	res, err := s.q(ctx).ExecContext(ctx, `
+	var res sql.Result
+	err := s.durable(ctx, func(q querier) (err error) {
+		res, err = q.ExecContext(ctx, `
 		UPDATE portals
 		SET access_token = ?, refresh_token = ?, token_expiry = ?,
 			updated_at = ?, version = version + 1
 		WHERE member_id = ? AND version = ? AND uninstalled_at IS NULL`,
-		s.keys.Seal(access, portalAAD(memberID, "access_token")),
-		s.keys.Seal(refresh, portalAAD(memberID, "refresh_token")),
-		s.nt(expiry), s.t(time.Now()), memberID, version)
+			s.keys.Seal(access, portalAAD(memberID, "access_token")),
+			s.keys.Seal(refresh, portalAAD(memberID, "refresh_token")),
+			s.nt(expiry), s.t(time.Now()), memberID, version)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
 	}

@@ -88,13 +88,17 @@ func (s *Store) Session(ctx context.Context, id string, now time.Time) (*store.S
 // does not exist (any more).
 func (s *Store) UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error {
 	lookup := s.keys.Lookup(id)
-	res, err := s.q(ctx).ExecContext(ctx, `
+	var res sql.Result
+	err := s.durable(ctx, func(q querier) (err error) {
+		res, err = q.ExecContext(ctx, `
 		UPDATE sessions
 		SET access_token = ?, refresh_token = ?, token_version = token_version + 1
 		WHERE id_lookup = ? AND token_version = ?`,
-		s.keys.Seal(access, sessionAAD(lookup, "access_token")),
-		s.keys.Seal(refresh, sessionAAD(lookup, "refresh_token")),
-		lookup, version)
+			s.keys.Seal(access, sessionAAD(lookup, "access_token")),
+			s.keys.Seal(refresh, sessionAAD(lookup, "refresh_token")),
+			lookup, version)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: update session tokens: %w", err)
 	}

@@ -10,6 +10,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -37,6 +38,11 @@ type Dialect struct {
 	RowLocks bool
 
 	forUpdate, forShare string
+	// durableOn and durableOff, when set, make the commits of one
+	// connection survive a power cut and then stop doing so: SQLite runs
+	// with synchronous=NORMAL, whose commits survive a crash of the process
+	// but not of the machine, and token writes switch to FULL (see durable).
+	durableOn, durableOff string
 	// migrationsTable creates schema_migrations; migrationLock, when set,
 	// serializes migrating instances (SQLite's immediate transaction does
 	// on its own).
@@ -45,6 +51,7 @@ type Dialect struct {
 
 // SQLite is the dialect of SQLite through modernc.org/sqlite.
 var SQLite = Dialect{Name: "sqlite", Millis: true,
+	durableOn: "PRAGMA synchronous = FULL", durableOff: "PRAGMA synchronous = NORMAL",
 	migrationsTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER NOT NULL PRIMARY KEY,
 		name       TEXT    NOT NULL,
@@ -71,6 +78,7 @@ type Store struct {
 	d     Dialect
 	locks keyedLocks // in-process locks, without RowLocks
 	sqls  sync.Map   // ?-query -> the dialect's query
+	stmts sync.Map   // dialect's query -> *sql.Stmt, prepared once
 
 	closeOnce sync.Once
 	closeErr  error
@@ -92,7 +100,13 @@ func (s *Store) DB() *sql.DB { return s.db }
 
 // Close closes the database. Later calls return the first call's result.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	s.closeOnce.Do(func() {
+		s.stmts.Range(func(_, v any) bool {
+			_ = v.(*sql.Stmt).Close()
+			return true
+		})
+		s.closeErr = s.db.Close()
+	})
 	return s.closeErr
 }
 
@@ -136,21 +150,97 @@ func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 	return tx.Commit()
 }
 
-// dialected rewrites each query for the dialect before running it.
+// durable runs fn in a transaction whose commit survives a power cut:
+// for writes of tokens Bitrix24 has already replaced (a refresh spends the
+// old refresh token upstream), which cannot be fetched again if the write
+// is lost. Other writes (sessions, history) take the faster commit: a
+// crash of the process loses none of them, a crash of the machine at most
+// the last second's.
+func (s *Store) durable(ctx context.Context, fn func(q querier) error) error {
+	if s.d.durableOn == "" || ctx.Value(txKey{s}) != nil {
+		return s.inTx(ctx, fn)
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, s.d.durableOn); err != nil {
+		return err
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), s.d.durableOff); err != nil {
+			// A connection left durable is only slower; drop it anyway.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(dialected{s, tx}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// dialected rewrites each query for the dialect and runs it as a statement
+// prepared once per store (database/sql prepares it again only on a
+// connection that has not seen it): parsing and planning the same few
+// dozen queries on every request was a visible share of a tab view.
 type dialected struct {
 	s *Store
 	q querier
 }
 
+// stmt returns the prepared statement of query, in the transaction when q
+// is one; nil when preparing fails (the query then runs unprepared and
+// reports its own error).
+func (d dialected) stmt(ctx context.Context, query string) *sql.Stmt {
+	query = d.s.sql(query)
+	tx, inTx := d.q.(*sql.Tx)
+	v, ok := d.s.stmts.Load(query)
+	if !ok && inTx {
+		// Preparing on the pool would wait for a second connection, which
+		// a pool of one (":memory:") never has while the transaction holds
+		// it: the transaction runs the query unprepared.
+		return nil
+	}
+	if !ok {
+		st, err := d.s.db.PrepareContext(ctx, query)
+		if err != nil {
+			return nil
+		}
+		if v, ok = d.s.stmts.LoadOrStore(query, st); ok {
+			_ = st.Close()
+		}
+	}
+	st := v.(*sql.Stmt)
+	if inTx {
+		return tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
 func (d dialected) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return d.q.ExecContext(ctx, d.s.sql(query), args...)
 }
 
 func (d dialected) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return d.q.QueryContext(ctx, d.s.sql(query), args...)
 }
 
 func (d dialected) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return d.q.QueryRowContext(ctx, d.s.sql(query), args...)
 }
 
