@@ -44,6 +44,22 @@ func fakePortal(t *testing.T, status int, body string) (*httptest.Server, *atomi
 	return srv, &n, &got
 }
 
+// hangingPortal returns the REST endpoint of a server that never answers:
+// each request waits until the client gives up or the test ends.
+func hangingPortal(t *testing.T) string {
+	t.Helper()
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-done:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) }) // runs first, so that Close does not wait
+	return srv.URL + "/rest/"
+}
+
 // newTestClient has no outbound limit (TestPortalLimiter covers it), so
 // wire-level tests do not wait for it.
 func newTestClient() *Client {
@@ -138,20 +154,29 @@ func TestResponseSizeCapped(t *testing.T) {
 }
 
 func TestTimeoutIsUnreachable(t *testing.T) {
-	block := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-block:
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
-	defer close(block)
+	endpoint := hangingPortal(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := newTestClient().Call(ctx, srv.URL+"/rest/", secret.New("t"), "m", nil, nil)
+	err := newTestClient().Call(ctx, endpoint, secret.New("t"), "m", nil, nil)
 	assert.ErrorIs(t, err, ErrUnreachable)
 	assert.True(t, Ambiguous(err))
+}
+
+// F6: when the HTTP client's own timeout fires, the error (which Go builds
+// from the request line) carries no secret, because the token travels in
+// the body and never in the URL.
+func TestClientTimeoutErrorsCarryNoSecret(t *testing.T) {
+	endpoint := hangingPortal(t)
+	hc := NewHTTPClient(true)
+	hc.Timeout = 150 * time.Millisecond
+	c := New(Options{HTTPClient: hc, Backoff: func(int) time.Duration { return time.Millisecond }})
+	const token = "sentinel-token-timeout-4242"
+	err := c.Call(context.Background(), endpoint, secret.New(token), "crm.lead.contact.items.delete", map[string]any{"id": 5}, nil)
+	require.ErrorIs(t, err, ErrUnreachable)
+	assert.NotContains(t, err.Error(), token)
+	_, err = c.Batch(context.Background(), endpoint, secret.New(token), true, []Cmd{{Key: "a", Method: "profile"}})
+	require.ErrorIs(t, err, ErrUnreachable)
+	assert.NotContains(t, err.Error(), token)
 }
 
 func TestPrivateAddressesRefused(t *testing.T) {

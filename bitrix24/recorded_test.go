@@ -66,34 +66,33 @@ func TestRecordedBatchAnswer(t *testing.T) {
 // TestRecordedProfileAndAppInfo decodes the recorded answers into the
 // types the handlers use for them.
 func TestRecordedProfileAndAppInfo(t *testing.T) {
+	// answer has the fields of both answers; each decodes only its own.
+	type answer struct {
+		ID    ID     `json:"ID"`
+		Admin Bool   `json:"ADMIN"`
+		Code  string `json:"CODE"`
+	}
 	for _, tt := range []struct {
-		name  string
-		check func(t *testing.T, c *Client, endpoint string)
+		name, method string
+		wantID       int64
+		idShape      string
+		check        func(t *testing.T, got answer)
 	}{
-		{"profile", func(t *testing.T, c *Client, endpoint string) {
-			var me struct {
-				ID    ID   `json:"ID"`
-				Admin Bool `json:"ADMIN"`
-			}
-			require.NoError(t, c.Call(context.Background(), endpoint, secret.New("tok"), "profile", nil, &me))
-			assert.EqualValues(t, 1, me.ID, "ID is a string in the answer")
-			assert.True(t, bool(me.Admin))
+		{"profile", "profile", 1, "ID is a string in the answer", func(t *testing.T, got answer) {
+			assert.True(t, bool(got.Admin))
 		}},
-		{"app_info", func(t *testing.T, c *Client, endpoint string) {
-			var ai struct {
-				ID   ID     `json:"ID"`
-				Code string `json:"CODE"`
-			}
-			require.NoError(t, c.Call(context.Background(), endpoint, secret.New("tok"), "app.info", nil, &ai))
-			assert.EqualValues(t, 5, ai.ID, "ID is a number in the answer")
-			assert.Equal(t, "telefum24.kp10", ai.Code)
+		{"app_info", "app.info", 5, "ID is a number in the answer", func(t *testing.T, got answer) {
+			assert.Equal(t, "telefum24.kp10", got.Code)
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f, err := recorded.Load(tt.name)
 			require.NoError(t, err)
 			srv, _, _ := fakePortal(t, f.Status, string(f.Body))
-			tt.check(t, newTestClient(), srv.URL+"/rest/")
+			var got answer
+			require.NoError(t, newTestClient().Call(context.Background(), srv.URL+"/rest/", secret.New("tok"), tt.method, nil, &got))
+			assert.EqualValues(t, tt.wantID, got.ID, tt.idShape)
+			tt.check(t, got)
 		})
 	}
 }

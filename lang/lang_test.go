@@ -1,8 +1,9 @@
 package lang
 
 import (
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,9 +14,16 @@ import (
 	"golang.org/x/text/language"
 )
 
-func TestEveryCatalogueHasEveryKey(t *testing.T) {
+// mustLoad loads the embedded catalogues.
+func mustLoad(t *testing.T) *Bundle {
+	t.Helper()
 	b, err := Load()
 	require.NoError(t, err)
+	return b
+}
+
+func TestEveryCatalogueHasEveryKey(t *testing.T) {
+	b := mustLoad(t)
 	want := b.Keys(Fallback)
 	require.NotEmpty(t, want)
 	for _, code := range b.Codes() {
@@ -24,8 +32,7 @@ func TestEveryCatalogueHasEveryKey(t *testing.T) {
 }
 
 func TestFallbackAndPlurals(t *testing.T) {
-	b, err := Load()
-	require.NoError(t, err)
+	b := mustLoad(t)
 	en := b.For("EN ")
 	assert.Equal(t, "en", en.Code())
 	assert.Equal(t, "1 linked contact", en.N("tab.count", 1))
@@ -37,9 +44,35 @@ func TestFallbackAndPlurals(t *testing.T) {
 	assert.Equal(t, "missing.key", en.T("missing.key"))
 }
 
+// TestUndoMessagesAgreeWithTheNumber checks the issue-5 plurals where
+// the grammar bites: Russian (one/few/many) and Arabic (six forms).
+func TestUndoMessagesAgreeWithTheNumber(t *testing.T) {
+	b := mustLoad(t)
+	ru := b.For("ru")
+	for n, want := range map[int]string{
+		1:  "1 контакт снова привязан к лиду «Сделка».",
+		3:  "3 контакта снова привязаны к лиду «Сделка».",
+		5:  "5 контактов снова привязано к лиду «Сделка».",
+		21: "21 контакт снова привязан к лиду «Сделка».",
+	} {
+		assert.Equal(t, want, ru.N("undo.done", n, "Title", "Сделка"))
+	}
+	assert.Equal(t, "Отменить можно в течение 10 минут.", ru.N("undo.hint", 10))
+	assert.Equal(t, "Отменить можно в течение 1 минуты.", ru.N("undo.hint", 1))
+	assert.Equal(t, "Отвязать 3 контакта от этого лида? Сами контакты останутся в CRM.", ru.N("tab.confirm", 3))
+
+	ar := b.For("ar")
+	assert.Equal(t, "rtl", ar.Dir())
+	assert.Equal(t, "يمكنك التراجع خلال 10 دقائق.", ar.N("undo.hint", 10))
+	assert.Equal(t, "جهتا اتصال", ar.N("history.contacts", 2))
+
+	en := b.For("en")
+	assert.Equal(t, "Unlink 3 contacts from this lead? The contacts themselves stay in the CRM.", en.N("tab.confirm", 3))
+	assert.Equal(t, "You can undo this for 10 minutes.", en.N("undo.hint", 10))
+}
+
 func TestRussianPluralsAgreeWithTheNumber(t *testing.T) {
-	b, err := Load()
-	require.NoError(t, err)
+	b := mustLoad(t)
 	ru := b.For("ru")
 	cases := []struct {
 		n            int
@@ -83,12 +116,7 @@ func cldrForms(t *testing.T, tag language.Tag) []string {
 		require.NoError(t, err)
 		seen[form] = true
 	}
-	var out []string
-	for form := range seen {
-		out = append(out, form)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // forms returns the plural forms a message defines, keyed by CLDR category.
@@ -99,15 +127,6 @@ func forms(m *i18n.Message) map[string]string {
 			out[form] = text
 		}
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 
@@ -135,8 +154,7 @@ func parseCatalogue(t *testing.T, code string) map[string]*i18n.Message {
 }
 
 func TestCataloguesUseTheLanguagesPluralFormsAndPlaceholders(t *testing.T) {
-	b, err := Load()
-	require.NoError(t, err)
+	b := mustLoad(t)
 	en := parseCatalogue(t, Fallback)
 	for _, code := range b.Codes() {
 		t.Run(code, func(t *testing.T) {
@@ -146,9 +164,9 @@ func TestCataloguesUseTheLanguagesPluralFormsAndPlaceholders(t *testing.T) {
 				require.True(t, ok, "%s is not in en.toml", id)
 				got := forms(m)
 				if len(forms(src)) > 1 {
-					assert.Equal(t, cldr, sortedKeys(got), "%s must define exactly the CLDR plural forms", id)
+					assert.Equal(t, cldr, slices.Sorted(maps.Keys(got)), "%s must define exactly the CLDR plural forms", id)
 				} else {
-					assert.Equal(t, []string{"other"}, sortedKeys(got), "%s is not a plural message", id)
+					assert.Equal(t, []string{"other"}, slices.Sorted(maps.Keys(got)), "%s is not a plural message", id)
 				}
 				want := placeholders(src.Other)
 				for form, text := range got {
@@ -170,8 +188,7 @@ func TestCataloguesUseTheLanguagesPluralFormsAndPlaceholders(t *testing.T) {
 }
 
 func TestEveryMessageRendersInEveryLanguage(t *testing.T) {
-	b, err := Load()
-	require.NoError(t, err)
+	b := mustLoad(t)
 	en := parseCatalogue(t, Fallback)
 	for _, code := range b.Codes() {
 		t.Run(code, func(t *testing.T) {

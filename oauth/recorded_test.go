@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/internal/recorded"
 	"github.com/b24apps/leadcontacts/oauth"
 	"github.com/b24apps/leadcontacts/secret"
@@ -48,7 +47,7 @@ func TestRecordedTokenAnswers(t *testing.T) {
 			}
 			require.NoError(t, json.Unmarshal(f.Body, &want))
 			base := serveRecorded(t, f)
-			c := oauth.New("app.1", secret.New(clientSecret), []string{base}, bitrix24.NewHTTPClient(true))
+			c := newTestClient(base)
 			before := time.Now()
 			tok, err := c.Refresh(context.Background(), base+"/rest/", secret.New("recorded-refresh"))
 			require.NoError(t, err)
@@ -81,7 +80,7 @@ func TestRecordedOAuthErrors(t *testing.T) {
 			f, err := recorded.Load(tt.name)
 			require.NoError(t, err)
 			base := serveRecorded(t, f)
-			c := oauth.New("app.1", secret.New(clientSecret), []string{base}, bitrix24.NewHTTPClient(true))
+			c := newTestClient(base)
 			_, err = c.Refresh(context.Background(), base, secret.New("recorded-refresh"))
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tt.want)

@@ -13,9 +13,7 @@ import (
 )
 
 func TestBatchResultReferenceAndEmptySections(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	r := callJSON(t, p, "batch", tok.AccessToken, map[string]any{
 		"halt": 0,
 		"cmd": map[string]any{
@@ -49,9 +47,7 @@ func TestBatchResultReferenceAndEmptySections(t *testing.T) {
 // hands the method the whole list, and crm.contact.get reads an array id
 // as PHP's intval, 1, so it fetches contact #1.
 func TestBatchUnresolvedReferenceUsesTheDeepestPart(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	r := callJSON(t, p, "batch", tok.AccessToken, map[string]any{"cmd": map[string]any{
 		// Keys in order: Go encodes a map's keys sorted.
 		"a_items":  "crm.lead.contact.items.get?id=" + strconv.Itoa(SeedLeadThreeContacts),
@@ -111,9 +107,7 @@ func TestBatchHaltAndErrors(t *testing.T) {
 }
 
 func TestBatchListCommandsGiveListSections(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	r := callForm(t, p, "batch", url.Values{"auth": {tok.AccessToken}, "cmd[]": {"profile", "crm.contact.list?filter%5B%40ID%5D%5B%5D=1"}})
 	require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)
 	res := r.Body["result"].(map[string]any)
@@ -126,9 +120,7 @@ func TestBatchListCommandsGiveListSections(t *testing.T) {
 func jsonNum(n int) any { return jsonNumber(strconv.Itoa(n)) }
 
 func TestBatchLimitsAndAuth(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, p, tok := newInstalledPortal(t)
 	cmd := map[string]any{}
 	for i := 0; i < 51; i++ {
 		cmd["c"+strconv.Itoa(i)] = "profile"

@@ -59,6 +59,15 @@ func mustInstall(t *testing.T, p *Portal) TokenPair {
 	return p.IssueTokens(SeedAdmin)
 }
 
+// newInstalledPortal returns a new simulator with one seeded portal on
+// which the app is installed, and the app's tokens there.
+func newInstalledPortal(t *testing.T) (*Simulator, *Portal, TokenPair) {
+	t.Helper()
+	s := newTestSim(t)
+	p := newTestPortal(t, s)
+	return s, p, mustInstall(t, p)
+}
+
 type restResp struct {
 	Status int
 	Header http.Header

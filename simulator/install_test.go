@@ -221,9 +221,7 @@ func (es *eventSink) got() []url.Values {
 }
 
 func TestUninstallRevokesAndDelivers(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, p, tok := newInstalledPortal(t)
 	sink := newEventSink(t, http.StatusOK)
 	appToken := p.ApplicationToken()
 	require.Equal(t, 200, callJSON(t, p, "event.bind", tok.AccessToken, map[string]any{"event": "ONAPPUNINSTALL", "handler": sink.srv.URL + "/uninstall"}).Status)
@@ -264,9 +262,7 @@ func TestUninstallRevokesAndDelivers(t *testing.T) {
 }
 
 func TestUninstallReportsHandlerFailure(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	sink := newEventSink(t, http.StatusForbidden)
 	require.Equal(t, 200, callJSON(t, p, "event.bind", tok.AccessToken, map[string]any{"event": "ONAPPUNINSTALL", "handler": sink.srv.URL}).Status)
 	err := p.Uninstall(t.Context(), false)
@@ -298,9 +294,7 @@ func TestEventsWaitForInstallFinish(t *testing.T) {
 }
 
 func TestOpenLeadTabFrame(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	_, err := p.OpenLeadTab(SeedSales, 1, "de")
 	require.Error(t, err, "no placement bound")
 	require.Equal(t, 200, callJSON(t, p, "placement.bind", tok.AccessToken, map[string]any{"PLACEMENT": "CRM_LEAD_DETAIL_TAB", "HANDLER": "https://app.example.com/tab?x=1"}).Status)

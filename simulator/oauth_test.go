@@ -27,9 +27,7 @@ func TestRefreshCanKeepTheOldAccessToken(t *testing.T) {
 }
 
 func TestRefreshIsSingleUseAndKillsOldAccessToken(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	old := mustInstall(t, p)
+	s, p, old := newInstalledPortal(t)
 
 	// The old access token works before the refresh.
 	r := callJSON(t, p, "profile", old.AccessToken, nil)
@@ -73,9 +71,7 @@ func TestRefreshIsSingleUseAndKillsOldAccessToken(t *testing.T) {
 }
 
 func TestRefreshAcceptsPOSTForm(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, _, tok := newInstalledPortal(t)
 	resp, err := testClient.PostForm(s.OAuthURL()+"/oauth/token/", refreshQuery(tok.RefreshToken))
 	require.NoError(t, err)
 	r := decodeResp(t, resp)
@@ -84,9 +80,7 @@ func TestRefreshAcceptsPOSTForm(t *testing.T) {
 }
 
 func TestAccessTokenExpiresBySimulatedClock(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, p, tok := newInstalledPortal(t)
 	s.Advance(59 * time.Minute)
 	require.Equal(t, http.StatusOK, callJSON(t, p, "app.info", tok.AccessToken, nil).Status)
 	s.Advance(2 * time.Minute)
@@ -100,9 +94,7 @@ func TestAccessTokenExpiresBySimulatedClock(t *testing.T) {
 }
 
 func TestRefreshTokenExpiresAfter180Days(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, _, tok := newInstalledPortal(t)
 	s.Advance(180*24*time.Hour + time.Minute)
 	r := tokenRequest(t, s, refreshQuery(tok.RefreshToken))
 	assert.Equal(t, http.StatusBadRequest, r.Status)
@@ -110,9 +102,7 @@ func TestRefreshTokenExpiresAfter180Days(t *testing.T) {
 }
 
 func TestTokenEndpointErrors(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, _, tok := newInstalledPortal(t)
 	tests := []struct {
 		name   string
 		mutate func(q url.Values)
@@ -140,9 +130,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 }
 
 func TestRefreshAfterUninstallIsInvalidGrant(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, p, tok := newInstalledPortal(t)
 	require.NoError(t, p.Uninstall(t.Context(), false))
 	r := tokenRequest(t, s, refreshQuery(tok.RefreshToken))
 	assert.Equal(t, http.StatusBadRequest, r.Status)
@@ -179,9 +167,7 @@ func TestAuthorizationCodeGrant(t *testing.T) {
 }
 
 func TestOAuthServerAppInfo(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, p, tok := newInstalledPortal(t)
 	resp, err := testClient.Get(s.OAuthURL() + "/rest/app.info?auth=" + tok.AccessToken)
 	require.NoError(t, err)
 	r := decodeResp(t, resp)
@@ -214,9 +200,7 @@ func TestTokensArePerPortal(t *testing.T) {
 }
 
 func TestOAuthFaultInjection(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, _, tok := newInstalledPortal(t)
 	s.InjectOAuthFault(Fault{Method: "refresh_token", Status: 503, RawBody: "<html>busy</html>"})
 	r := tokenRequest(t, s, refreshQuery(tok.RefreshToken))
 	assert.Equal(t, 503, r.Status)
@@ -228,9 +212,7 @@ func TestOAuthFaultInjection(t *testing.T) {
 }
 
 func TestConcurrentRefreshesOnlyOneWins(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, _, tok := newInstalledPortal(t)
 	const n = 20
 	statuses := make(chan int, n)
 	var wg sync.WaitGroup

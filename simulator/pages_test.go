@@ -22,6 +22,13 @@ func browser(t *testing.T) *http.Client {
 	return &http.Client{Jar: jar, Timeout: testClient.Timeout}
 }
 
+// newBrowserTest returns a seeded portal of a new simulator and a browser
+// with an empty cookie jar to visit it.
+func newBrowserTest(t *testing.T) (*Portal, *http.Client) {
+	t.Helper()
+	return newTestPortal(t, newTestSim(t)), browser(t)
+}
+
 func getPage(t *testing.T, c *http.Client, u string) (*goquery.Document, *http.Response) {
 	t.Helper()
 	resp, err := c.Get(u)
@@ -55,9 +62,7 @@ func assertNoInlineScript(t *testing.T, doc *goquery.Document, resp *http.Respon
 }
 
 func TestHomePage(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	c := browser(t)
+	p, c := newBrowserTest(t)
 	doc, resp := getPage(t, c, p.URL()+"/")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assertNoInlineScript(t, doc, resp)
@@ -81,9 +86,7 @@ func TestHomePage(t *testing.T) {
 }
 
 func TestLeadCardContactsAndTabs(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	c := browser(t)
+	p, c := newBrowserTest(t)
 
 	doc, resp := getPage(t, c, p.URL()+"/crm/lead/details/1/")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -156,9 +159,7 @@ func TestLeadCardContactsAndTabs(t *testing.T) {
 }
 
 func TestInstallerPageAndFinish(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	c := browser(t)
+	p, c := newBrowserTest(t)
 
 	doc, resp := getPage(t, c, p.URL()+"/marketplace/install/?user=2")
 	assert.Equal(t, http.StatusConflict, resp.StatusCode)
@@ -197,9 +198,7 @@ func TestInstallerPageAndFinish(t *testing.T) {
 }
 
 func TestFrameAuthAndContactsAPI(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	c := browser(t)
+	p, c := newBrowserTest(t)
 	f, err := p.BeginInstall(SeedAdmin)
 	require.NoError(t, err)
 	resp, err := c.PostForm(p.URL()+"/sim/api/auth", url.Values{"app_sid": {f.Query.Get("APP_SID")}})
@@ -219,9 +218,7 @@ func TestFrameAuthAndContactsAPI(t *testing.T) {
 }
 
 func TestContactPageAndUninstallForm(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	c := browser(t)
+	p, c := newBrowserTest(t)
 	doc, resp := getPage(t, c, p.URL()+"/crm/contact/details/2/")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, doc.Find("#contact-name").Text(), "Смирнова")

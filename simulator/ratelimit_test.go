@@ -55,9 +55,7 @@ func TestLeakyBucket(t *testing.T) {
 }
 
 func TestRateLimitOverHTTP(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	p.SetRateLimit(5, 0.001)
 	for i := range 5 {
 		require.Equal(t, http.StatusOK, callJSON(t, p, "profile", tok.AccessToken, nil).Status, "request %d", i)
@@ -72,9 +70,7 @@ func TestRateLimitOverHTTP(t *testing.T) {
 }
 
 func TestBatchCountsAsOneRequest(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	p.SetRateLimit(2, 0.001)
 	cmd := map[string]any{}
 	for _, k := range []string{"a", "b", "c", "d", "e"} {
@@ -88,9 +84,7 @@ func TestBatchCountsAsOneRequest(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	body := `{"id":1,"auth":"` + tok.AccessToken + `"}`
 	post := func(ctx context.Context, client *http.Client) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.RESTEndpoint()+"crm.lead.contact.items.delete", strings.NewReader(body))

@@ -99,9 +99,7 @@ func TestSimulatorFramesAreAsRecorded(t *testing.T) {
 }
 
 func TestSimulatorEventsAreAsRecorded(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 
 	ev := p.OnAppInstallEvent(SeedAdmin)
 	f := mustRecording(t, "event_onappinstall")
@@ -139,9 +137,7 @@ func TestSimulatorEventsAreAsRecorded(t *testing.T) {
 // (server 26.800.0, bitrix-tools/b24-rest-docs PR #370): an install or
 // update drops the ONAPPINSTALL binding of an app with an installer page.
 func TestInstallOrUpdateDropsTheInstallEventBinding(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	for _, ev := range []string{"ONAPPINSTALL", "ONAPPUNINSTALL"} {
 		r := callJSON(t, p, "event.bind", tok.AccessToken, map[string]any{"event": ev, "handler": "https://app.example.com/" + ev})
 		require.Equal(t, http.StatusOK, r.Status, "%s", r.Raw)

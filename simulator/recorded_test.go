@@ -58,9 +58,7 @@ func part(t *testing.T, body []byte, key string) []byte {
 }
 
 func TestSimulatorTokenAnswersAreShapedAsRecorded(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, _, tok := newInstalledPortal(t)
 	r := tokenRequest(t, s, refreshQuery(tok.RefreshToken))
 	for _, name := range []string{"token_refresh_2022_bitrix_info", "token_refresh_2026_bitrix24_tech"} {
 		f := mustRecording(t, name)
@@ -72,9 +70,7 @@ func TestSimulatorTokenAnswersAreShapedAsRecorded(t *testing.T) {
 }
 
 func TestSimulatorOAuthErrorsAreAsRecorded(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	s, _, tok := newInstalledPortal(t)
 	tests := map[string]func(q url.Values){
 		"oauth_wrong_client":   func(q url.Values) { q.Set("client_id", "app.unknown") },
 		"oauth_invalid_client": func(q url.Values) { q.Set("client_secret", "wrong") },
@@ -170,9 +166,7 @@ func TestSimulatorRESTErrorsAreAsRecorded(t *testing.T) {
 }
 
 func TestSimulatorAnswersAreShapedAsRecorded(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	for _, tt := range []struct{ name, method string }{{"profile", "profile"}, {"app_info", "app.info"}} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := mustRecording(t, tt.name)
@@ -222,9 +216,7 @@ func TestRecordingsAreComplete(t *testing.T) {
 // and requires the recorded outcome: no error, and contact #1 answered.
 func TestSimulatorBatchReferencesAreAsRecorded(t *testing.T) {
 	f := mustRecording(t, "batch_reference_past_the_end")
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	p.AddContact(Contact{ID: 7, Name: "Ada", LastName: "Lovelace"})
 	p.AddLead(Lead{ID: 123, Title: "One link"})
 	require.NoError(t, p.LinkContact(123, 7, 10, true))

@@ -17,9 +17,7 @@ var noRedirects = &http.Client{
 }
 
 func TestMoveToRedirectsTheOldAddress(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	admin := mustInstall(t, p)
+	s, p, admin := newInstalledPortal(t)
 	oldEndpoint, oldDomain := p.RESTEndpoint(), p.Domain()
 
 	require.NoError(t, p.MoveTo("localhost"))
@@ -60,9 +58,7 @@ func TestMoveToRedirectsTheOldAddress(t *testing.T) {
 }
 
 func TestFaultProbabilityAndAfterRun(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	admin := mustInstall(t, p)
+	_, p, admin := newInstalledPortal(t)
 	p.SetRateLimit(0, 0)
 
 	p.InjectFault(Fault{Method: "profile", Times: 1 << 20, Probability: 0.3, Status: 503, Code: "QUERY_LIMIT_EXCEEDED"})

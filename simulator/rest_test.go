@@ -12,9 +12,7 @@ import (
 )
 
 func TestEnvelopeAndTime(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	r := callJSON(t, p, "app.info", tok.AccessToken, nil)
 	require.Equal(t, http.StatusOK, r.Status)
 	res := r.Body["result"].(map[string]any)
@@ -31,9 +29,7 @@ func TestEnvelopeAndTime(t *testing.T) {
 }
 
 func TestParameterEncodings(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 
 	multipartBody := func() (*bytes.Buffer, string) {
 		var buf bytes.Buffer
@@ -89,9 +85,7 @@ func TestParameterEncodings(t *testing.T) {
 }
 
 func TestSystemErrors(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	tests := []struct {
 		name, method, token string
 		status              int
@@ -227,9 +221,7 @@ func primaryOf(links []LeadContact) int {
 }
 
 func TestContactListPaging(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	for i := 100; i < 160; i++ {
 		p.AddContact(Contact{ID: i, Name: "Bulk", LastName: "Contact"})
 	}
@@ -245,9 +237,7 @@ func TestContactListPaging(t *testing.T) {
 }
 
 func TestCallsAreRecorded(t *testing.T) {
-	s := newTestSim(t)
-	p := newTestPortal(t, s)
-	tok := mustInstall(t, p)
+	_, p, tok := newInstalledPortal(t)
 	callJSON(t, p, "crm.lead.contact.items.delete", tok.AccessToken, map[string]any{"id": 2})
 	callJSON(t, p, "crm.lead.contact.items.delete", "", map[string]any{"id": 2})
 	calls := p.CallsTo("CRM.LEAD.CONTACT.ITEMS.DELETE")

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -148,33 +147,19 @@ func TestAtRest(t *testing.T) {
 func TestMigrationsRunOnce(t *testing.T) {
 	t.Parallel()
 	keys := storetest.Keys(t, "current")
-	steps, err := store.LoadMigrations(migrations)
-	require.NoError(t, err)
-	require.NotEmpty(t, steps)
-
 	dsn := schemaURL(t)
-	var wg sync.WaitGroup
-	errs := make([]error, 5)
-	for i := range errs {
-		wg.Go(func() {
-			s, err := Open(t.Context(), dsn, keys)
-			if err == nil {
-				err = s.Close()
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		require.NoError(t, err)
-	}
-
-	openTest(t, keys) // and once more on an up-to-date schema
-	var n, maxVersion int
-	require.NoError(t, rawDB(t).QueryRowContext(t.Context(),
-		`SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &maxVersion))
-	require.Equal(t, len(steps), n)
-	require.Equal(t, steps[len(steps)-1].Version, maxVersion)
+	storetest.RunMigrations(t, migrations, 5, func() error {
+		s, err := Open(t.Context(), dsn, keys)
+		if err == nil {
+			err = s.Close()
+		}
+		return err
+	}, func(t *testing.T) (int, int) {
+		var count, highest int
+		require.NoError(t, rawDB(t).QueryRowContext(t.Context(),
+			`SELECT count(*), max(version) FROM schema_migrations`).Scan(&count, &highest))
+		return count, highest
+	})
 }
 
 // The point of the PostgreSQL locks: two instances (two Store values with

@@ -95,33 +95,19 @@ func TestOpenConfiguresDatabase(t *testing.T) {
 
 func TestMigrationsRunOnce(t *testing.T) {
 	keys := storetest.Keys(t, "current")
-	steps, err := store.LoadMigrations(migrations)
-	require.NoError(t, err)
-	require.NotEmpty(t, steps)
-
-	// Several processes starting together on a new file.
-	var wg sync.WaitGroup
-	errs := make([]error, 4)
-	for i := range errs {
-		wg.Go(func() {
-			s, err := Open(t.Context(), dbPath(t), keys)
-			if err == nil {
-				err = s.Close()
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		require.NoError(t, err)
-	}
-
-	s := openTest(t, keys)
-	var n, maxVersion int
-	require.NoError(t, s.DB().QueryRowContext(t.Context(),
-		`SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &maxVersion))
-	require.Equal(t, len(steps), n)
-	require.Equal(t, steps[len(steps)-1].Version, maxVersion)
+	dsn := dbPath(t)
+	storetest.RunMigrations(t, migrations, 4, func() error {
+		s, err := Open(t.Context(), dsn, keys)
+		if err == nil {
+			err = s.Close()
+		}
+		return err
+	}, func(t *testing.T) (int, int) {
+		var count, highest int
+		require.NoError(t, openTest(t, keys).DB().QueryRowContext(t.Context(),
+			`SELECT count(*), max(version) FROM schema_migrations`).Scan(&count, &highest))
+		return count, highest
+	})
 }
 
 // Two Store values on one file stand in for two processes: their writes,

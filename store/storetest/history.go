@@ -25,10 +25,8 @@ func newUndo(sessionID, memberID string) *store.UndoSnapshot {
 }
 
 func testUndoRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s := openWithPortal(t, open, "m-undo", "sess-undo")
 	ctx := t.Context()
-	mustSavePortal(t, s, "m-undo")
-	mustCreateSession(t, s, "sess-undo", "m-undo")
 	in := newUndo("sess-undo", "m-undo")
 	require.NoError(t, s.SaveUndo(ctx, in))
 
@@ -46,10 +44,8 @@ func testUndoRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 func testUndoReplaceAndExpire(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s := openWithPortal(t, open, "m-undo", "sess-undo")
 	ctx := t.Context()
-	mustSavePortal(t, s, "m-undo")
-	mustCreateSession(t, s, "sess-undo", "m-undo")
 	first := newUndo("sess-undo", "m-undo")
 	require.NoError(t, s.SaveUndo(ctx, first))
 	second := newUndo("sess-undo", "m-undo")
@@ -74,9 +70,8 @@ func testUndoReplaceAndExpire(t *testing.T, open func(t *testing.T) store.Store)
 }
 
 func testUndoNeedsSession(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s := openWithPortal(t, open, "m-undo")
 	ctx := t.Context()
-	mustSavePortal(t, s, "m-undo")
 	require.ErrorIs(t, s.SaveUndo(ctx, newUndo("sess-none", "m-undo")), store.ErrNotFound)
 	require.Error(t, s.SaveUndo(ctx, newUndo("", "m-undo")))
 
@@ -100,10 +95,8 @@ func testUndoNeedsSession(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 func testUndoTakenOnce(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s := openWithPortal(t, open, "m-undo", "sess-undo")
 	ctx := t.Context()
-	mustSavePortal(t, s, "m-undo")
-	mustCreateSession(t, s, "sess-undo", "m-undo")
 	require.NoError(t, s.SaveUndo(ctx, newUndo("sess-undo", "m-undo")))
 
 	const n = 8
@@ -129,9 +122,8 @@ func testUndoTakenOnce(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 func testHistory(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s := openWithPortal(t, open, "m-hist")
 	ctx := t.Context()
-	mustSavePortal(t, s, "m-hist")
 	mustSavePortal(t, s, "m-other")
 	base := time.Now().Add(-time.Hour)
 	var want []store.HistoryEntry
@@ -188,8 +180,7 @@ func testHistory(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 func testHistoryDefaultsTime(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-hist")
+	s := openWithPortal(t, open, "m-hist")
 	e := store.HistoryEntry{MemberID: "m-hist", LeadID: 1, UserID: 1, Action: store.ActionRemove, Outcome: store.OutcomeOK}
 	before := time.Now()
 	require.NoError(t, s.AddHistory(t.Context(), &e))

@@ -17,11 +17,22 @@ import (
 // the test instead of hanging it.
 const lockWait = 10 * time.Second
 
-func mustLocker(t *testing.T, s store.Store) Locker {
+// newLockTest opens a store holding the portal m-lock and the given
+// sessions of it, with a context that ends after lockWait.
+func newLockTest(t *testing.T, open func(t *testing.T) store.Store, sessionIDs ...string) (lockingStore, context.Context) {
 	t.Helper()
-	l, ok := s.(Locker)
+	s := openWithPortal(t, open, "m-lock", sessionIDs...)
+	l, ok := s.(lockingStore)
 	require.True(t, ok, "%T has no WithPortalLock/WithSessionLock", s)
-	return l
+	ctx, cancel := context.WithTimeout(t.Context(), lockWait)
+	t.Cleanup(cancel)
+	return l, ctx
+}
+
+// lockingStore is a store with the Locker methods, as Run requires.
+type lockingStore interface {
+	store.Store
+	Locker
 }
 
 // LockFunc is one of WithPortalLock or WithSessionLock with its key bound.
@@ -107,11 +118,10 @@ func RequireSerializes(t *testing.T, lockA, lockB LockFunc, write, check func(ct
 }
 
 func testPortalLockSerializes(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	l := mustLocker(t, s)
-	p := mustSavePortal(t, s, "m-lock")
+	s, ctx := newLockTest(t, open)
+	p := mustPortal(t, s, "m-lock")
 	lock := func(ctx context.Context, fn func(ctx context.Context) error) error {
-		return l.WithPortalLock(ctx, "m-lock", fn)
+		return s.WithPortalLock(ctx, "m-lock", fn)
 	}
 	// The refresh pattern: the first holder refreshes, the second re-reads
 	// under the lock and sees the new pair instead of spending the old one.
@@ -132,12 +142,10 @@ func testPortalLockSerializes(t *testing.T, open func(t *testing.T) store.Store)
 
 	// Other portals are not blocked by a held lock.
 	mustSavePortal(t, s, "m-other")
-	ctx, cancel := context.WithTimeout(t.Context(), lockWait)
-	defer cancel()
-	require.NoError(t, l.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
+	require.NoError(t, s.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
 		done := make(chan error, 1)
 		go func() {
-			done <- l.WithPortalLock(ctx, "m-other", func(context.Context) error { return nil })
+			done <- s.WithPortalLock(ctx, "m-other", func(context.Context) error { return nil })
 		}()
 		select {
 		case err := <-done:
@@ -151,13 +159,9 @@ func testPortalLockSerializes(t *testing.T, open func(t *testing.T) store.Store)
 // Store calls made with the ctx handed to fn must work, including writes
 // to the locked row, and persist once fn returns.
 func testPortalLockStoreCalls(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	l := mustLocker(t, s)
-	mustSavePortal(t, s, "m-lock")
-	ctx, cancel := context.WithTimeout(t.Context(), lockWait)
-	defer cancel()
+	s, ctx := newLockTest(t, open)
 
-	err := l.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
+	err := s.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
 		p, err := s.Portal(ctx, "m-lock")
 		if err != nil {
 			return err
@@ -185,28 +189,25 @@ func testPortalLockStoreCalls(t *testing.T, open func(t *testing.T) store.Store)
 	mustSession(t, s, "sess-in-lock")
 
 	// Uninstall inside the lock (an uninstall event racing a refresh).
-	require.NoError(t, l.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
+	require.NoError(t, s.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
 		return s.UninstallPortal(ctx, "m-lock", false, time.Now())
 	}))
 	require.False(t, mustPortal(t, s, "m-lock").Active())
 }
 
 func testPortalLockErrors(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	l := mustLocker(t, s)
-	ctx, cancel := context.WithTimeout(t.Context(), lockWait)
-	defer cancel()
+	s, ctx := newLockTest(t, open)
 
 	called := false
-	err := l.WithPortalLock(ctx, "m-nobody", func(context.Context) error { called = true; return nil })
+	err := s.WithPortalLock(ctx, "m-nobody", func(context.Context) error { called = true; return nil })
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.False(t, called, "fn ran without a portal row")
 
 	// fn's error comes back as is; writes fn made before failing persist,
 	// as each store call is complete on its own.
-	p := mustSavePortal(t, s, "m-lock")
+	p := mustPortal(t, s, "m-lock")
 	boom := errors.New("boom")
-	err = l.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
+	err = s.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
 		if err := s.UpdatePortalTokens(ctx, "m-lock", p.Version, secret.New("access-kept"), secret.New("refresh-kept"), time.Now()); err != nil {
 			return err
 		}
@@ -216,22 +217,17 @@ func testPortalLockErrors(t *testing.T, open func(t *testing.T) store.Store) {
 	require.Equal(t, "refresh-kept", mustPortal(t, s, "m-lock").RefreshToken.Reveal())
 
 	// The lock was released after the error.
-	require.NoError(t, l.WithPortalLock(ctx, "m-lock", func(context.Context) error { return nil }))
+	require.NoError(t, s.WithPortalLock(ctx, "m-lock", func(context.Context) error { return nil }))
 }
 
 // A nested lock with the ctx handed to fn must not wait for itself.
 func testLockNested(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	l := mustLocker(t, s)
-	mustSavePortal(t, s, "m-lock")
-	mustCreateSession(t, s, "sess-lock", "m-lock")
-	ctx, cancel := context.WithTimeout(t.Context(), lockWait)
-	defer cancel()
+	s, ctx := newLockTest(t, open, "sess-lock")
 
 	inner := 0
-	err := l.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
-		return l.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
-			return l.WithSessionLock(ctx, "sess-lock", func(ctx context.Context) error {
+	err := s.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
+		return s.WithPortalLock(ctx, "m-lock", func(ctx context.Context) error {
+			return s.WithSessionLock(ctx, "sess-lock", func(ctx context.Context) error {
 				inner++
 				return s.UpdateSessionTokens(ctx, "sess-lock", 1, secret.New("a"), secret.New("r"))
 			})
@@ -245,18 +241,14 @@ func testLockNested(t *testing.T, open func(t *testing.T) store.Store) {
 // A caller waiting for the lock gives up when its context ends, and the
 // lock stays usable.
 func testPortalLockContextEnds(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	l := mustLocker(t, s)
-	mustSavePortal(t, s, "m-lock")
-	ctx, cancel := context.WithTimeout(t.Context(), lockWait)
-	defer cancel()
+	s, ctx := newLockTest(t, open)
 
-	err := l.WithPortalLock(ctx, "m-lock", func(context.Context) error {
+	err := s.WithPortalLock(ctx, "m-lock", func(context.Context) error {
 		short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancelShort()
 		called := false
 		// Not the ctx handed to fn: this caller is someone else, waiting.
-		err := l.WithPortalLock(short, "m-lock", func(context.Context) error { called = true; return nil })
+		err := s.WithPortalLock(short, "m-lock", func(context.Context) error { called = true; return nil })
 		if err == nil || called {
 			return errors.New("waiter got in while the lock was held")
 		}
@@ -266,16 +258,13 @@ func testPortalLockContextEnds(t *testing.T, open func(t *testing.T) store.Store
 		return nil
 	})
 	require.NoError(t, err)
-	require.NoError(t, l.WithPortalLock(ctx, "m-lock", func(context.Context) error { return nil }))
+	require.NoError(t, s.WithPortalLock(ctx, "m-lock", func(context.Context) error { return nil }))
 }
 
 func testSessionLockSerializes(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	l := mustLocker(t, s)
-	mustSavePortal(t, s, "m-lock")
-	mustCreateSession(t, s, "sess-lock", "m-lock")
+	s, _ := newLockTest(t, open, "sess-lock")
 	lock := func(ctx context.Context, fn func(ctx context.Context) error) error {
-		return l.WithSessionLock(ctx, "sess-lock", fn)
+		return s.WithSessionLock(ctx, "sess-lock", fn)
 	}
 	RequireSerializes(t, lock, lock,
 		func(ctx context.Context) error {
@@ -294,14 +283,9 @@ func testSessionLockSerializes(t *testing.T, open func(t *testing.T) store.Store
 }
 
 func testSessionLockStoreCalls(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	l := mustLocker(t, s)
-	mustSavePortal(t, s, "m-lock")
-	mustCreateSession(t, s, "sess-lock", "m-lock")
-	ctx, cancel := context.WithTimeout(t.Context(), lockWait)
-	defer cancel()
+	s, ctx := newLockTest(t, open, "sess-lock")
 
-	err := l.WithSessionLock(ctx, "sess-lock", func(ctx context.Context) error {
+	err := s.WithSessionLock(ctx, "sess-lock", func(ctx context.Context) error {
 		sess, err := s.Session(ctx, "sess-lock", time.Now())
 		if err != nil {
 			return err
@@ -313,11 +297,9 @@ func testSessionLockStoreCalls(t *testing.T, open func(t *testing.T) store.Store
 }
 
 func testSessionLockNotFound(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	l := mustLocker(t, s)
-	mustSavePortal(t, s, "m-lock")
+	s, _ := newLockTest(t, open)
 	called := false
-	err := l.WithSessionLock(t.Context(), "sess-nobody", func(context.Context) error { called = true; return nil })
+	err := s.WithSessionLock(t.Context(), "sess-nobody", func(context.Context) error { called = true; return nil })
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.False(t, called)
 }

@@ -35,12 +35,12 @@ func testSavePortalRoundTrip(t *testing.T, open func(t *testing.T) store.Store) 
 	requireAbout(t, in.TokenExpiry, p.TokenExpiry, "TokenExpiry")
 
 	got := mustPortal(t, s, in.MemberID)
-	requirePortal(t, &p, got)
+	requireRecord(t, &p, got)
 	// And against the input, for the caller-set fields.
 	want := *in
 	want.TokenExpiry, want.InstalledAt, want.UpdatedAt = p.TokenExpiry, p.InstalledAt, p.UpdatedAt
 	want.UninstalledAt, want.Version = time.Time{}, 1
-	requirePortal(t, &want, got)
+	requireRecord(t, &want, got)
 }
 
 func testResave(t *testing.T, open func(t *testing.T) store.Store) {
@@ -73,14 +73,14 @@ func testResave(t *testing.T, open func(t *testing.T) store.Store) {
 	requireTime(t, first.InstalledAt, second.InstalledAt, "InstalledAt kept on re-save")
 	requireBetween(t, before, after, second.UpdatedAt, "UpdatedAt")
 	require.True(t, second.UpdatedAt.After(first.UpdatedAt))
-	requirePortal(t, second, mustPortal(t, s, "m-resave"))
+	requireRecord(t, second, mustPortal(t, s, "m-resave"))
 
 	// Tokens can be cleared by a re-save too.
 	third := newPortal("m-resave")
 	third.AccessToken, third.RefreshToken, third.TokenExpiry = secret.String{}, secret.String{}, time.Time{}
 	require.NoError(t, s.SavePortal(t.Context(), third))
 	require.EqualValues(t, 3, third.Version)
-	requirePortal(t, third, mustPortal(t, s, "m-resave"))
+	requireRecord(t, third, mustPortal(t, s, "m-resave"))
 }
 
 func testReinstall(t *testing.T, open func(t *testing.T) store.Store) {
@@ -101,7 +101,7 @@ func testReinstall(t *testing.T, open func(t *testing.T) store.Store) {
 	requireBetween(t, before, after, p.InstalledAt, "InstalledAt restarts after uninstall")
 	require.True(t, p.InstalledAt.After(first.InstalledAt))
 	got := mustPortal(t, s, "m-reinstall")
-	requirePortal(t, p, got)
+	requireRecord(t, p, got)
 	require.Equal(t, first.Domain, got.Domain, "clean uninstall blanks, reinstall restores")
 }
 
@@ -114,8 +114,7 @@ func testSavePortalEmptyMemberID(t *testing.T, open func(t *testing.T) store.Sto
 }
 
 func testPortalNotFound(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-known")
+	s := openWithPortal(t, open, "m-known")
 	_, err := s.Portal(t.Context(), "m-unknown")
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
@@ -144,13 +143,13 @@ func testUpdatePortalTokens(t *testing.T, open func(t *testing.T) store.Store) {
 	err := s.UpdatePortalTokens(ctx, "m-cas", p.Version,
 		secret.New("access-3"), secret.New("refresh-3"), expiry)
 	require.ErrorIs(t, err, store.ErrConflict)
-	requirePortal(t, got, mustPortal(t, s, "m-cas"))
+	requireRecord(t, got, mustPortal(t, s, "m-cas"))
 
 	// A version from the future is just as stale.
 	err = s.UpdatePortalTokens(ctx, "m-cas", got.Version+5,
 		secret.New("access-3"), secret.New("refresh-3"), expiry)
 	require.ErrorIs(t, err, store.ErrConflict)
-	requirePortal(t, got, mustPortal(t, s, "m-cas"))
+	requireRecord(t, got, mustPortal(t, s, "m-cas"))
 
 	err = s.UpdatePortalTokens(ctx, "m-nobody", 1, secret.New("a"), secret.New("r"), expiry)
 	require.ErrorIs(t, err, store.ErrNotFound)
@@ -159,16 +158,15 @@ func testUpdatePortalTokens(t *testing.T, open func(t *testing.T) store.Store) {
 // Tokens refreshed by a request that started before an uninstall must not
 // bring the wiped tokens back.
 func testUpdatePortalTokensUninstalled(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s := openWithPortal(t, open, "m-gone")
 	ctx := t.Context()
-	mustSavePortal(t, s, "m-gone")
 	require.NoError(t, s.UninstallPortal(ctx, "m-gone", false, time.Now()))
 	gone := mustPortal(t, s, "m-gone")
 
 	err := s.UpdatePortalTokens(ctx, "m-gone", gone.Version,
 		secret.New("late-access"), secret.New("late-refresh"), time.Now().Add(time.Hour))
 	require.ErrorIs(t, err, store.ErrConflict)
-	requirePortal(t, gone, mustPortal(t, s, "m-gone"))
+	requireRecord(t, gone, mustPortal(t, s, "m-gone"))
 }
 
 func testUpdatePortalTokensConcurrent(t *testing.T, open func(t *testing.T) store.Store) {
@@ -248,8 +246,8 @@ func testUninstall(t *testing.T, open func(t *testing.T) store.Store) {
 		_, err := s.Session(ctx, id, time.Now())
 		require.ErrorIs(t, err, store.ErrNotFound, id)
 	}
-	requireSession(t, b1, mustSession(t, s, "sess-b1"))
-	requirePortal(t, mustPortal(t, s, "m-b"), mustPortal(t, s, "m-b"))
+	requireRecord(t, b1, mustSession(t, s, "sess-b1"))
+	requireRecord(t, mustPortal(t, s, "m-b"), mustPortal(t, s, "m-b"))
 	require.True(t, mustPortal(t, s, "m-b").Active())
 
 	// The sessions are gone, not merely hidden behind the uninstalled
@@ -314,7 +312,7 @@ func testUninstallClean(t *testing.T, open func(t *testing.T) store.Store) {
 	want.UninstalledAt = got.UninstalledAt
 	requireAbout(t, at, got.UninstalledAt, "UninstalledAt")
 	require.Greater(t, got.Version, p.Version)
-	requirePortal(t, want, got)
+	requireRecord(t, want, got)
 }
 
 func testUninstallIdempotent(t *testing.T, open func(t *testing.T) store.Store) {
@@ -327,7 +325,7 @@ func testUninstallIdempotent(t *testing.T, open func(t *testing.T) store.Store) 
 
 	// Bitrix24 retries events: a repeat changes nothing, not even Version.
 	require.NoError(t, s.UninstallPortal(ctx, "m-twice", false, time.Now()))
-	requirePortal(t, once, mustPortal(t, s, "m-twice"))
+	requireRecord(t, once, mustPortal(t, s, "m-twice"))
 
 	// A clean repeat still blanks what the first one kept, and keeps the
 	// first uninstall time.
@@ -339,7 +337,7 @@ func testUninstallIdempotent(t *testing.T, open func(t *testing.T) store.Store) 
 
 	require.NoError(t, s.UninstallPortal(ctx, "m-twice", true, time.Now()))
 	require.NoError(t, s.UninstallPortal(ctx, "m-twice", false, time.Now()))
-	requirePortal(t, cleaned, mustPortal(t, s, "m-twice"))
+	requireRecord(t, cleaned, mustPortal(t, s, "m-twice"))
 }
 
 func testUninstallNotFound(t *testing.T, open func(t *testing.T) store.Store) {
@@ -348,4 +346,153 @@ func testUninstallNotFound(t *testing.T, open func(t *testing.T) store.Store) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 	_, err = s.Portal(t.Context(), "m-nobody")
 	require.True(t, errors.Is(err, store.ErrNotFound), "uninstall must not create a row")
+}
+
+func testUpdatePortalEndpoint(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	p := mustSavePortal(t, s, "m-move")
+	const to, domain = "https://renamed.bitrix24.example/rest/", "renamed.bitrix24.example"
+
+	require.NoError(t, s.UpdatePortalEndpoint(ctx, "m-move", p.RESTEndpoint, to, domain))
+	got := mustPortal(t, s, "m-move")
+	require.Equal(t, to, got.RESTEndpoint)
+	require.Equal(t, domain, got.Domain)
+	require.Equal(t, p.Version+1, got.Version, "a move is a write: compare-and-swaps on the old row lose")
+	require.True(t, p.AccessToken.Equal(got.AccessToken), "tokens stay")
+
+	// A late request that still saw the old endpoint cannot move it back.
+	err := s.UpdatePortalEndpoint(ctx, "m-move", p.RESTEndpoint, "https://old.bitrix24.example/rest/", "old.bitrix24.example")
+	require.ErrorIs(t, err, store.ErrConflict)
+	require.Equal(t, to, mustPortal(t, s, "m-move").RESTEndpoint)
+
+	require.ErrorIs(t, s.UpdatePortalEndpoint(ctx, "m-nobody", "a", "b", "c"), store.ErrNotFound)
+	require.NoError(t, s.UninstallPortal(ctx, "m-move", false, time.Now()))
+	require.ErrorIs(t, s.UpdatePortalEndpoint(ctx, "m-move", to, "https://x.bitrix24.example/rest/", "x"), store.ErrConflict)
+}
+
+func testUpdatePortalEndpointConcurrent(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	p := mustSavePortal(t, s, "m-move-race")
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.UpdatePortalEndpoint(t.Context(), "m-move-race", p.RESTEndpoint,
+				"https://new.bitrix24.example/rest/", "new.bitrix24.example")
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else {
+			require.ErrorIs(t, err, store.ErrConflict)
+		}
+	}
+	require.Equal(t, 1, won)
+	require.Equal(t, p.Version+1, mustPortal(t, s, "m-move-race").Version)
+}
+
+func testFlagPortal(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	p := mustSavePortal(t, s, "m-flag")
+	require.Empty(t, p.Problem)
+	require.Empty(t, mustPortal(t, s, "m-flag").Problem)
+
+	at := time.Now().Add(-time.Minute)
+	require.NoError(t, s.FlagPortal(ctx, "m-flag", "PORTAL_DELETED", at))
+	got := mustPortal(t, s, "m-flag")
+	require.Equal(t, "PORTAL_DELETED", got.Problem)
+	requireAbout(t, at, got.ProblemAt, "ProblemAt")
+	require.Equal(t, p.Version, got.Version, "a flag is a note, not a versioned write")
+
+	require.NoError(t, s.FlagPortal(ctx, "m-flag", "", time.Now()))
+	got = mustPortal(t, s, "m-flag")
+	require.Empty(t, got.Problem)
+	require.True(t, got.ProblemAt.IsZero())
+
+	// A reinstall clears it too.
+	require.NoError(t, s.FlagPortal(ctx, "m-flag", "OVERLOAD_LIMIT", at))
+	mustSavePortal(t, s, "m-flag")
+	require.Empty(t, mustPortal(t, s, "m-flag").Problem)
+
+	require.ErrorIs(t, s.FlagPortal(ctx, "m-nobody", "PORTAL_DELETED", at), store.ErrNotFound)
+}
+
+func testUninstallReport(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-report")
+	mustSavePortal(t, s, "m-quiet")
+	first := time.Now().Add(-2 * time.Hour)
+	require.NoError(t, s.ReportUninstall(t.Context(), "m-report", false, first))
+	// A second report keeps the first time, and clean only turns on.
+	require.NoError(t, s.ReportUninstall(t.Context(), "m-report", true, time.Now()))
+	require.NoError(t, s.ReportUninstall(t.Context(), "m-report", false, time.Now()))
+	p := mustPortal(t, s, "m-report")
+	requireAbout(t, first, p.UninstallReportedAt, "UninstallReportedAt")
+	require.True(t, p.UninstallClean)
+	require.True(t, p.Active(), "a report is not an uninstall")
+	require.True(t, mustPortal(t, s, "m-quiet").UninstallReportedAt.IsZero())
+
+	got, err := s.ReportedUninstalls(t.Context(), time.Now().Add(-3*time.Hour))
+	require.NoError(t, err)
+	require.Empty(t, got, "not yet past the grace period")
+	got, err = s.ReportedUninstalls(t.Context(), time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, []store.UninstallReport{{MemberID: "m-report", Clean: true}}, got)
+
+	require.NoError(t, s.ClearUninstallReport(t.Context(), "m-report"))
+	require.NoError(t, s.ClearUninstallReport(t.Context(), "m-quiet"), "clearing nothing is fine")
+	p = mustPortal(t, s, "m-report")
+	require.True(t, p.UninstallReportedAt.IsZero())
+	require.False(t, p.UninstallClean)
+	got, err = s.ReportedUninstalls(t.Context(), time.Now())
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	require.ErrorIs(t, s.ReportUninstall(t.Context(), "m-unknown", true, time.Now()), store.ErrNotFound)
+}
+
+func testUninstallReportEnds(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-re")
+	require.NoError(t, s.ReportUninstall(t.Context(), "m-re", true, time.Now()))
+	require.NoError(t, s.SavePortal(t.Context(), newPortal("m-re")))
+	p := mustPortal(t, s, "m-re")
+	require.True(t, p.UninstallReportedAt.IsZero(), "a reinstall ends the report")
+	require.False(t, p.UninstallClean)
+
+	require.NoError(t, s.ReportUninstall(t.Context(), "m-re", false, time.Now()))
+	require.NoError(t, s.UninstallPortal(t.Context(), "m-re", false, time.Now()))
+	got, err := s.ReportedUninstalls(t.Context(), time.Now())
+	require.NoError(t, err)
+	require.Empty(t, got, "an uninstalled portal is no longer reported")
+	require.ErrorIs(t, s.ReportUninstall(t.Context(), "m-re", true, time.Now()), store.ErrNotFound, "nor can it be")
+}
+
+func testRecentTokens(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-tokens")
+	mustSavePortal(t, s, "m-other")
+	now := time.Now()
+	for i, id := range []string{"s-old", "s-mid", "s-new"} {
+		sess := newSession(id, "m-tokens")
+		sess.CreatedAt = now.Add(time.Duration(i-3) * time.Minute)
+		require.NoError(t, s.CreateSession(t.Context(), sess))
+	}
+	expired := newSession("s-expired", "m-tokens")
+	expired.CreatedAt, expired.ExpiresAt = now, now.Add(time.Millisecond)
+	require.NoError(t, s.CreateSession(t.Context(), expired))
+	require.NoError(t, s.CreateSession(t.Context(), newSession("s-elsewhere", "m-other")))
+
+	got, err := s.RecentTokens(t.Context(), "m-tokens", 2, now.Add(time.Second))
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, "user-access-s-new", got[0].Access.Reveal(), "newest first")
+	require.Equal(t, "user-refresh-s-new", got[0].Refresh.Reveal())
+	require.Equal(t, "user-access-s-mid", got[1].Access.Reveal())
+	got, err = s.RecentTokens(t.Context(), "m-none", 2, now)
+	require.NoError(t, err)
+	require.Empty(t, got)
 }

@@ -12,8 +12,7 @@ import (
 )
 
 func testSessionRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-sess")
+	s := openWithPortal(t, open, "m-sess")
 	in := newSession("sess-round-trip", "m-sess")
 	in.TokenVersion = 17 // the store starts every session at 1
 
@@ -24,15 +23,14 @@ func testSessionRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
 	requireAbout(t, in.ExpiresAt, sess.ExpiresAt, "ExpiresAt")
 
 	got := mustSession(t, s, "sess-round-trip")
-	requireSession(t, &sess, got)
+	requireRecord(t, &sess, got)
 	want := *in
 	want.TokenVersion, want.CreatedAt, want.ExpiresAt = 1, sess.CreatedAt, sess.ExpiresAt
-	requireSession(t, &want, got)
+	requireRecord(t, &want, got)
 }
 
 func testSessionDefaults(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-sess")
+	s := openWithPortal(t, open, "m-sess")
 	sess := newSession("sess-defaults", "m-sess")
 	sess.CreatedAt = time.Time{}
 	sess.AccessToken, sess.RefreshToken = secret.String{}, secret.String{}
@@ -40,7 +38,7 @@ func testSessionDefaults(t *testing.T, open func(t *testing.T) store.Store) {
 	require.NoError(t, s.CreateSession(t.Context(), sess))
 	after := time.Now()
 	requireBetween(t, before, after, sess.CreatedAt, "CreatedAt")
-	requireSession(t, sess, mustSession(t, s, "sess-defaults"))
+	requireRecord(t, sess, mustSession(t, s, "sess-defaults"))
 }
 
 func testSessionPortalNotInstalled(t *testing.T, open func(t *testing.T) store.Store) {
@@ -61,8 +59,7 @@ func testSessionPortalNotInstalled(t *testing.T, open func(t *testing.T) store.S
 }
 
 func testSessionInvalid(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-sess")
+	s := openWithPortal(t, open, "m-sess")
 	noID := newSession("", "m-sess")
 	require.Error(t, s.CreateSession(t.Context(), noID))
 
@@ -75,9 +72,7 @@ func testSessionInvalid(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 func testSessionNotFound(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-sess")
-	mustCreateSession(t, s, "sess-known", "m-sess")
+	s := openWithPortal(t, open, "m-sess", "sess-known")
 	for _, id := range []string{"sess-unknown", "", "SESS-KNOWN", "sess-known "} {
 		_, err := s.Session(t.Context(), id, time.Now())
 		require.ErrorIs(t, err, store.ErrNotFound, "%q", id)
@@ -85,14 +80,13 @@ func testSessionNotFound(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 func testSessionExpired(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-sess")
+	s := openWithPortal(t, open, "m-sess")
 	sess := mustCreateSession(t, s, "sess-expiring", "m-sess")
 	exp := sess.ExpiresAt // as stored
 
 	got, err := s.Session(t.Context(), "sess-expiring", exp.Add(-time.Millisecond))
 	require.NoError(t, err)
-	requireSession(t, sess, got)
+	requireRecord(t, sess, got)
 	for _, now := range []time.Time{exp, exp.Add(time.Microsecond), exp.Add(time.Hour)} {
 		_, err := s.Session(t.Context(), "sess-expiring", now)
 		require.ErrorIs(t, err, store.ErrNotFound, "now = expiry + %v", now.Sub(exp))
@@ -100,18 +94,15 @@ func testSessionExpired(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 func testSessionUninstalledPortal(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-sess")
-	mustCreateSession(t, s, "sess-of-gone", "m-sess")
+	s := openWithPortal(t, open, "m-sess", "sess-of-gone")
 	require.NoError(t, s.UninstallPortal(t.Context(), "m-sess", false, time.Now()))
 	_, err := s.Session(t.Context(), "sess-of-gone", time.Now())
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
 func testUpdateSessionTokens(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s := openWithPortal(t, open, "m-sess")
 	ctx := t.Context()
-	mustSavePortal(t, s, "m-sess")
 	sess := mustCreateSession(t, s, "sess-cas", "m-sess")
 
 	require.NoError(t, s.UpdateSessionTokens(ctx, "sess-cas", sess.TokenVersion,
@@ -120,20 +111,19 @@ func testUpdateSessionTokens(t *testing.T, open func(t *testing.T) store.Store) 
 	want := *sess
 	want.TokenVersion = sess.TokenVersion + 1
 	want.AccessToken, want.RefreshToken = secret.New("user-access-2"), secret.New("user-refresh-2")
-	requireSession(t, &want, got)
+	requireRecord(t, &want, got)
 
 	err := s.UpdateSessionTokens(ctx, "sess-cas", sess.TokenVersion,
 		secret.New("user-access-3"), secret.New("user-refresh-3"))
 	require.ErrorIs(t, err, store.ErrConflict)
-	requireSession(t, got, mustSession(t, s, "sess-cas"))
+	requireRecord(t, got, mustSession(t, s, "sess-cas"))
 
 	err = s.UpdateSessionTokens(ctx, "sess-nobody", 1, secret.New("a"), secret.New("r"))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
 func testUpdateSessionTokensConcurrent(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
-	mustSavePortal(t, s, "m-sess")
+	s := openWithPortal(t, open, "m-sess")
 	sess := mustCreateSession(t, s, "sess-race", "m-sess")
 	winner := raceCAS(t, func(i int) error {
 		return s.UpdateSessionTokens(t.Context(), "sess-race", sess.TokenVersion,
@@ -146,9 +136,8 @@ func testUpdateSessionTokensConcurrent(t *testing.T, open func(t *testing.T) sto
 }
 
 func testDeleteExpiredSessions(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s := openWithPortal(t, open, "m-a")
 	ctx := t.Context()
-	mustSavePortal(t, s, "m-a")
 	mustSavePortal(t, s, "m-b")
 	base := time.Now().Truncate(time.Second)
 	for i, id := range []string{"sess-1", "sess-2", "sess-3"} {
@@ -194,8 +183,22 @@ func testReopen(t *testing.T, open func(t *testing.T) store.Store) {
 	require.NoError(t, s.Close())
 
 	s = open(t)
-	requirePortal(t, wantPortal, mustPortal(t, s, "m-durable"))
-	requirePortal(t, wantGone, mustPortal(t, s, "m-gone"))
-	requireSession(t, wantSession, mustSession(t, s, "sess-durable"))
+	requireRecord(t, wantPortal, mustPortal(t, s, "m-durable"))
+	requireRecord(t, wantGone, mustPortal(t, s, "m-gone"))
+	requireRecord(t, wantSession, mustSession(t, s, "sess-durable"))
 	require.NoError(t, s.Close())
+}
+
+func testDeleteSession(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-del", "sess-del")
+	ctx := t.Context()
+	mustCreateSession(t, s, "sess-keep", "m-del")
+
+	require.NoError(t, s.DeleteSession(ctx, "sess-del"))
+	_, err := s.Session(ctx, "sess-del", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, s.UpdateSessionTokens(ctx, "sess-del", 1, newSession("x", "m-del").AccessToken, newSession("x", "m-del").RefreshToken), store.ErrNotFound)
+	mustSession(t, s, "sess-keep") // only that one
+	require.NoError(t, s.DeleteSession(ctx, "sess-del"), "deleting twice is fine")
+	require.NoError(t, s.DeleteSession(ctx, "sess-never"))
 }
