@@ -46,8 +46,7 @@ func (e *testEnv) weigh(p page) int {
 // the seeded lead with the most contacts, in every language, and after a
 // removal (the page with Undo), and sums what the browser loads.
 func TestTabPageStaysUnderBudget(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(6)
 	heaviest, which := 0, ""
 	for _, code := range []string{"en", "ru", "de", "la", "br", "fr", "it", "pl", "tr", "ua", "kz", "ja", "sc", "tc", "vn", "id", "ms", "th", "ar"} {

@@ -189,6 +189,24 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	return e
 }
 
+// newInstalledEnv is newTestEnv with the app installed on its portal.
+func newInstalledEnv(t testing.TB, opts ...envOption) *testEnv {
+	t.Helper()
+	e := newTestEnv(t, opts...)
+	e.install()
+	return e
+}
+
+// newTestTab installs the app and opens, as the salesperson (user 2) in
+// English, the tab of a seeded lead with the given number of contacts:
+// where most tests of a click start.
+func newTestTab(t testing.TB, contacts int, opts ...envOption) (e *testEnv, lead int, tab page) {
+	t.Helper()
+	e = newInstalledEnv(t, opts...)
+	lead = e.leadWithContacts(contacts)
+	return e, lead, e.openTab(simulator.SeedSales, lead, "en")
+}
+
 // start (re)builds the whole app on the same listener and database file.
 func (e *testEnv) start() {
 	t := e.t
@@ -373,4 +391,12 @@ func newCountingServer(t *testing.T, n *int) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// mustPortal reads the app's stored record of the test portal.
+func (e *testEnv) mustPortal(t testing.TB) *store.Portal {
+	t.Helper()
+	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
+	require.NoError(t, err)
+	return p
 }

@@ -33,10 +33,7 @@ func directCalls(p *simulator.Portal, mark int, method string) int {
 // clock in bitrix24).
 func TestH2QueryLimitRetriedThenSucceeds(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 3)
 	mark := len(e.portal.Calls())
 	e.portal.InjectFault(simulator.Fault{Method: "batch", Times: 2, Status: 503, Code: "QUERY_LIMIT_EXCEEDED", Description: "Too many requests"})
 	res := e.clickRemoveOn(e.base, tab)
@@ -62,10 +59,7 @@ func TestH4LastingPortalProblemsAreFlaggedNotRetried(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.code, func(t *testing.T) {
-			e := newTestEnv(t)
-			e.install()
-			lead := e.leadWithContacts(3)
-			tab := e.openTab(2, lead, "en")
+			e, lead, tab := newTestTab(t, 3)
 			mark := len(e.portal.Calls())
 			e.portal.InjectFault(simulator.Fault{Method: "batch", Status: tc.status, Code: tc.code, Description: tc.desc})
 			res := e.clickRemoveOn(e.base, tab)
@@ -78,15 +72,13 @@ func TestH4LastingPortalProblemsAreFlaggedNotRetried(t *testing.T) {
 			if tc.code == "PORTAL_DELETED" {
 				assert.Zero(t, res.doc.Find("#remove:not([disabled])").Length(), "no retry offered")
 			}
-			p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-			require.NoError(t, err)
+			p := e.mustPortal(t)
 			assert.Equal(t, tc.code, p.Problem)
 			assert.Contains(t, e.logs.String(), `"level":"ERROR","msg":"portal reports a lasting problem"`)
 
 			tab = e.openTab(2, lead, "en")
 			require.Equal(t, http.StatusOK, e.clickRemoveOn(e.base, tab).status)
-			p, err = e.st.Portal(context.Background(), e.portal.MemberID())
-			require.NoError(t, err)
+			p = e.mustPortal(t)
 			assert.Empty(t, p.Problem, "cleared by a success")
 		})
 	}
@@ -97,10 +89,7 @@ func TestH4LastingPortalProblemsAreFlaggedNotRetried(t *testing.T) {
 // the blocked method (or the portal) again until operating_reset_at.
 func TestH5OperationTimeLimitIsNotHammered(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 3)
 	e.portal.InjectFault(simulator.Fault{Method: "crm.lead.contact.items.delete", Status: 429,
 		Code: "OPERATION_TIME_LIMIT", Description: "Method is blocked due to operation time limit."})
 	res := e.clickRemoveOn(e.base, tab)
@@ -138,10 +127,7 @@ func TestH9AmbiguousFailureIsVerified(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newTestEnv(t, withTimeout(1200*time.Millisecond))
-			e.install()
-			lead := e.leadWithContacts(3)
-			tab := e.openTab(2, lead, "en")
+			e, lead, tab := newTestTab(t, 3, withTimeout(1200*time.Millisecond))
 			mark := len(e.portal.Calls())
 			e.portal.InjectFault(tc.fault)
 			start := time.Now()
@@ -169,10 +155,7 @@ func TestH9AmbiguousFailureIsVerified(t *testing.T) {
 // one delete upstream, and both clicks see the success.
 func TestH14DoubleClickIsCoalesced(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 3)
 	mark := len(e.portal.Calls())
 	e.portal.InjectFault(simulator.Fault{Method: "batch", Delay: 300 * time.Millisecond})
 	pages := make([]page, 2)
@@ -205,11 +188,9 @@ func TestH14DoubleClickIsCoalesced(t *testing.T) {
 // and the tab is framed by the new origin.
 func TestA12RenamedPortalIsFollowedOnceAndRecorded(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
-	old, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	old := e.mustPortal(t)
 	require.NoError(t, e.portal.MoveTo("localhost"))
 	require.NotEqual(t, old.Domain, e.portal.Domain())
 
@@ -220,8 +201,7 @@ func TestA12RenamedPortalIsFollowedOnceAndRecorded(t *testing.T) {
 	require.GreaterOrEqual(t, len(calls), 2)
 	assert.Equal(t, http.StatusFound, calls[0].HTTPStatus, "the old address redirected")
 	assert.Equal(t, http.StatusOK, calls[1].HTTPStatus, "the new one answered the same batch")
-	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p := e.mustPortal(t)
 	assert.Equal(t, e.portal.Domain(), p.Domain)
 	assert.Equal(t, e.portal.RESTEndpoint(), p.RESTEndpoint)
 	assert.Greater(t, p.Version, old.Version)
@@ -255,8 +235,7 @@ func TestH12RedirectToAForeignHostIsNotFollowed(t *testing.T) {
 	e.install()
 	lead := e.leadWithContacts(3)
 	tab := e.openTab(2, lead, "en")
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	before := e.mustPortal(t)
 	for _, loc := range []string{"http://evil.example/rest/batch", "https://x.bitrix24.com.evil.example/rest/batch", "http://10.0.0.5/rest/batch"} {
 		e.portal.InjectFault(simulator.Fault{Method: "batch", Location: loc})
 		res := e.clickRemoveOn(e.base, tab)
@@ -268,8 +247,7 @@ func TestH12RedirectToAForeignHostIsNotFollowed(t *testing.T) {
 		assert.Equal(t, "127.0.0.1", h, "the app only ever called the simulator")
 	}
 	mu.Unlock()
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	after := e.mustPortal(t)
 	assert.Equal(t, before.RESTEndpoint, after.RESTEndpoint)
 	assert.Len(t, e.portal.LeadContacts(lead), 3)
 }
@@ -285,8 +263,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // portal's leaky bucket on) is the load run in docs/load.md.
 func TestJ1RequestsToAPortalPassItsLimiter(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, withREST(func(o *bitrix24.Options) { o.PortalRate, o.PortalBurst = 10, 2 }))
-	e.install()
+	e := newInstalledEnv(t, withREST(func(o *bitrix24.Options) { o.PortalRate, o.PortalBurst = 10, 2 }))
 	lead := e.leadWithContacts(3)
 	mark := len(e.portal.Calls())
 	var wg sync.WaitGroup
@@ -310,8 +287,7 @@ func TestJ1RequestsToAPortalPassItsLimiter(t *testing.T) {
 // rights the user lacks).
 func TestH7AccessDeniedIsNeverRetriedWithAnotherToken(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	tab := e.openTab(3, lead, "en") // Carol may read leads, not edit them
 	mark := len(e.portal.Calls())
@@ -331,8 +307,7 @@ func TestH7AccessDeniedIsNeverRetriedWithAnotherToken(t *testing.T) {
 // is followed by the undo too, and recorded.
 func TestUndoFollowsARenamedPortal(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	before := e.portal.LeadContacts(lead)
 	res := e.clickRemove(e.openTab(2, lead, "en"))
@@ -346,7 +321,6 @@ func TestUndoFollowsARenamedPortal(t *testing.T) {
 	calls := e.portal.Calls()[mark:]
 	require.NotEmpty(t, calls)
 	assert.Equal(t, http.StatusFound, calls[0].HTTPStatus, "the old address redirected")
-	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p := e.mustPortal(t)
 	assert.Equal(t, e.portal.RESTEndpoint(), p.RESTEndpoint, "the new address is stored")
 }

@@ -108,8 +108,7 @@ func TestInboundBudgetsBoundTheOAuthRequests(t *testing.T) {
 // TestRefusedTokensAreNotSentAgain: the same junk refresh token or AUTH_ID
 // sent again costs no second request to Bitrix24.
 func TestRefusedTokensAreNotSentAgain(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	tab, err := e.portal.OpenLeadTab(simulator.SeedSales, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
 	e.rememberFrame(tab)
@@ -169,8 +168,7 @@ func TestFloodOfFramesCannotStarveAClick(t *testing.T) {
 // of the portal's outbound budget; other addresses are not affected, and
 // the refusal is a page with Retry-After.
 func TestFrameBudgetPerAddressAndPortal(t *testing.T) {
-	e := newTestEnv(t, withInboundScale(1))
-	e.install()
+	e := newInstalledEnv(t, withInboundScale(1))
 	lead := e.leadWithContacts(3)
 	attacker := fromAddr(t, "127.0.0.4")
 	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, lead, "en")
@@ -199,8 +197,7 @@ func TestFrameBudgetPerAddressAndPortal(t *testing.T) {
 // budget; anyone else's X-Forwarded-For is ignored, so a client cannot
 // escape its budget by claiming other addresses.
 func TestBudgetsSeeTheClientBehindATrustedProxy(t *testing.T) {
-	e := newTestEnv(t, withInboundScale(1), func(e *testEnv) { e.trustedProxies = []string{"127.0.0.5"} })
-	e.install()
+	e := newInstalledEnv(t, withInboundScale(1), func(e *testEnv) { e.trustedProxies = []string{"127.0.0.5"} })
 	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
 	e.rememberFrame(f)

@@ -50,8 +50,7 @@ func installVia(t *testing.T, e *testEnv, path string) {
 	}
 	refs := e.sim.Refreshes()
 	require.NotEmpty(t, refs)
-	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p := e.mustPortal(t)
 	assert.Equal(t, "crm,placement", p.Scope, "the scopes Bitrix24 sent with the request, not the token answer's \"app\"")
 	assert.Equal(t, "b24apps.leadcontacts", p.AppCode)
 	assert.NotZero(t, p.AppID)
@@ -108,8 +107,7 @@ func TestWholeFlowWithRecordedTokenAnswers(t *testing.T) {
 				require.Len(t, e.history(), 2)
 
 				require.NoError(t, e.portal.Uninstall(context.Background(), true))
-				p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-				require.NoError(t, err)
+				p := e.mustPortal(t)
 				assert.False(t, p.Active())
 				assert.Empty(t, e.history(), "a clean uninstall wipes the history")
 				again := e.clickRemove(tab)
@@ -169,8 +167,7 @@ func TestRecordedFramesAreServed(t *testing.T) {
 		p := e.postFrame(asRecorded(t, "frame_legacy_installer_phpsdk", f))
 		require.Equal(t, http.StatusOK, p.status, p.body)
 		e.portal.FinishInstall()
-		stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		stored := e.mustPortal(t)
 		assert.Empty(t, stored.AppTokenHash, "no application token was sent")
 		assert.Equal(t, "b24apps.leadcontacts", stored.AppCode)
 
@@ -191,8 +188,7 @@ func TestRecordedFramesAreServed(t *testing.T) {
 // only when the batch proves the token is this app's on that portal.
 func TestOlderPortalFramesAreProvenByTheirBatch(t *testing.T) {
 	t.Run("a portal that had an application token never loses it", func(t *testing.T) {
-		e := newTestEnv(t)
-		e.install()
+		e := newInstalledEnv(t)
 		lead := e.leadWithContacts(3)
 		f, err := e.portal.OpenLeadTab(2, lead, "en")
 		require.NoError(t, err)
@@ -201,28 +197,24 @@ func TestOlderPortalFramesAreProvenByTheirBatch(t *testing.T) {
 		p := e.postFrame(f)
 		assert.Equal(t, http.StatusForbidden, p.status)
 
-		before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		before := e.mustPortal(t)
 		inst, err := e.portal.BeginInstall(1)
 		require.NoError(t, err)
 		inst.Form.Del("APPLICATION_TOKEN")
 		inst.Form.Del("SERVER_ENDPOINT")
 		p = e.postFrame(inst)
 		assert.Equal(t, http.StatusForbidden, p.status, "no downgrade through the installer either")
-		after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		after := e.mustPortal(t)
 		assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
 		assert.Equal(t, before.Version, after.Version)
 	})
 
 	t.Run("a token of another app is refused", func(t *testing.T) {
-		e := newTestEnv(t, withPortal(func(o *simulator.PortalOptions) { o.Legacy = true }))
-		e.install()
+		e := newInstalledEnv(t, withPortal(func(o *simulator.PortalOptions) { o.Legacy = true }))
 		lead := e.leadWithContacts(3)
 		// The stored app no longer matches what the portal says of the
 		// token's app: as if the token had been issued to another app.
-		p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		p := e.mustPortal(t)
 		p.AppCode = "other.vendor.app"
 		require.NoError(t, e.st.SavePortal(context.Background(), p))
 		tab := e.openTab(2, lead, "en")
@@ -308,10 +300,7 @@ func TestRejectedAppCredentialsAreNamed(t *testing.T) {
 			assert.ErrorIs(t, err, store.ErrNotFound)
 		})
 		t.Run(tt.name+"/click", func(t *testing.T) {
-			e := newTestEnv(t)
-			e.install()
-			lead := e.leadWithContacts(3)
-			tab := e.openTab(2, lead, "en")
+			e, lead, tab := newTestTab(t, 3)
 			require.Equal(t, http.StatusOK, tab.status)
 			withOAuthCredentials(tt.id, tt.secret)(e)
 			e.remember(tt.secret)
@@ -413,8 +402,7 @@ func TestRecordedFramesAreParsed(t *testing.T) {
 // granted now (APPLICATION_SCOPE); one the app needs and lacks is named
 // to the admin, with where to add it.
 func TestAppPageNamesAMissingScope(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	f, err := e.portal.OpenApp(simulator.SeedAdmin, "en")
 	require.NoError(t, err)
 	f.Form.Set("APPLICATION_SCOPE", "crm,user")
@@ -432,10 +420,8 @@ func TestAppPageNamesAMissingScope(t *testing.T) {
 // the installer as if it were an install, stop at placement.get (admins
 // only, recorded: 403 ACCESS_DENIED), before anything is stored.
 func TestNonAdminInstallChangesNothing(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	e := newInstalledEnv(t)
+	before := e.mustPortal(t)
 	lead := e.leadWithContacts(3)
 	f, err := e.portal.OpenLeadTab(2, lead, "en")
 	require.NoError(t, err)
@@ -445,8 +431,7 @@ func TestNonAdminInstallChangesNothing(t *testing.T) {
 	p := e.postFrame(f)
 	assert.Equal(t, http.StatusForbidden, p.status)
 	assert.Contains(t, text(p, ".alert-danger"), "Only a Bitrix24 administrator")
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	after := e.mustPortal(t)
 	assert.Equal(t, before.Version, after.Version, "the portal's record is unchanged")
 	assert.Equal(t, before.InstalledBy, after.InstalledBy)
 	assert.Equal(t, before.AppTokenHash, after.AppTokenHash)

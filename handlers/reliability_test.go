@@ -62,10 +62,7 @@ func deletesSince(p *simulator.Portal, mark int) int {
 // succeeds (run with -race).
 func TestG1HundredConcurrentRemovalsRefreshOnce(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(6)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 6)
 	require.Equal(t, http.StatusOK, tab.status, tab.body)
 	mark, callMark := len(e.sim.Refreshes()), len(e.portal.Calls())
 	e.sim.Advance(61 * time.Minute)
@@ -224,10 +221,7 @@ func TestG3SpentRefreshTokenRecoversOrEndsTheSession(t *testing.T) {
 		assert.Equal(t, []string{"invalid_grant"}, errs, "ours found the token spent, and recovered")
 	})
 	t.Run("dead grant", func(t *testing.T) {
-		e := newTestEnv(t)
-		e.install()
-		lead := e.leadWithContacts(3)
-		tab := e.openTab(2, lead, "en")
+		e, lead, tab := newTestTab(t, 3)
 		mark := len(e.sim.Refreshes())
 		e.sim.Advance(61 * time.Minute)
 		e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Status: 400, Code: "invalid_grant", Description: "Invalid refresh token"})
@@ -320,10 +314,7 @@ func TestG5HangingRefresh(t *testing.T) {
 	} {
 		t.Run(backend.name, func(t *testing.T) {
 			t.Parallel()
-			e := newTestEnv(t, append(backend.opts, withTimeout(time.Second), withOAuthTimeout(1200*time.Millisecond))...)
-			e.install()
-			lead := e.leadWithContacts(3)
-			tab := e.openTab(2, lead, "en")
+			e, lead, tab := newTestTab(t, 3, append(backend.opts, withTimeout(time.Second), withOAuthTimeout(1200*time.Millisecond))...)
 			mark := len(e.sim.Refreshes())
 			e.sim.Advance(61 * time.Minute)
 			e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Hang: true})
@@ -356,10 +347,7 @@ func TestG5HangingRefresh(t *testing.T) {
 // stored (a later click does not refresh again).
 func TestG6FirstCallerCancels(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 3)
 	mark := len(e.sim.Refreshes())
 	e.sim.Advance(61 * time.Minute)
 	e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Delay: 400 * time.Millisecond})
@@ -401,8 +389,7 @@ func TestG6FirstCallerCancels(t *testing.T) {
 // token pairs written by refreshes): no SQLITE_BUSY reaches a user.
 func TestG7SQLiteConcurrentWriters(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	e.portal.SetRateLimit(0, 0) // many requests at once: test the app, not the bucket
 	mark := len(e.sim.Refreshes())
 	const n = 12

@@ -29,8 +29,7 @@ func TestRotationCompletesWithoutAReinstall(t *testing.T) {
 	assert.Equal(t, 2, n, "the installer's token pair")
 	tab := e.openTab(simulator.SeedSales, lead, "en")
 	require.Equal(t, http.StatusOK, tab.status, tab.body)
-	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p := e.mustPortal(t)
 	assert.True(t, e.keys.HashIsCurrent(p.AppTokenHash), "hash renewed while the token was at hand")
 
 	e.keys = mustKeyring(t, 2) // the previous secret is dropped

@@ -504,8 +504,7 @@ func TestEverySetCookieIsAPartitionedHostCookie(t *testing.T) {
 // B7: a tampered or foreign cookie on the way in is treated as absent —
 // the tab opens and the action works — and never causes a server error.
 func TestTamperedCookieIsTreatedAsAbsent(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	good := appCookie(t, e.openTab(simulator.SeedSales, lead, "en"))
 	e.remember(good.Value)
@@ -706,8 +705,7 @@ func cloneForm(v url.Values) url.Values {
 // attribute or inline script comes from them, and the only scripts are
 // external files the CSP names.
 func TestPortalDataCannotInjectMarkupOrScript(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	e.portal.AddContact(simulator.Contact{ID: 9101, Name: `javascript:alert(1)`, LastName: `" onmouseover="alert(2)`, Post: `</script><script>alert(3)</script>`})
 	e.portal.AddLead(simulator.Lead{ID: 9101, Title: `javascript:alert(4)//"'><svg onload=alert(5)>`})
 	require.NoError(t, e.portal.LinkContact(9101, 9101, 10, true))
@@ -735,23 +733,20 @@ func TestPortalDataCannotInjectMarkupOrScript(t *testing.T) {
 // E2: an uninstall event with another installed portal's genuine token is
 // refused and changes nothing.
 func TestUninstallWithAnotherPortalsTokenChangesNothing(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
 	require.NoError(t, err)
 	f, err := other.BeginInstall(simulator.SeedAdmin)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, e.postFrame(f).status)
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	before := e.mustPortal(t)
 
 	form := e.uninstallForm(true)
 	form.Set("auth[application_token]", other.ApplicationToken())
 	e.remember(other.ApplicationToken())
 	p := e.postForm(e.base+"/events/uninstall", form)
 	assert.Equal(t, http.StatusUnauthorized, p.status)
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	after := e.mustPortal(t)
 	assert.True(t, after.Active())
 	assert.Equal(t, before.Version, after.Version)
 }
@@ -760,10 +755,8 @@ func TestUninstallWithAnotherPortalsTokenChangesNothing(t *testing.T) {
 // portal (the OAuth server vouches for them, but for another member_id)
 // is refused; the stored application token stays.
 func TestOnAppInstallWithAnotherPortalsTokensIsRefused(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	e := newInstalledEnv(t)
+	before := e.mustPortal(t)
 	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
 	require.NoError(t, err)
 	_, err = other.Install(simulator.SeedAdmin)
@@ -776,8 +769,7 @@ func TestOnAppInstallWithAnotherPortalsTokensIsRefused(t *testing.T) {
 	form.Set("auth[client_endpoint]", e.portal.RESTEndpoint())
 	p := e.postForm(e.base+"/events/install", form)
 	assert.Equal(t, http.StatusForbidden, p.status, p.body)
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	after := e.mustPortal(t)
 	assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
 	assert.Equal(t, before.Version, after.Version)
 	_, err = e.st.Portal(context.Background(), other.MemberID())
@@ -827,8 +819,7 @@ func TestNothingWorksAfterUninstall(t *testing.T) {
 
 	p := e.postForm(e.base+"/events/install", replay)
 	assert.Equal(t, http.StatusForbidden, p.status, "replayed ONAPPINSTALL")
-	stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	stored := e.mustPortal(t)
 	assert.False(t, stored.Active(), "still uninstalled")
 
 	mark := len(wire.requests())

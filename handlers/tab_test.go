@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,8 +25,7 @@ func batchRequests(p *simulator.Portal, from int) (requests int, methods []strin
 }
 
 func TestTabShowsLeadAndContactsInOneRoundTrip(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	mark := len(e.portal.Calls())
 	p := e.openTab(2, lead, "en")
@@ -62,8 +60,7 @@ func TestTabShowsLeadAndContactsInOneRoundTrip(t *testing.T) {
 }
 
 func TestTabWithoutContactsDisablesTheButton(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	p := e.openTab(1, e.leadWithContacts(0), "en")
 	require.Equal(t, http.StatusOK, p.status)
 	assert.Equal(t, "No contacts are linked to this lead.", strings.TrimSpace(p.doc.Find("#empty").Text()))
@@ -72,8 +69,7 @@ func TestTabWithoutContactsDisablesTheButton(t *testing.T) {
 }
 
 func TestTabSpeaksTheUsersLanguage(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	p := e.openTab(1, e.leadWithContacts(3), "ru")
 	require.Equal(t, http.StatusOK, p.status)
 	assert.Equal(t, "ru", p.doc.Find("html").AttrOr("lang", ""))
@@ -81,8 +77,7 @@ func TestTabSpeaksTheUsersLanguage(t *testing.T) {
 }
 
 func TestTabEscapesPortalData(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	e.portal.AddContact(simulator.Contact{ID: 9001, Name: `<script>alert(1)</script>`, LastName: `"><img src=x onerror=alert(2)>`})
 	e.portal.AddLead(simulator.Lead{ID: 9001, Title: `</title><script>alert(3)</script>`})
 	require.NoError(t, e.portal.LinkContact(9001, 9001, 10, true))
@@ -95,8 +90,7 @@ func TestTabEscapesPortalData(t *testing.T) {
 }
 
 func TestTabRefusesWhatIsNotVerified(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	cases := []struct {
 		name   string
@@ -132,8 +126,7 @@ func TestTabRefusesWhatIsNotVerified(t *testing.T) {
 }
 
 func TestTabIgnoresPostedDomainAndServerEndpoint(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	var evilHits int
 	evil := newCountingServer(t, &evilHits)
 	f, err := e.portal.OpenLeadTab(2, e.leadWithContacts(3), "en")
@@ -151,8 +144,7 @@ func TestTabIgnoresPostedDomainAndServerEndpoint(t *testing.T) {
 }
 
 func TestTabWithExpiredAuthIDAsksToReopen(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	f, err := e.portal.OpenLeadTab(2, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
 	e.sim.Advance(61 * time.Minute)
@@ -162,13 +154,11 @@ func TestTabWithExpiredAuthIDAsksToReopen(t *testing.T) {
 }
 
 func TestRestartKeepsInstalls(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	e.restart()
 	p := e.openTab(2, e.leadWithContacts(3), "en")
 	require.Equal(t, http.StatusOK, p.status, p.body)
-	stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	stored := e.mustPortal(t)
 	assert.True(t, stored.Active())
 }
 
@@ -196,8 +186,7 @@ func TestMethodsAndUnknownRoutes(t *testing.T) {
 // reads as id 1, so the spare lookups fetch contact #1. The tab shows the
 // linked contacts only.
 func TestTabIgnoresLookupsPastTheLastLink(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	one, ok := e.portal.Contact(1)
 	require.True(t, ok, "the seed has a contact #1")
 	e.portal.AddContact(simulator.Contact{ID: 901, Name: "Ada", LastName: "Lovelace"})

@@ -37,8 +37,7 @@ func viewerUninstallForm(f simulator.Frame, clean bool) url.Values {
 // says the app is installed: the event is ignored, the app keeps working
 // and the history stays.
 func TestViewersForgedUninstallIsIgnored(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	res := e.clickRemove(e.openTab(simulator.SeedSales, lead, "en"))
 	require.Equal(t, http.StatusOK, res.status, res.body)
@@ -51,8 +50,7 @@ func TestViewersForgedUninstallIsIgnored(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.status, "answered like any event: %s", r.body)
 	assert.Contains(t, e.logs.String(), "uninstall event ignored: Bitrix24 says the app is still installed")
 
-	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p := e.mustPortal(t)
 	assert.True(t, p.Active())
 	assert.True(t, p.UninstallReportedAt.IsZero(), "not even reported")
 	assert.Len(t, e.history(), 1, "the history is intact")
@@ -67,8 +65,7 @@ func TestViewersForgedUninstallIsIgnored(t *testing.T) {
 // destroyed at once. A verified frame clears the report; otherwise, after
 // the grace period, the portal is uninstalled as reported.
 func TestUnconfirmedUninstallWaitsForTheGracePeriod(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	res := e.clickRemove(e.openTab(simulator.SeedSales, lead, "en"))
 	require.Equal(t, http.StatusOK, res.status, res.body)
@@ -83,8 +80,7 @@ func TestUnconfirmedUninstallWaitsForTheGracePeriod(t *testing.T) {
 	unreachable()
 	r := e.postForm(e.base+"/events/uninstall", e.uninstallForm(true))
 	require.Equal(t, http.StatusOK, r.status, r.body)
-	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p := e.mustPortal(t)
 	assert.True(t, p.Active(), "nothing destroyed at once")
 	assert.False(t, p.UninstallReportedAt.IsZero())
 	assert.True(t, p.UninstallClean)
@@ -94,8 +90,7 @@ func TestUnconfirmedUninstallWaitsForTheGracePeriod(t *testing.T) {
 	reachable()
 	tab := e.openTab(simulator.SeedSales, simulator.SeedLeadSixContacts, "en")
 	require.Equal(t, http.StatusOK, tab.status, tab.body)
-	p, err = e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p = e.mustPortal(t)
 	assert.True(t, p.UninstallReportedAt.IsZero(), "a verified frame clears the report")
 
 	// Reported again, and this time nothing verified arrives.
@@ -111,8 +106,7 @@ func TestUnconfirmedUninstallWaitsForTheGracePeriod(t *testing.T) {
 	n, err = e.h.PurgeReportedUninstalls(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
-	p, err = e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p = e.mustPortal(t)
 	assert.False(t, p.Active())
 	assert.Empty(t, e.history(), "CLEAN was asked for: the history goes with it")
 }
@@ -124,8 +118,7 @@ func TestUnconfirmedUninstallWaitsForTheGracePeriod(t *testing.T) {
 // token, or a hash made under an APP_SECRET since retired.
 func TestGenuineUninstallIsConfirmedWhateverTheHash(t *testing.T) {
 	t.Run("older portal", func(t *testing.T) {
-		e := newTestEnv(t, withPortal(func(o *simulator.PortalOptions) { o.Legacy = true }))
-		e.install()
+		e := newInstalledEnv(t, withPortal(func(o *simulator.PortalOptions) { o.Legacy = true }))
 		lead := e.leadWithContacts(3)
 		require.Equal(t, http.StatusOK, e.clickRemove(e.openTab(simulator.SeedSales, lead, "en")).status)
 
@@ -133,14 +126,12 @@ func TestGenuineUninstallIsConfirmedWhateverTheHash(t *testing.T) {
 		forged.Set("auth[application_token]", "anything")
 		r := e.postForm(e.base+"/events/uninstall", forged)
 		assert.Equal(t, http.StatusOK, r.status, "Bitrix24 says installed: ignored")
-		p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		p := e.mustPortal(t)
 		assert.True(t, p.Active())
 		assert.Len(t, e.history(), 1)
 
 		require.NoError(t, e.portal.Uninstall(context.Background(), true))
-		p, err = e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		p = e.mustPortal(t)
 		assert.False(t, p.Active())
 		assert.Empty(t, e.history())
 	})
@@ -159,8 +150,7 @@ func TestGenuineUninstallIsConfirmedWhateverTheHash(t *testing.T) {
 		e.restart()
 
 		require.NoError(t, e.portal.Uninstall(context.Background(), true))
-		p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		p := e.mustPortal(t)
 		assert.False(t, p.Active(), "confirmed by Bitrix24, not by the unreadable hash")
 		assert.Empty(t, e.history(), "and its data is deleted as asked")
 	})
@@ -190,8 +180,7 @@ func TestOnlyAnAdministratorInstalls(t *testing.T) {
 	e.remember(form.Get("auth[access_token]"), form.Get("auth[refresh_token]"))
 	r = e.postForm(e.base+"/events/install", form)
 	require.Equal(t, http.StatusOK, r.status, r.body)
-	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p := e.mustPortal(t)
 	assert.EqualValues(t, simulator.SeedAdmin, p.InstalledBy)
 }
 
@@ -199,8 +188,7 @@ func TestOnlyAnAdministratorInstalls(t *testing.T) {
 // context bound to the browser that got it, like the tab's: presented with
 // another browser's binding cookie it is refused.
 func TestRebindIsBoundToTheBrowser(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	admin := e.openApp(simulator.SeedAdmin, "en")
 	mine := appCookie(t, admin)
 	other := appCookie(t, e.openApp(simulator.SeedAdmin, "en"))
@@ -221,8 +209,7 @@ func TestRebindIsBoundToTheBrowser(t *testing.T) {
 // else's AUTH_ID) is ended at the first refresh, and nothing is done with
 // the other user's rights.
 func TestRefreshForAnotherUserEndsTheSession(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, lead, "en")
 	require.NoError(t, err)
@@ -242,10 +229,8 @@ func TestRefreshForAnotherUserEndsTheSession(t *testing.T) {
 // with and the installer's access token expired, the check refreshes the
 // installer's pair (under the portal's lock), stores it, and asks with it.
 func TestUninstallCheckRenewsTheInstallersToken(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	e := newInstalledEnv(t)
+	before := e.mustPortal(t)
 	e.sim.Advance(61 * time.Minute)
 	mark := len(e.sim.Refreshes())
 	r := e.postForm(e.base+"/events/uninstall", e.uninstallForm(true))
@@ -254,8 +239,7 @@ func TestUninstallCheckRenewsTheInstallersToken(t *testing.T) {
 	refs := e.sim.Refreshes()[mark:]
 	require.Len(t, refs, 1, "one refresh of the installer's pair")
 	assert.Empty(t, refs[0].Error)
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	after := e.mustPortal(t)
 	assert.True(t, after.Active())
 	assert.Greater(t, after.Version, before.Version, "the renewed pair is stored")
 	assert.False(t, after.RefreshToken.Equal(before.RefreshToken))

@@ -20,17 +20,13 @@ func TestUninstallFromThePortal(t *testing.T) {
 			name = "clean"
 		}
 		t.Run(name, func(t *testing.T) {
-			e := newTestEnv(t)
-			e.install()
-			lead := e.leadWithContacts(3)
-			tab := e.openTab(2, lead, "en")
+			e, _, tab := newTestTab(t, 3)
 			require.Equal(t, http.StatusOK, tab.status)
 
 			again := e.uninstallForm(clean) // captured while the token is known
 			// The portal delivers ONAPPUNINSTALL to the handler the app bound.
 			require.NoError(t, e.portal.Uninstall(context.Background(), clean))
-			p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-			require.NoError(t, err)
+			p := e.mustPortal(t)
 			assert.False(t, p.Active())
 			assert.True(t, p.AccessToken.IsZero() && p.RefreshToken.IsZero(), "tokens wiped")
 			if clean {
@@ -48,8 +44,7 @@ func TestUninstallFromThePortal(t *testing.T) {
 			// A repeated delivery is acknowledged and changes nothing.
 			r := e.postForm(e.base+"/events/uninstall", again)
 			assert.Equal(t, http.StatusOK, r.status, r.body)
-			p2, err := e.st.Portal(context.Background(), e.portal.MemberID())
-			require.NoError(t, err)
+			p2 := e.mustPortal(t)
 			assert.Equal(t, p.Version, p2.Version)
 		})
 	}
@@ -70,12 +65,10 @@ func (e *testEnv) uninstallForm(clean bool) url.Values {
 }
 
 func TestForgedUninstallChangesNothing(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	other, err := e.sim.AddPortal(simulator.PortalOptions{})
 	require.NoError(t, err)
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	before := e.mustPortal(t)
 	cases := map[string]func(url.Values){
 		"wrong token":    func(f url.Values) { f.Set("auth[application_token]", "guess") },
 		"empty token":    func(f url.Values) { f.Set("auth[application_token]", "") },
@@ -92,8 +85,7 @@ func TestForgedUninstallChangesNothing(t *testing.T) {
 			r := e.postForm(e.base+"/events/uninstall", f)
 			assert.GreaterOrEqual(t, r.status, 400)
 			assert.Less(t, r.status, 500)
-			after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-			require.NoError(t, err)
+			after := e.mustPortal(t)
 			assert.True(t, after.Active())
 			assert.Equal(t, before.Version, after.Version)
 		})
@@ -104,8 +96,7 @@ func TestForgedUninstallChangesNothing(t *testing.T) {
 }
 
 func TestTabAfterUninstallIsRefused(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	f, err := e.portal.OpenLeadTab(2, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
 	// A genuine uninstall: Bitrix24 revokes the tokens, then delivers
