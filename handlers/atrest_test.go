@@ -1,13 +1,8 @@
 package handlers_test
 
 import (
-	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,8 +13,6 @@ import (
 
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/simulator"
-	"github.com/b24apps/leadcontacts/store"
-	"github.com/b24apps/leadcontacts/store/postgres"
 )
 
 // runInstallAndRefresh drives what writes tokens: an install, a tab, and a
@@ -55,33 +48,15 @@ func TestNoSecretInTheSQLiteFile(t *testing.T) {
 // F1 (PostgreSQL): the same run on the PostgreSQL store, checked with a
 // real pg_dump of the app's schema: what a leaked backup would show.
 func TestNoSecretInAPostgresDump(t *testing.T) {
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_DATABASE_URL is not set; CI must run the PostgreSQL tests")
-		}
-		t.Skip("TEST_DATABASE_URL is not set; skipping the PostgreSQL dump test")
-	}
+	base := testDatabaseURL(t)
 	pgDump, err := exec.LookPath("pg_dump")
 	require.NoError(t, err, "pg_dump is needed to check what a backup holds (Debian: postgresql-client)")
-
-	schema := "sectest_" + randomHex(t, 8)
-	execPostgres(t, base, `CREATE SCHEMA `+schema)
-	t.Cleanup(func() { execPostgres(t, base, `DROP SCHEMA `+schema+` CASCADE`) })
-	u, err := url.Parse(base)
+	dsn := freshSchema(t)
+	u, err := url.Parse(dsn)
 	require.NoError(t, err)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	dsn := u.String()
+	schema := u.Query().Get("search_path")
 
-	e, wire := newWiredEnv(t, func(e *testEnv) {
-		e.openStore = func(t testing.TB, keys *secret.Keyring) store.Store {
-			s, err := postgres.Open(context.Background(), dsn, keys)
-			require.NoError(t, err)
-			return s
-		}
-	})
+	e, wire := newWiredEnv(t, withPostgresAt(dsn))
 	runInstallAndRefresh(t, e)
 
 	out, err := exec.Command(pgDump, "--data-only", "--schema="+schema, base).CombinedOutput()
@@ -96,25 +71,6 @@ func TestNoSecretInAPostgresDump(t *testing.T) {
 			assert.NotContains(t, dump, s, "a secret (%.4s…) in clear in pg_dump", s)
 		}
 	}
-}
-
-func execPostgres(t *testing.T, dsn, query string) {
-	t.Helper()
-	db, err := sql.Open("pgx", dsn)
-	require.NoError(t, err)
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = db.ExecContext(ctx, query)
-	require.NoError(t, err)
-}
-
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	return hex.EncodeToString(b)
 }
 
 // F2: a ciphertext moved into another session's row does not open (its
@@ -165,12 +121,7 @@ func TestKeyRotationEndToEnd(t *testing.T) {
 	e.install()
 	oldID := e.keys.KeyID()
 	// Portal B, installed under the old key and never touched again.
-	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	fb, err := other.BeginInstall(simulator.SeedAdmin)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, e.postFrame(fb).status)
-	other.FinishInstall()
+	other := e.addInstalledPortal(t)
 
 	// Step 1: new APP_SECRET, old one as APP_SECRET_PREVIOUS.
 	e.keys = mustKeyring(t, 2, 7)

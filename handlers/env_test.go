@@ -400,3 +400,16 @@ func (e *testEnv) mustPortal(t testing.TB) *store.Portal {
 	require.NoError(t, err)
 	return p
 }
+
+// addInstalledPortal adds a second seeded portal to the simulator and
+// installs the app on it: another genuine customer of the same app.
+func (e *testEnv) addInstalledPortal(t testing.TB) *simulator.Portal {
+	t.Helper()
+	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
+	require.NoError(t, err)
+	f, err := other.BeginInstall(simulator.SeedAdmin)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, e.postFrame(f).status)
+	other.FinishInstall()
+	return other
+}

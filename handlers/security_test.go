@@ -145,12 +145,7 @@ func TestPlacementAuthenticatesAgainstStoredState(t *testing.T) {
 	lead := e.leadWithContacts(3)
 
 	// Portal B is installed too: its tokens are real, just not A's.
-	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	fb, err := other.BeginInstall(simulator.SeedAdmin)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, e.postFrame(fb).status)
-	other.FinishInstall()
+	other := e.addInstalledPortal(t)
 	fromB, err := other.OpenLeadTab(simulator.SeedSales, lead, "en")
 	require.NoError(t, err)
 	e.rememberFrame(fromB)
@@ -734,11 +729,7 @@ func TestPortalDataCannotInjectMarkupOrScript(t *testing.T) {
 // refused and changes nothing.
 func TestUninstallWithAnotherPortalsTokenChangesNothing(t *testing.T) {
 	e := newInstalledEnv(t)
-	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	f, err := other.BeginInstall(simulator.SeedAdmin)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, e.postFrame(f).status)
+	other := e.addInstalledPortal(t)
 	before := e.mustPortal(t)
 
 	form := e.uninstallForm(true)
