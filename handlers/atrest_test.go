@@ -1,12 +1,12 @@
 package handlers_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,7 +23,7 @@ func runInstallAndRefresh(t *testing.T, e *testEnv) {
 	lead := e.leadWithContacts(3)
 	tab := e.openTab(simulator.SeedSales, lead, "en")
 	e.remember(contextOf(tab), appCookie(t, tab).Value)
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	require.Equal(t, http.StatusOK, e.clickRemove(tab).status)
 	require.Empty(t, e.portal.LeadContacts(lead))
 }
@@ -132,7 +132,7 @@ func TestKeyRotationEndToEnd(t *testing.T) {
 	tab := e.openTab(simulator.SeedSales, lead, "en")
 	require.Equal(t, http.StatusOK, tab.status, "old portal row and hash still verify: %s", tab.body)
 	assert.Equal(t, newID, kidOf(t, e, `SELECT access_token FROM sessions ORDER BY created_at DESC LIMIT 1`), "new session under the new key")
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	require.Equal(t, http.StatusOK, e.clickRemove(tab).status, "refresh during the overlap")
 	assert.Equal(t, newID, kidOf(t, e, `SELECT refresh_token FROM sessions ORDER BY created_at DESC LIMIT 1`), "refreshed pair under the new key")
 	assert.Equal(t, oldID, kidOf(t, e, `SELECT access_token FROM portals WHERE member_id = '`+e.portal.MemberID()+`'`))
@@ -174,4 +174,34 @@ func kidOf(t *testing.T, e *testEnv, query string) string {
 	parts := strings.SplitN(v, ":", 3)
 	require.Len(t, parts, 3, "not a sealed value: %.8s…", v)
 	return parts[1]
+}
+
+// F4 end to end without a reinstall: after APP_SECRET rotates, the reseal
+// pass moves the stored tokens and the next tab open renews the
+// application-token hash; then the previous secret can go and the portal
+// keeps working.
+func TestRotationCompletesWithoutAReinstall(t *testing.T) {
+	e := newTestEnv(t)
+	e.keys = mustKeyring(t, 7)
+	e.restart()
+	e.install()
+	lead := e.leadWithContacts(3)
+
+	e.keys = mustKeyring(t, 2, 7) // APP_SECRET=new, APP_SECRET_PREVIOUS=old
+	e.restart()
+	n, err := e.st.ResealTokens(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "the installer's token pair")
+	tab := e.openTab(simulator.SeedSales, lead, "en")
+	require.Equal(t, http.StatusOK, tab.status, tab.body)
+	p := e.mustPortal(t)
+	assert.True(t, e.keys.HashIsCurrent(p.AppTokenHash), "hash renewed while the token was at hand")
+
+	e.keys = mustKeyring(t, 2) // the previous secret is dropped
+	e.restart()
+	tab = e.openTab(simulator.SeedSales, lead, "en")
+	require.Equal(t, http.StatusOK, tab.status, tab.body)
+	res := e.clickRemove(tab)
+	require.Equal(t, http.StatusOK, res.status, res.body)
+	assert.Empty(t, e.portal.LeadContacts(lead))
 }

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,7 +89,7 @@ func TestWholeFlowWithRecordedTokenAnswers(t *testing.T) {
 				require.Equal(t, http.StatusOK, tab.status, tab.body)
 				assert.Equal(t, 3, tab.doc.Find("#contacts li").Length())
 
-				e.sim.Advance(61 * time.Minute)
+				e.expireAccessTokens()
 				mark := len(e.sim.Refreshes())
 				res := e.clickRemove(tab)
 				require.Equal(t, http.StatusOK, res.status, res.body)
@@ -142,45 +141,47 @@ func TestRecordedFramesAreServed(t *testing.T) {
 		return out
 	}
 
-	t.Run("current", func(t *testing.T) {
-		e := newTestEnv(t)
-		f, err := e.portal.BeginInstall(1)
-		require.NoError(t, err)
-		p := e.postFrame(asRecorded(t, "frame_installer", f))
-		require.Equal(t, http.StatusOK, p.status, p.body)
-		e.portal.FinishInstall()
-		lead := e.leadWithContacts(3)
-		f, err = e.portal.OpenLeadTab(2, lead, "en")
-		require.NoError(t, err)
-		tab := e.postFrame(asRecorded(t, "frame_lead_tab", f))
-		require.Equal(t, http.StatusOK, tab.status, tab.body)
-		assert.Equal(t, 3, tab.doc.Find("#contacts li").Length())
-	})
+	cases := []struct {
+		name           string
+		opts           []envOption
+		installer, tab string
+		legacy         bool
+	}{
+		{name: "current", installer: "frame_installer", tab: "frame_lead_tab"},
+		{
+			name:      "older portal",
+			opts:      []envOption{withPortal(func(o *simulator.PortalOptions) { o.Legacy = true })},
+			installer: "frame_legacy_installer_phpsdk", tab: "frame_legacy_onprem", legacy: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, tc.opts...)
+			f, err := e.portal.BeginInstall(1)
+			require.NoError(t, err)
+			if tc.legacy {
+				// The recorded older installer frame (b24phpsdk, 2024)
+				// carries PLACEMENT_OPTIONS even on DEFAULT.
+				f.Form.Set("PLACEMENT_OPTIONS", `{"any":"28\/"}`)
+			}
+			p := e.postFrame(asRecorded(t, tc.installer, f))
+			require.Equal(t, http.StatusOK, p.status, p.body)
+			e.portal.FinishInstall()
+			stored := e.mustPortal(t)
+			assert.Equal(t, tc.legacy, stored.AppTokenHash == "", "an application token is stored if one was sent")
+			assert.Equal(t, "b24apps.leadcontacts", stored.AppCode)
 
-	t.Run("older portal", func(t *testing.T) {
-		e := newTestEnv(t, withPortal(func(o *simulator.PortalOptions) { o.Legacy = true }))
-		f, err := e.portal.BeginInstall(1)
-		require.NoError(t, err)
-		// The recorded older installer frame (b24phpsdk, 2024) carries
-		// PLACEMENT_OPTIONS even on DEFAULT.
-		f.Form.Set("PLACEMENT_OPTIONS", `{"any":"28\/"}`)
-		p := e.postFrame(asRecorded(t, "frame_legacy_installer_phpsdk", f))
-		require.Equal(t, http.StatusOK, p.status, p.body)
-		e.portal.FinishInstall()
-		stored := e.mustPortal(t)
-		assert.Empty(t, stored.AppTokenHash, "no application token was sent")
-		assert.Equal(t, "b24apps.leadcontacts", stored.AppCode)
-
-		lead := e.leadWithContacts(3)
-		f, err = e.portal.OpenLeadTab(2, lead, "en")
-		require.NoError(t, err)
-		tab := e.postFrame(asRecorded(t, "frame_legacy_onprem", f))
-		require.Equal(t, http.StatusOK, tab.status, tab.body)
-		assert.Equal(t, 3, tab.doc.Find("#contacts li").Length())
-		res := e.clickRemove(tab)
-		require.Equal(t, http.StatusOK, res.status, res.body)
-		assert.Empty(t, e.portal.LeadContacts(lead))
-	})
+			lead := e.leadWithContacts(3)
+			f, err = e.portal.OpenLeadTab(2, lead, "en")
+			require.NoError(t, err)
+			tab := e.postFrame(asRecorded(t, tc.tab, f))
+			require.Equal(t, http.StatusOK, tab.status, tab.body)
+			assert.Equal(t, 3, tab.doc.Find("#contacts li").Length())
+			res := e.clickRemove(tab)
+			require.Equal(t, http.StatusOK, res.status, res.body)
+			assert.Empty(t, e.portal.LeadContacts(lead))
+		})
+	}
 }
 
 // TestOlderPortalFramesAreProvenByTheirBatch: a frame without an
@@ -305,7 +306,7 @@ func TestRejectedAppCredentialsAreNamed(t *testing.T) {
 			withOAuthCredentials(tt.id, tt.secret)(e)
 			e.remember(tt.secret)
 			e.restart()
-			e.sim.Advance(61 * time.Minute)
+			e.expireAccessTokens()
 			res := e.clickRemove(tab)
 			assert.Equal(t, http.StatusServiceUnavailable, res.status)
 			assert.Contains(t, res.body, "rejected the app")
@@ -339,7 +340,7 @@ func TestDeadGrantsAskForWhatRenewsThem(t *testing.T) {
 	tab := e.openTab(2, lead, "en")
 	require.Equal(t, http.StatusOK, tab.status)
 	e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Status: 400, Code: "invalid_grant"})
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	res := e.clickRemove(tab)
 	assert.Equal(t, http.StatusUnauthorized, res.status)
 	assert.Contains(t, res.body, "open it again from the lead card")

@@ -33,18 +33,7 @@ func (e *testEnv) clickAll(tab page, n int, bases ...string) []int {
 	if len(bases) == 0 {
 		bases = []string{e.base}
 	}
-	statuses := make([]int, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range statuses {
-		wg.Go(func() {
-			<-start
-			statuses[i] = e.clickRemoveOn(bases[i%len(bases)], tab).status
-		})
-	}
-	close(start)
-	wg.Wait()
-	return statuses
+	return atOnce(n, func(i int) int { return e.clickRemoveOn(bases[i%len(bases)], tab).status })
 }
 
 // clickRefusedLocally clicks the tab's button n times; each click must be
@@ -82,7 +71,7 @@ func TestG1HundredConcurrentRemovalsRefreshOnce(t *testing.T) {
 	e, lead, tab := newTestTab(t, 6)
 	require.Equal(t, http.StatusOK, tab.status, tab.body)
 	mark, callMark := len(e.sim.Refreshes()), len(e.portal.Calls())
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 
 	statuses := e.clickAll(tab, 100)
 	assert.True(t, allOK(statuses), "statuses: %v", statuses)
@@ -101,7 +90,7 @@ func TestG2TwoInstancesOnePostgresRefreshOnce(t *testing.T) {
 	t.Parallel()
 	e, b, lead, tab := newTwoInstanceTab(t, 6)
 	mark := len(e.sim.Refreshes())
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	// Slow the refresh down so both instances are surely inside it at once.
 	e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Delay: 300 * time.Millisecond})
 
@@ -158,7 +147,7 @@ func TestPageFromInstanceAClickOnInstanceB(t *testing.T) {
 
 	// And with an expired token, refreshed by B, used later by A.
 	mark := len(e.sim.Refreshes())
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	e.relinkAndClickOn(t, lead, tab, b.base, e.base)
 	ok, errs := refreshesSince(e, mark)
 	assert.Equal(t, 1, ok)
@@ -238,7 +227,7 @@ func TestG3SpentRefreshTokenRecoversOrEndsTheSession(t *testing.T) {
 		lead := e.leadWithContacts(3)
 		tab := e.openTab(2, lead, "en")
 		mark := len(e.sim.Refreshes())
-		e.sim.Advance(61 * time.Minute)
+		e.expireAccessTokens()
 		res := e.clickRemoveOn(e.base, tab)
 		require.Equal(t, http.StatusOK, res.status, res.body)
 		assert.Empty(t, e.portal.LeadContacts(lead))
@@ -249,7 +238,7 @@ func TestG3SpentRefreshTokenRecoversOrEndsTheSession(t *testing.T) {
 	t.Run("dead grant", func(t *testing.T) {
 		e, lead, tab := newTestTab(t, 3)
 		mark := len(e.sim.Refreshes())
-		e.sim.Advance(61 * time.Minute)
+		e.expireAccessTokens()
 		e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Status: 400, Code: "invalid_grant", Description: "Invalid refresh token"})
 		res := e.clickRemoveOn(e.base, tab)
 		assert.Equal(t, http.StatusUnauthorized, res.status)
@@ -288,7 +277,7 @@ func TestG4RefreshedPairIsStoredDespiteFailedWrites(t *testing.T) {
 			lead := e.leadWithContacts(3)
 			tab := e.openTab(2, lead, "en")
 			mark := len(e.sim.Refreshes())
-			e.sim.Advance(61 * time.Minute)
+			e.expireAccessTokens()
 			res := e.clickRemoveOn(e.base, tab)
 			require.Equal(t, http.StatusOK, res.status, "this click works either way: %s", res.body)
 			assert.Empty(t, e.portal.LeadContacts(lead))
@@ -339,7 +328,7 @@ func TestG5HangingRefresh(t *testing.T) {
 			t.Parallel()
 			e, lead, tab := newTestTab(t, 3, append(backend.opts, withTimeout(time.Second), withOAuthTimeout(1200*time.Millisecond))...)
 			mark := len(e.sim.Refreshes())
-			e.sim.Advance(61 * time.Minute)
+			e.expireAccessTokens()
 			e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Hang: true})
 
 			start := time.Now()
@@ -372,7 +361,7 @@ func TestG6FirstCallerCancels(t *testing.T) {
 	t.Parallel()
 	e, lead, tab := newTestTab(t, 3)
 	mark := len(e.sim.Refreshes())
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Delay: 400 * time.Millisecond})
 
 	action, _ := tab.doc.Find("#remove-form").Attr("data-action")
@@ -431,7 +420,7 @@ func TestG7SQLiteConcurrentWriters(t *testing.T) {
 	for _, tab := range tabs {
 		require.Equal(t, http.StatusOK, tab.status, tab.body)
 	}
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	statuses := make([]int, n)
 	for i := range tabs {
 		wg.Go(func() { statuses[i] = e.clickRemoveOn(e.base, tabs[i]).status })

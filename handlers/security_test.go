@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,7 +120,7 @@ func TestClientSecretGoesOnlyToTheConfiguredOAuthServer(t *testing.T) {
 	// goes to the token endpoint only, never in a URL.
 	e.install()
 	tab := e.openTab(simulator.SeedSales, e.leadWithContacts(3), "en")
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	require.Equal(t, http.StatusOK, e.clickRemove(tab).status)
 	sent := 0
 	for _, r := range wire.requests() {
@@ -321,25 +321,20 @@ func TestBodyLimits(t *testing.T) {
 	assert.Empty(t, wire.requests()[mark:], "no call")
 }
 
+// countingReader counts what the app read of a request body (the client
+// reads it on another goroutine).
 type countingReader struct {
-	mu    sync.Mutex
 	r     io.Reader
-	count int64
+	count atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.mu.Lock()
-	c.count += int64(n)
-	c.mu.Unlock()
+	c.count.Add(int64(n))
 	return n, err
 }
 
-func (c *countingReader) n() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.count
-}
+func (c *countingReader) n() int64 { return c.count.Load() }
 
 type repeatReader byte
 
@@ -778,12 +773,7 @@ func TestConcurrentInstallEventsMakeOneInstall(t *testing.T) {
 		forms[i] = e.portal.OnAppInstallEvent(simulator.SeedAdmin)
 		e.remember(forms[i].Get("auth[access_token]"), forms[i].Get("auth[refresh_token]"), forms[i].Get("auth[application_token]"))
 	}
-	statuses := make([]int, len(forms))
-	var wg sync.WaitGroup
-	for i, form := range forms {
-		wg.Go(func() { statuses[i] = e.postForm(e.base+"/events/install", form).status })
-	}
-	wg.Wait()
+	statuses := atOnce(len(forms), func(i int) int { return e.postForm(e.base+"/events/install", forms[i]).status })
 	for i, s := range statuses {
 		assert.Equal(t, http.StatusOK, s, "delivery %d", i)
 	}

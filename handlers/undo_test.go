@@ -86,7 +86,7 @@ func TestUndoRestoresTheSameLinksWithTheSameUsersToken(t *testing.T) {
 
 	// An hour later the frame's token has expired: the undo refreshes it
 	// with the same user's refresh token, as the removal would.
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	refreshes := len(e.sim.Refreshes())
 	mark := len(e.portal.Calls())
 	undone := e.submit(res, "#undo-form")
