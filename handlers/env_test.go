@@ -345,6 +345,18 @@ func (e *testEnv) postForm(target string, form url.Values, header ...string) pag
 	return e.do(http.MethodPost, target, strings.NewReader(form.Encode()), header...)
 }
 
+// setQuery sets one parameter of a frame's query string, as a forged frame
+// would carry it.
+func setQuery(t testing.TB, f *simulator.Frame, key, value string) {
+	t.Helper()
+	u, err := url.Parse(f.URL)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	f.URL, f.Query = u.String(), q
+}
+
 // postFrame POSTs a frame exactly as the portal's page would.
 func (e *testEnv) postFrame(f simulator.Frame) page {
 	e.t.Helper()

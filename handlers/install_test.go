@@ -91,13 +91,10 @@ func TestInstallRefusesWhatTheOAuthServerDoesNotConfirm(t *testing.T) {
 			p := e.postFrame(f)
 			assert.GreaterOrEqual(t, p.status, 400)
 			assert.Contains(t, p.header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
-			after := e.mustPortal(t)
-			assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
-			assert.Equal(t, before.Version, after.Version)
+			e.assertPortalUnchanged(t, before)
 		})
 	}
-	_, err = e.st.Portal(context.Background(), other.MemberID())
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	e.assertNotStored(t, other.MemberID())
 }
 
 func TestInstallExplainsABindingFailure(t *testing.T) {
@@ -151,4 +148,20 @@ func TestInstallerURLAnswersHEAD(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}
+}
+
+// assertPortalUnchanged checks that the stored portal is still the version
+// read before, with the same application-token hash.
+func (e *testEnv) assertPortalUnchanged(t testing.TB, before *store.Portal) {
+	t.Helper()
+	after := e.mustPortal(t)
+	assert.Equal(t, before.AppTokenHash, after.AppTokenHash, "the application-token hash is unchanged")
+	assert.Equal(t, before.Version, after.Version, "the portal's record is unchanged")
+}
+
+// assertNotStored checks that the app stored no portal for memberID.
+func (e *testEnv) assertNotStored(t testing.TB, memberID string, msgAndArgs ...any) {
+	t.Helper()
+	_, err := e.st.Portal(context.Background(), memberID)
+	assert.ErrorIs(t, err, store.ErrNotFound, msgAndArgs...)
 }

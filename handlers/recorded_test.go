@@ -17,7 +17,6 @@ import (
 	"github.com/b24apps/leadcontacts/oauth"
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/simulator"
-	"github.com/b24apps/leadcontacts/store"
 )
 
 // The tests in this file hold the app to what real Bitrix24 servers send
@@ -205,9 +204,7 @@ func TestOlderPortalFramesAreProvenByTheirBatch(t *testing.T) {
 		inst.Form.Del("SERVER_ENDPOINT")
 		p = e.postFrame(inst)
 		assert.Equal(t, http.StatusForbidden, p.status, "no downgrade through the installer either")
-		after := e.mustPortal(t)
-		assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
-		assert.Equal(t, before.Version, after.Version)
+		e.assertPortalUnchanged(t, before)
 	})
 
 	t.Run("a token of another app is refused", func(t *testing.T) {
@@ -248,8 +245,7 @@ func TestInstallJudgesScopesFromWhatBitrix24Sent(t *testing.T) {
 			assert.Contains(t, msg, "vendor console")
 			assert.False(t, p.doc.Find("body").HasClass("install-finish"), "no installFinish for a failed install")
 			assert.Contains(t, p.header.Get("Content-Security-Policy"), "frame-ancestors "+e.portal.URL(), "verified: the portal shows the page")
-			_, err = e.st.Portal(context.Background(), e.portal.MemberID())
-			assert.ErrorIs(t, err, store.ErrNotFound, "nothing stored")
+			e.assertNotStored(t, e.portal.MemberID(), "nothing stored")
 			assert.Empty(t, e.portal.Placements())
 		})
 	}
@@ -263,8 +259,7 @@ func TestInstallJudgesScopesFromWhatBitrix24Sent(t *testing.T) {
 		res := e.postForm(e.base+"/events/install", form)
 		assert.Equal(t, http.StatusForbidden, res.status)
 		assert.Contains(t, res.body, "install.scope_missing")
-		_, err = e.st.Portal(context.Background(), e.portal.MemberID())
-		assert.ErrorIs(t, err, store.ErrNotFound)
+		e.assertNotStored(t, e.portal.MemberID())
 	})
 }
 
@@ -297,8 +292,7 @@ func TestRejectedAppCredentialsAreNamed(t *testing.T) {
 			assert.Contains(t, p.body, "rejected the app")
 			assert.Contains(t, p.body, tt.code)
 			assert.Contains(t, e.logs.String(), `"level":"ERROR","msg":"the OAuth server rejects this app's credentials`)
-			_, err = e.st.Portal(context.Background(), e.portal.MemberID())
-			assert.ErrorIs(t, err, store.ErrNotFound)
+			e.assertNotStored(t, e.portal.MemberID())
 		})
 		t.Run(tt.name+"/click", func(t *testing.T) {
 			e, lead, tab := newTestTab(t, 3)
@@ -432,10 +426,8 @@ func TestNonAdminInstallChangesNothing(t *testing.T) {
 	p := e.postFrame(f)
 	assert.Equal(t, http.StatusForbidden, p.status)
 	assert.Contains(t, text(p, ".alert-danger"), "Only a Bitrix24 administrator")
-	after := e.mustPortal(t)
-	assert.Equal(t, before.Version, after.Version, "the portal's record is unchanged")
-	assert.Equal(t, before.InstalledBy, after.InstalledBy)
-	assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
+	e.assertPortalUnchanged(t, before)
+	assert.Equal(t, before.InstalledBy, e.mustPortal(t).InstalledBy)
 }
 
 // TestRecordedAlreadyBoundIsNotAnInstallError: a bind that races another

@@ -57,12 +57,7 @@ func TestPlacementNeverCallsThePostedDomain(t *testing.T) {
 		t.Run(fmt.Sprintf("DOMAIN=%q", domain), func(t *testing.T) {
 			f, err := e.portal.OpenLeadTab(simulator.SeedSales, lead, "en")
 			require.NoError(t, err)
-			u, err := url.Parse(f.URL)
-			require.NoError(t, err)
-			q := u.Query()
-			q.Set("DOMAIN", domain)
-			u.RawQuery = q.Encode()
-			f.URL = u.String()
+			setQuery(t, &f, "DOMAIN", domain)
 			f.Form.Set("SERVER_ENDPOINT", evil+"/rest/")
 			mark := len(wire.requests())
 			p := e.postFrame(f)
@@ -732,9 +727,8 @@ func TestUninstallWithAnotherPortalsTokenChangesNothing(t *testing.T) {
 	e.remember(other.ApplicationToken())
 	p := e.postForm(e.base+"/events/uninstall", form)
 	assert.Equal(t, http.StatusUnauthorized, p.status)
-	after := e.mustPortal(t)
-	assert.True(t, after.Active())
-	assert.Equal(t, before.Version, after.Version)
+	assert.True(t, e.mustPortal(t).Active())
+	e.assertPortalUnchanged(t, before)
 }
 
 // E3: ONAPPINSTALL for an existing member_id with genuine tokens of another
@@ -755,11 +749,8 @@ func TestOnAppInstallWithAnotherPortalsTokensIsRefused(t *testing.T) {
 	form.Set("auth[client_endpoint]", e.portal.RESTEndpoint())
 	p := e.postForm(e.base+"/events/install", form)
 	assert.Equal(t, http.StatusForbidden, p.status, p.body)
-	after := e.mustPortal(t)
-	assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
-	assert.Equal(t, before.Version, after.Version)
-	_, err = e.st.Portal(context.Background(), other.MemberID())
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	e.assertPortalUnchanged(t, before)
+	e.assertNotStored(t, other.MemberID())
 }
 
 // E4: Bitrix24 may deliver ONAPPINSTALL several times at once (and the

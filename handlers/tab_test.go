@@ -3,7 +3,6 @@ package handlers_test
 import (
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -131,11 +130,7 @@ func TestTabIgnoresPostedDomainAndServerEndpoint(t *testing.T) {
 	evil := newCountingServer(t, &evilHits)
 	f, err := e.portal.OpenLeadTab(2, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
-	u, _ := url.Parse(f.URL)
-	q := u.Query()
-	q.Set("DOMAIN", strings.TrimPrefix(evil, "http://"))
-	u.RawQuery = q.Encode()
-	f.URL = u.String()
+	setQuery(t, &f, "DOMAIN", strings.TrimPrefix(evil, "http://"))
 	f.Form.Set("SERVER_ENDPOINT", evil+"/rest/")
 	p := e.postFrame(f)
 	assert.Equal(t, http.StatusOK, p.status)
