@@ -441,9 +441,9 @@ func (e *testEnv) addInstalledPortal(t testing.TB) *simulator.Portal {
 }
 
 // atOnce calls fn(0) … fn(n-1) concurrently, released together, and
-// returns what each returned (a status, typically).
-func atOnce(n int, fn func(i int) int) []int {
-	out := make([]int, n)
+// returns what each returned.
+func atOnce[T any](n int, fn func(i int) T) []T {
+	out := make([]T, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range out {

@@ -581,12 +581,7 @@ func TestH14DoubleClickIsCoalesced(t *testing.T) {
 	e, lead, tab := newTestTab(t, 3)
 	mark := len(e.portal.Calls())
 	e.portal.InjectFault(simulator.Fault{Method: "batch", Delay: 300 * time.Millisecond})
-	pages := make([]page, 2)
-	var wg sync.WaitGroup
-	for i := range pages {
-		wg.Go(func() { pages[i] = e.clickRemoveOn(e.base, tab) })
-	}
-	wg.Wait()
+	pages := atOnce(2, func(int) page { return e.clickRemoveOn(e.base, tab) })
 	l, _ := e.portal.Lead(lead)
 	for _, p := range pages {
 		require.Equal(t, http.StatusOK, p.status, p.body)

@@ -16,11 +16,7 @@ import (
 )
 
 func TestUninstallFromThePortal(t *testing.T) {
-	for _, clean := range []bool{false, true} {
-		name := "keep data"
-		if clean {
-			name = "clean"
-		}
+	for name, clean := range map[string]bool{"keep data": false, "clean": true} {
 		t.Run(name, func(t *testing.T) {
 			e, _, tab := newTestTab(t, 3)
 			require.Equal(t, http.StatusOK, tab.status)
