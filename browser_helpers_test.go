@@ -84,43 +84,52 @@ type runningDemo struct {
 // run's context is canceled and run must return nil (a clean shutdown).
 func startDemoApp(t *testing.T) *runningDemo {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	exited := make(chan struct{})
-	var runErr error
 	getenv := func(key string) string {
 		if key == "ADDR" {
 			return "127.0.0.1:0" // a free port, so tests never collide
 		}
 		return "" // a fresh SQLite file per run: no state leaks between tests
 	}
+	d := &runningDemo{out: &lineLog{}}
+	d.serve(t, []string{"-demo"}, getenv, nil)
+	return d
+}
+
+// serve runs run with args and getenv until the test ends, collecting what
+// it prints in d.out, and returns once the app serves. Then run's context
+// is canceled, run must return nil (a clean shutdown), and stopped (if
+// any) cleans up after it.
+func (d *runningDemo) serve(t *testing.T, args []string, getenv func(string) string, stopped func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	exited := make(chan struct{})
+	var runErr error
 	go func() {
-		runErr = run(ctx, []string{"-demo"}, getenv, pw)
+		runErr = run(ctx, args, getenv, pw)
 		_ = pw.Close()
 		close(exited)
 	}()
 
-	d := &runningDemo{out: &lineLog{}}
-	type origins struct{ portal, app string }
-	ready := make(chan origins, 1)
+	ready := make(chan string, 1)
 	go func() {
-		// The first line is "Demo portal: URL", then JSON log lines; the
+		// JSON log lines, after the demo's "Demo portal: URL"; the
 		// "serving" record names the app's base URL.
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		portal, sent := "", false
+		sent := false
 		for sc.Scan() {
 			line := sc.Text()
 			d.out.add(line)
 			if u, ok := strings.CutPrefix(line, "Demo portal: "); ok {
-				portal = strings.TrimSuffix(u, "/")
+				d.portal = strings.TrimSuffix(u, "/") // read once ready is sent
 			}
 			var rec struct {
 				Msg     string `json:"msg"`
 				BaseURL string `json:"base_url"`
 			}
-			if !sent && portal != "" && json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
-				ready <- origins{portal, strings.TrimSuffix(rec.BaseURL, "/")}
+			if !sent && json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
+				ready <- strings.TrimSuffix(rec.BaseURL, "/")
 				sent = true
 			}
 		}
@@ -134,26 +143,27 @@ func startDemoApp(t *testing.T) *runningDemo {
 		case <-exited:
 			assert.NoError(t, runErr, "run must return nil after its context is canceled")
 		case <-time.After(30 * time.Second):
-			t.Error("the demo did not shut down within 30s of its context being canceled")
+			t.Error("the app did not shut down within 30s of its context being canceled")
+		}
+		if stopped != nil {
+			stopped()
 		}
 		if t.Failed() {
-			t.Logf("demo output:\n%s", d.out)
+			t.Logf("app output:\n%s", d.out)
 		}
 	})
 
 	select {
-	case o := <-ready:
-		d.portal, d.app = o.portal, o.app
+	case d.app = <-ready:
 	case <-exited:
-		t.Fatalf("the demo exited before serving: %v\n%s", runErr, d.out)
+		t.Fatalf("the app exited before serving: %v\n%s", runErr, d.out)
 	case <-time.After(startTimeout):
-		t.Fatalf("the demo did not start within %s:\n%s", startTimeout, d.out)
+		t.Fatalf("the app did not start within %s:\n%s", startTimeout, d.out)
 	}
 	// The test means something only if the app's frame is cross-site, as
 	// with a real portal: cookies and CSP frame-ancestors depend on it.
 	require.Equal(t, "localhost", hostOf(d.portal), "the portal must run on localhost")
 	require.Equal(t, "127.0.0.1", hostOf(d.app), "the app must run on 127.0.0.1")
-	return d
 }
 
 func hostOf(rawURL string) string {

@@ -17,12 +17,9 @@ package main
 // production.
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -67,57 +64,8 @@ func startDemoPortal(t *testing.T) (*runningDemo, *simulator.Portal) {
 		"B24_JS_URL":             cfg.JSURL,
 		"HISTORY_RETENTION_DAYS": "30",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	exited := make(chan struct{})
-	var runErr error
-	go func() {
-		runErr = run(ctx, nil, func(k string) string { return env[k] }, pw)
-		_ = pw.Close()
-		close(exited)
-	}()
 	d := &runningDemo{portal: strings.TrimSuffix(demo.portalURL, "/"), out: &lineLog{}}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			d.out.add(line)
-			var rec struct {
-				Msg     string `json:"msg"`
-				BaseURL string `json:"base_url"`
-			}
-			if !sent && json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
-				ready <- strings.TrimSuffix(rec.BaseURL, "/")
-				sent = true
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-exited:
-			assert.NoError(t, runErr, "run must return nil after its context is canceled")
-		case <-time.After(30 * time.Second):
-			t.Error("the app did not shut down within 30s")
-		}
-		demo.close()
-		if t.Failed() {
-			t.Logf("app output:\n%s", d.out)
-		}
-	})
-	select {
-	case d.app = <-ready:
-	case <-exited:
-		t.Fatalf("the app exited before serving: %v\n%s", runErr, d.out)
-	case <-time.After(startTimeout):
-		t.Fatalf("the app did not start within %s:\n%s", startTimeout, d.out)
-	}
-	require.Equal(t, "localhost", hostOf(d.portal))
-	require.Equal(t, "127.0.0.1", hostOf(d.app))
+	d.serve(t, nil, func(k string) string { return env[k] }, demo.close)
 	return d, demo.portal
 }
 

@@ -15,6 +15,67 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// TestConfigSettings: each optional setting has its default, takes a
+// valid value, and a bad one is refused with the variable's name.
+func TestConfigSettings(t *testing.T) {
+	cases := []struct {
+		name, value string
+		get         func(Config) any
+		def, want   any // def nil: empty unless configured
+		bad         []string
+	}{
+		{
+			name: "B24_PORTAL_RATE", value: "0.5",
+			get: func(c Config) any { return c.PortalRate },
+			def: 2.0, want: 0.5,
+			bad: []string{"0", "-1", "x", "51"},
+		},
+		{
+			name: "UNINSTALL_GRACE_HOURS", value: "72",
+			get: func(c Config) any { return c.UninstallGrace },
+			def: 24 * time.Hour, want: 72 * time.Hour,
+			bad: []string{"0", "-3", "1.5", "721", "x"},
+		},
+		{
+			name: "TRUSTED_PROXIES", value: "10.0.0.0/8, 192.168.1.7,fd00::/8",
+			get:  func(c Config) any { return c.TrustedProxies },
+			want: []string{"10.0.0.0/8", "192.168.1.7", "fd00::/8"},
+			bad:  []string{"10.0.0.0/8,proxy.internal"},
+		},
+		{
+			name: "HISTORY_RETENTION_DAYS", value: "7",
+			get: func(c Config) any { return c.HistoryRetention },
+			def: 90 * 24 * time.Hour, want: 7 * 24 * time.Hour,
+			bad: []string{"0", "-1", "3651", "ninety", "1.5"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := map[string]string{
+				"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
+				"APP_BASE_URL": "https://app.example.com",
+			}
+			cfg, err := loadConfig(env(base))
+			require.NoError(t, err)
+			if tc.def == nil {
+				assert.Empty(t, tc.get(cfg), "none unless configured")
+			} else {
+				assert.Equal(t, tc.def, tc.get(cfg), "the default")
+			}
+			base[tc.name] = tc.value
+			cfg, err = loadConfig(env(base))
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, tc.get(cfg))
+			for _, bad := range tc.bad {
+				base[tc.name] = bad
+				_, err = loadConfig(env(base))
+				require.Error(t, err, bad)
+				assert.Contains(t, err.Error(), tc.name, bad)
+			}
+		})
+	}
+}
+
 func TestConfigReportsEveryProblemAtOnce(t *testing.T) {
 	_, err := loadConfig(env(map[string]string{
 		"B24_CLIENT_SECRET": "sentinel-client-secret",
@@ -58,25 +119,6 @@ func TestConfigAllowHTTP(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"http://127.0.0.1:9000"}, cfg.OAuthServers)
 	assert.Len(t, cfg.SecretPrevious, 32)
-}
-
-func TestPortalRate(t *testing.T) {
-	base := map[string]string{
-		"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
-		"APP_BASE_URL": "https://app.example.com",
-	}
-	cfg, err := loadConfig(env(base))
-	require.NoError(t, err)
-	assert.InDelta(t, 2.0, cfg.PortalRate, 1e-9)
-	base["B24_PORTAL_RATE"] = "0.5"
-	cfg, err = loadConfig(env(base))
-	require.NoError(t, err)
-	assert.InDelta(t, 0.5, cfg.PortalRate, 1e-9)
-	for _, bad := range []string{"0", "-1", "x", "51"} {
-		base["B24_PORTAL_RATE"] = bad
-		_, err = loadConfig(env(base))
-		assert.ErrorContains(t, err, "B24_PORTAL_RATE", bad)
-	}
 }
 
 // TestEveryVariableIsDocumented keeps app.json, the README table and the
@@ -132,24 +174,6 @@ func TestBaseURLMustBeOneBitrix24Accepts(t *testing.T) {
 	assert.NoError(t, err)
 }
 
-func TestUninstallGrace(t *testing.T) {
-	base := map[string]string{"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
-		"APP_BASE_URL": "https://app.example.com"}
-	cfg, err := loadConfig(env(base))
-	require.NoError(t, err)
-	assert.Equal(t, 24*time.Hour, cfg.UninstallGrace)
-	base["UNINSTALL_GRACE_HOURS"] = "72"
-	cfg, err = loadConfig(env(base))
-	require.NoError(t, err)
-	assert.Equal(t, 72*time.Hour, cfg.UninstallGrace)
-	for _, bad := range []string{"0", "-3", "1.5", "721", "x"} {
-		base["UNINSTALL_GRACE_HOURS"] = bad
-		_, err := loadConfig(env(base))
-		require.Error(t, err, bad)
-		assert.Contains(t, err.Error(), "UNINSTALL_GRACE_HOURS", bad)
-	}
-}
-
 // TestConfigNeverEchoesUserInfo: a B24_OAUTH_SERVERS entry with
 // user:password is refused without repeating the password.
 func TestConfigNeverEchoesUserInfo(t *testing.T) {
@@ -165,18 +189,18 @@ func TestConfigNeverEchoesUserInfo(t *testing.T) {
 	}
 }
 
-func TestTrustedProxies(t *testing.T) {
-	base := map[string]string{"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
-		"APP_BASE_URL": "https://app.example.com"}
-	cfg, err := loadConfig(env(base))
-	require.NoError(t, err)
-	assert.Empty(t, cfg.TrustedProxies, "none unless configured")
-	base["TRUSTED_PROXIES"] = "10.0.0.0/8, 192.168.1.7,fd00::/8"
-	cfg, err = loadConfig(env(base))
-	require.NoError(t, err)
-	assert.Equal(t, []string{"10.0.0.0/8", "192.168.1.7", "fd00::/8"}, cfg.TrustedProxies)
-	base["TRUSTED_PROXIES"] = "10.0.0.0/8,proxy.internal"
-	_, err = loadConfig(env(base))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "TRUSTED_PROXIES")
+// TestAppJSONDocumentsHistoryRetention: app.json documents every variable
+// with its default, and the README table mirrors it.
+func TestAppJSONDocumentsHistoryRetention(t *testing.T) {
+	var doc struct {
+		Env map[string]struct {
+			Value string `json:"value"`
+		} `json:"env"`
+		Bitrix24 struct {
+			Handler string `json:"handler"`
+		} `json:"bitrix24"`
+	}
+	require.NoError(t, json.Unmarshal(appJSON, &doc))
+	assert.Equal(t, "90", doc.Env["HISTORY_RETENTION_DAYS"].Value)
+	assert.Equal(t, "/app", doc.Bitrix24.Handler)
 }

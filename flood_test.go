@@ -4,12 +4,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,18 +37,14 @@ import (
 // Bitrix24 (token requests, REST requests), what the junk got, whether
 // every genuine click and tab worked, and the heap.
 func TestFlood(t *testing.T) {
-	if os.Getenv("LOAD") != "1" {
-		t.Skip("flood run; start it with: LOAD=1 go test -run '^TestFlood$' -count=1 -v .")
-	}
+	skipUnlessLoad(t, "flood")
 	seconds := 20
 	if s := os.Getenv("FLOOD_SECONDS"); s != "" {
 		_, _ = fmt.Sscan(s, &seconds)
 	}
 	a := newAppProc(t)
 	a.start()
-	p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	a.installOn(p)
+	p := a.addInstalledPortal()
 
 	clicks := seconds
 	leads := addLeads(t, p, 5000, clicks, 3)
@@ -80,9 +74,7 @@ func TestFlood(t *testing.T) {
 	installForm.Set("PLACEMENT", "DEFAULT")
 	installForm.Del("PLACEMENT_OPTIONS")
 
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
+	heapBefore := heapAfterGC()
 	refreshMark := len(a.sim.Refreshes())
 	callMark := len(p.Calls())
 
@@ -104,11 +96,11 @@ func TestFlood(t *testing.T) {
 				break
 			}
 			inflight.Go(func() {
-				st, err := postCrossSite(attacker, target, form())
+				pg, err := postPage(attacker, target, form(), "Sec-Fetch-Site", "cross-site")
 				if err != nil {
-					st = -1
+					pg.status = -1
 				}
-				count(m, st)
+				count(m, pg.status)
 			})
 		}
 		inflight.Wait()
@@ -165,9 +157,7 @@ func TestFlood(t *testing.T) {
 	users.Wait()
 	wg.Wait()
 
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
+	heapAfter := heapAfterGC()
 	refreshes := len(a.sim.Refreshes()) - refreshMark
 	restCalls := 0
 	for _, c := range p.Calls()[callMark:] {
@@ -192,7 +182,7 @@ func TestFlood(t *testing.T) {
 		seconds, dump(&junkFrames), dump(&junkInstalls),
 		refreshes, float64(refreshes)/float64(seconds), restCalls, float64(restCalls)/float64(seconds),
 		clickOK.Load(), next.Load(), clickLat.summary(), tabOK.Load(), tabs2.Load(), tabLat.summary(),
-		float64(before.HeapAlloc)/(1<<20), float64(after.HeapAlloc)/(1<<20))
+		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
 	assert.Equal(t, next.Load(), clickOK.Load(), "every genuine click succeeds")
 	// Opening a tab competes with the flood for what clicks leave of
 	// the portal's budget; it is reported, and most must work.
@@ -207,22 +197,6 @@ func attackerClient(ip string) *http.Client {
 		Transport:     &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 256},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-}
-
-func postCrossSite(c *http.Client, target string, form url.Values) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Sec-Fetch-Site", "cross-site")
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
 }
 
 func cloneForm(v url.Values) url.Values {

@@ -199,6 +199,32 @@ func (a *appProc) installOn(p *simulator.Portal) {
 	p.FinishInstall()
 }
 
+// addInstalledPortal adds a seeded portal to the simulator and installs
+// the app on it.
+func (a *appProc) addInstalledPortal() *simulator.Portal {
+	a.t.Helper()
+	p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
+	require.NoError(a.t, err)
+	a.installOn(p)
+	return p
+}
+
+// session is a lead's tab that the salesperson opened, ready to click.
+type session struct {
+	p    *simulator.Portal
+	lead int
+	tab  appPage
+}
+
+// openSession opens the salesperson's tab of a lead, which must work.
+func (a *appProc) openSession(t testing.TB, p *simulator.Portal, lead int) session {
+	t.Helper()
+	tab, err := a.openTabOn(p, simulator.SeedSales, lead)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, tab.status, tab.body)
+	return session{p, lead, tab}
+}
+
 // openTabOn opens the lead tab as a user.
 func (a *appProc) openTabOn(p *simulator.Portal, userID, leadID int) (appPage, error) {
 	f, err := p.OpenLeadTab(userID, leadID, "en")

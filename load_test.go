@@ -41,9 +41,7 @@ import (
 //     limiter in every window, and the bucket never refuses the app;
 //  4. heap and RSS before and after, and per round of phase 2.
 func TestLoad(t *testing.T) {
-	if os.Getenv("LOAD") != "1" {
-		t.Skip("load run; start it with: LOAD=1 go test -run '^TestLoad$' -count=1 -v .")
-	}
+	skipUnlessLoad(t, "load")
 	a := newAppProc(t)
 	a.start()
 	report := &loadReport{}
@@ -52,15 +50,7 @@ func TestLoad(t *testing.T) {
 	const nPortals, nSessions = 10, 5
 	var portals []*simulator.Portal
 	for range nPortals {
-		p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-		require.NoError(t, err)
-		a.installOn(p)
-		portals = append(portals, p)
-	}
-	type session struct {
-		p    *simulator.Portal
-		lead int
-		tab  appPage
+		portals = append(portals, a.addInstalledPortal())
 	}
 	var sessions []session
 	var mu sync.Mutex
@@ -68,11 +58,9 @@ func TestLoad(t *testing.T) {
 	for _, p := range portals {
 		wg.Go(func() {
 			for _, lead := range addLeads(t, p, 1000, nSessions, 3) {
-				tab, err := a.openTabOn(p, simulator.SeedSales, lead)
-				require.NoError(t, err)
-				require.Equal(t, http.StatusOK, tab.status, tab.body)
+				s := a.openSession(t, p, lead)
 				mu.Lock()
-				sessions = append(sessions, session{p, lead, tab})
+				sessions = append(sessions, s)
 				mu.Unlock()
 			}
 		})
@@ -87,15 +75,7 @@ func TestLoad(t *testing.T) {
 	statuses := make([]int, 2*len(sessions))
 	start := time.Now()
 	for i := range statuses {
-		wg.Go(func() {
-			s := sessions[i/2]
-			t0 := time.Now()
-			res, err := a.click(s.tab)
-			lat.add(time.Since(t0))
-			if err == nil {
-				statuses[i] = res.status
-			}
-		})
+		wg.Go(func() { statuses[i] = a.timedClick(sessions[i/2].tab, lat) })
 	}
 	wg.Wait()
 	ok, failed, codes := refreshOutcomes(a.sim, mark)
@@ -134,14 +114,7 @@ func TestLoad(t *testing.T) {
 		}
 		st := make([]int, len(sessions))
 		for i, s := range sessions {
-			wg.Go(func() {
-				t0 := time.Now()
-				res, err := a.click(s.tab)
-				lat.add(time.Since(t0))
-				if err == nil {
-					st[i] = res.status
-				}
-			})
+			wg.Go(func() { st[i] = a.timedClick(s.tab, lat) })
 		}
 		wg.Wait()
 		clicks += len(st)
@@ -194,9 +167,7 @@ func TestLoad(t *testing.T) {
 	}
 
 	// Phase 3: a burst of 30 clicks on one portal whose leaky bucket is on.
-	p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	a.installOn(p)
+	p := a.addInstalledPortal()
 	leads := addLeads(t, p, 2000, 30, 2)
 	tabs := make([]appPage, len(leads))
 	for i, lead := range leads {
@@ -212,14 +183,7 @@ func TestLoad(t *testing.T) {
 	lat = &latencies{}
 	start = time.Now()
 	for i, tab := range tabs {
-		wg.Go(func() {
-			t0 := time.Now()
-			res, err := a.click(tab)
-			lat.add(time.Since(t0))
-			if err == nil {
-				st[i] = res.status
-			}
-		})
+		wg.Go(func() { st[i] = a.timedClick(tab, lat) })
 	}
 	wg.Wait()
 	var times []time.Time
@@ -373,6 +337,28 @@ func TestLoad(t *testing.T) {
 	assert.Less(t, after.heap, before.heap+32<<20, "heap stays flat")
 }
 
+// skipUnlessLoad skips a load or flood run unless LOAD=1: they take a
+// minute or more and are started on purpose.
+func skipUnlessLoad(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("LOAD") != "1" {
+		t.Skipf("%s run; start it with: LOAD=1 go test -run '^%s$' -count=1 -v .", what, t.Name())
+	}
+}
+
+// timedClick clicks a tab's button, adds the wait to lat and returns the
+// status (0 when no answer came).
+func (a *appProc) timedClick(tab appPage, lat *latencies) int {
+	t0 := time.Now()
+	res, err := a.click(tab)
+	lat.add(time.Since(t0))
+	if err != nil {
+		return 0
+	}
+	return res.status
+}
+
+// count counts the statuses equal to want.
 func count(statuses []int, want int) int {
 	n := 0
 	for _, s := range statuses {
@@ -460,10 +446,15 @@ type loadReport struct {
 }
 
 func (r *loadReport) heap(label string) {
+	r.heaps = append(r.heaps, heapSample{label, heapAfterGC(), rss()})
+}
+
+// heapAfterGC returns the heap in use once garbage is collected.
+func heapAfterGC() uint64 {
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	r.heaps = append(r.heaps, heapSample{label, m.HeapAlloc, rss()})
+	return m.HeapAlloc
 }
 
 // rss reads the process's resident set size from /proc (Linux).

@@ -20,12 +20,8 @@ import (
 func TestShutdownFinishesInFlightRemovals(t *testing.T) {
 	a := newAppProc(t)
 	a.start()
-	p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	a.installOn(p)
-	tab, err := a.openTabOn(p, simulator.SeedSales, simulator.SeedLeadThreeContacts)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, tab.status, tab.body)
+	p := a.addInstalledPortal()
+	tab := a.openSession(t, p, simulator.SeedLeadThreeContacts).tab
 
 	p.InjectFault(simulator.Fault{Method: "batch", Delay: 1500 * time.Millisecond})
 	var res appPage
@@ -38,7 +34,7 @@ func TestShutdownFinishesInFlightRemovals(t *testing.T) {
 	start := time.Now()
 	go func() { stopped <- a.stop() }()
 	time.Sleep(200 * time.Millisecond)
-	_, err = http.Get(a.base + "/healthz")
+	_, err := http.Get(a.base + "/healthz")
 	assert.Error(t, err, "no new connections once shutdown began")
 
 	wg.Wait()
@@ -60,25 +56,11 @@ func TestShutdownFinishesInFlightRemovals(t *testing.T) {
 func TestRestartMidLoadLosesNoInstallAndNoToken(t *testing.T) {
 	a := newAppProc(t)
 	a.start()
-	var portals []*simulator.Portal
-	for range 2 {
-		p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-		require.NoError(t, err)
-		a.installOn(p)
-		portals = append(portals, p)
-	}
-	type session struct {
-		p    *simulator.Portal
-		lead int
-		tab  appPage
-	}
+	portals := []*simulator.Portal{a.addInstalledPortal(), a.addInstalledPortal()}
 	var sessions []session
 	for i, p := range portals {
 		for _, lead := range addLeads(t, p, 1000+100*i, 5, 2) {
-			tab, err := a.openTabOn(p, simulator.SeedSales, lead)
-			require.NoError(t, err)
-			require.Equal(t, http.StatusOK, tab.status, tab.body)
-			sessions = append(sessions, session{p, lead, tab})
+			sessions = append(sessions, a.openSession(t, p, lead))
 		}
 	}
 	mark := len(a.sim.Refreshes())
@@ -98,13 +80,7 @@ func TestRestartMidLoadLosesNoInstallAndNoToken(t *testing.T) {
 	time.Sleep(250 * time.Millisecond) // refreshes are in flight
 	require.NoError(t, a.stop())
 	wg.Wait()
-	done := 0
-	for _, st := range statuses {
-		if st == http.StatusOK {
-			done++
-		}
-	}
-	t.Logf("before the kill: %d of %d clicks completed; the others found the app gone", done, len(sessions))
+	t.Logf("before the kill: %d of %d clicks completed; the others found the app gone", count(statuses, http.StatusOK), len(sessions))
 
 	a.start()
 	for _, p := range portals {

@@ -189,6 +189,28 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	return e
 }
 
+// newInstalledEnv is newTestEnv with the app installed on its portal.
+func newInstalledEnv(t testing.TB, opts ...envOption) *testEnv {
+	t.Helper()
+	e := newTestEnv(t, opts...)
+	e.install()
+	return e
+}
+
+// newTestTab installs the app and opens, as the salesperson (user 2) in
+// English, the tab of a seeded lead with the given number of contacts:
+// where most tests of a click start.
+func newTestTab(t testing.TB, contacts int, opts ...envOption) (e *testEnv, lead int, tab page) {
+	t.Helper()
+	e = newInstalledEnv(t, opts...)
+	lead = e.leadWithContacts(contacts)
+	return e, lead, e.openTab(simulator.SeedSales, lead, "en")
+}
+
+// expireAccessTokens moves the simulated portal's clock past the hour an
+// access token lives; refresh tokens still work.
+func (e *testEnv) expireAccessTokens() { e.sim.Advance(61 * time.Minute) }
+
 // start (re)builds the whole app on the same listener and database file.
 func (e *testEnv) start() {
 	t := e.t
@@ -293,11 +315,12 @@ type page struct {
 	body   string
 }
 
-func (e *testEnv) postForm(target string, form url.Values, header ...string) page {
+// do makes any request, without cookie jar or redirects, with header
+// pairs set in order, and parses the answer.
+func (e *testEnv) do(method, target string, body io.Reader, header ...string) page {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+	req, err := http.NewRequest(method, target, body)
 	require.NoError(e.t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -306,9 +329,32 @@ func (e *testEnv) postForm(target string, form url.Values, header ...string) pag
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(e.t, err)
-	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(b))
-	require.NoError(e.t, err)
-	return page{status: resp.StatusCode, header: resp.Header, doc: doc, body: string(b)}
+	return page{status: resp.StatusCode, header: resp.Header, doc: mustDoc(e.t, b), body: string(b)}
+}
+
+// send makes any request to the app.
+func (e *testEnv) send(method, path string, body io.Reader, header ...string) page {
+	e.t.Helper()
+	return e.do(method, e.base+path, body, header...)
+}
+
+// postForm posts a form to target, with extra header pairs.
+func (e *testEnv) postForm(target string, form url.Values, header ...string) page {
+	e.t.Helper()
+	header = append([]string{"Content-Type", "application/x-www-form-urlencoded"}, header...)
+	return e.do(http.MethodPost, target, strings.NewReader(form.Encode()), header...)
+}
+
+// setQuery sets one parameter of a frame's query string, as a forged frame
+// would carry it.
+func setQuery(t testing.TB, f *simulator.Frame, key, value string) {
+	t.Helper()
+	u, err := url.Parse(f.URL)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	f.URL, f.Query = u.String(), q
 }
 
 // postFrame POSTs a frame exactly as the portal's page would.
@@ -343,11 +389,9 @@ func (e *testEnv) clickRemove(tab page) page {
 	// With JavaScript the in-page confirmation posts straight to the
 	// removal route (data-action); the form's own action is the no-JS
 	// confirmation page.
-	action, ok := tab.doc.Find("#remove-form").Attr("data-action")
-	require.True(e.t, ok, "tab has no remove form: %s", tab.body)
-	ctx, _ := tab.doc.Find(`#remove-form input[name=ctx]`).Attr("value")
-	e.remember(ctx)
-	return e.postForm(e.base+action, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+	_, ok := tab.doc.Find("#remove-form").Attr("data-action")
+	require.True(e.t, ok, "tab has no in-page removal: %s", tab.body)
+	return e.clickRemoveOn(e.base, tab)
 }
 
 // leadWithContacts returns a seeded lead with at least n contacts.
@@ -373,4 +417,42 @@ func newCountingServer(t *testing.T, n *int) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// mustPortal reads the app's stored record of the test portal.
+func (e *testEnv) mustPortal(t testing.TB) *store.Portal {
+	t.Helper()
+	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
+	require.NoError(t, err)
+	return p
+}
+
+// addInstalledPortal adds a second seeded portal to the simulator and
+// installs the app on it: another genuine customer of the same app.
+func (e *testEnv) addInstalledPortal(t testing.TB) *simulator.Portal {
+	t.Helper()
+	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
+	require.NoError(t, err)
+	f, err := other.BeginInstall(simulator.SeedAdmin)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, e.postFrame(f).status)
+	other.FinishInstall()
+	return other
+}
+
+// atOnce calls fn(0) … fn(n-1) concurrently, released together, and
+// returns what each returned.
+func atOnce[T any](n int, fn func(i int) T) []T {
+	out := make([]T, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range out {
+		wg.Go(func() {
+			<-start
+			out[i] = fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return out
 }

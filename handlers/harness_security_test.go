@@ -257,24 +257,6 @@ func readAppJSON(t *testing.T) appJSON {
 	return doc.Bitrix24
 }
 
-// send makes any request to the app, without cookie jar or redirects.
-func (e *testEnv) send(method, path string, body io.Reader, header ...string) page {
-	e.t.Helper()
-	req, err := http.NewRequest(method, e.base+path, body)
-	require.NoError(e.t, err)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := client.Do(req)
-	require.NoError(e.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	p := page{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	p.doc = mustDoc(e.t, b)
-	return p
-}
-
 // csp parses a Content-Security-Policy into directive → source list.
 func csp(t *testing.T, h http.Header) map[string][]string {
 	t.Helper()

@@ -38,19 +38,45 @@ func junk() string {
 	return hex.EncodeToString(b)
 }
 
-// postFrom posts a form cross-site from a client and returns the status
-// and the Retry-After header.
-func postFrom(t *testing.T, c *http.Client, target string, form url.Values) (int, string) {
+// withJunk is a copy of a frame's form with a random value in one field:
+// what an attacker who replays a genuine frame can vary.
+func withJunk(f simulator.Frame, field string) url.Values {
+	form := cloneForm(f.Form)
+	form.Set(field, junk())
+	return form
+}
+
+// postFrom posts a form cross-site from a client, with extra header pairs,
+// and returns the status and the Retry-After header.
+func postFrom(t *testing.T, c *http.Client, target string, form url.Values, header ...string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := c.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// flood posts n copies of a frame from a client, each with junk in one
+// field, and counts the statuses; retry is the last Retry-After of a 429.
+func flood(t *testing.T, c *http.Client, f simulator.Frame, field string, n int) (statuses map[int]int, retry string) {
+	t.Helper()
+	statuses = map[int]int{}
+	for range n {
+		st, ra := postFrom(t, c, f.URL, withJunk(f, field))
+		statuses[st]++
+		if st == http.StatusTooManyRequests {
+			retry = ra
+		}
+	}
+	return statuses, retry
 }
 
 // TestInboundBudgetsBoundTheOAuthRequests: junk installs from one address
@@ -64,17 +90,7 @@ func TestInboundBudgetsBoundTheOAuthRequests(t *testing.T) {
 	require.NoError(t, err)
 	e.rememberFrame(f)
 	mark := len(e.sim.Refreshes())
-	statuses := map[int]int{}
-	retry := ""
-	for range 30 {
-		form := cloneForm(f.Form)
-		form.Set("REFRESH_ID", junk())
-		st, ra := postFrom(t, attacker, f.URL, form)
-		statuses[st]++
-		if st == http.StatusTooManyRequests {
-			retry = ra
-		}
-	}
+	statuses, retry := flood(t, attacker, f, "REFRESH_ID", 30)
 	assert.Equal(t, 5, statuses[http.StatusForbidden], "the portal's install burst reaches the OAuth server")
 	assert.Equal(t, 25, statuses[http.StatusTooManyRequests])
 	assert.Len(t, e.sim.Refreshes()[mark:], 5, "token requests carrying the client secret stay bounded")
@@ -108,28 +124,42 @@ func TestInboundBudgetsBoundTheOAuthRequests(t *testing.T) {
 // TestRefusedTokensAreNotSentAgain: the same junk refresh token or AUTH_ID
 // sent again costs no second request to Bitrix24.
 func TestRefusedTokensAreNotSentAgain(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	tab, err := e.portal.OpenLeadTab(simulator.SeedSales, e.leadWithContacts(3), "en")
-	require.NoError(t, err)
-	e.rememberFrame(tab)
-	tab.Form.Set("AUTH_ID", junk())
-	calls := len(e.portal.Calls())
-	for range 3 {
-		assert.Equal(t, http.StatusForbidden, e.postFrame(tab).status)
+	cases := []struct {
+		field string
+		frame func(e *testEnv) (simulator.Frame, error)
+		// sent counts the requests that could check the field so far.
+		sent func(e *testEnv) int
+		msg  string
+	}{
+		{
+			field: "AUTH_ID",
+			frame: func(e *testEnv) (simulator.Frame, error) {
+				return e.portal.OpenLeadTab(simulator.SeedSales, e.leadWithContacts(3), "en")
+			},
+			sent: func(e *testEnv) int { n, _ := batchRequests(e.portal, 0); return n },
+			msg:  "one portal request for one junk AUTH_ID",
+		},
+		{
+			field: "REFRESH_ID",
+			frame: func(e *testEnv) (simulator.Frame, error) { return e.portal.BeginInstall(simulator.SeedAdmin) },
+			sent:  func(e *testEnv) int { return len(e.sim.Refreshes()) },
+			msg:   "one token request for one junk refresh token",
+		},
 	}
-	n, _ := batchRequests(e.portal, calls)
-	assert.Equal(t, 1, n, "one portal request for one junk AUTH_ID")
-
-	f, err := e.portal.BeginInstall(simulator.SeedAdmin)
-	require.NoError(t, err)
-	e.rememberFrame(f)
-	f.Form.Set("REFRESH_ID", junk())
-	mark := len(e.sim.Refreshes())
-	for range 3 {
-		assert.Equal(t, http.StatusForbidden, e.postFrame(f).status)
+	for _, tc := range cases {
+		t.Run(tc.field, func(t *testing.T) {
+			e := newInstalledEnv(t)
+			f, err := tc.frame(e)
+			require.NoError(t, err)
+			e.rememberFrame(f)
+			f.Form = withJunk(f, tc.field)
+			mark := tc.sent(e)
+			for range 3 {
+				assert.Equal(t, http.StatusForbidden, e.postFrame(f).status)
+			}
+			assert.Equal(t, 1, tc.sent(e)-mark, tc.msg)
+		})
 	}
-	assert.Len(t, e.sim.Refreshes()[mark:], 1, "one token request for one junk refresh token")
 }
 
 // TestFloodOfFramesCannotStarveAClick: with the production outbound limit
@@ -153,8 +183,7 @@ func TestFloodOfFramesCannotStarveAClick(t *testing.T) {
 	attacker := fromAddr(t, "127.0.0.3")
 	var wg sync.WaitGroup
 	for range 20 {
-		form := cloneForm(f.Form)
-		form.Set("AUTH_ID", junk())
+		form := withJunk(f, "AUTH_ID")
 		wg.Go(func() { postFrom(t, attacker, f.URL, form) })
 	}
 	time.Sleep(100 * time.Millisecond) // the flood is in, holding the bucket
@@ -169,24 +198,13 @@ func TestFloodOfFramesCannotStarveAClick(t *testing.T) {
 // of the portal's outbound budget; other addresses are not affected, and
 // the refusal is a page with Retry-After.
 func TestFrameBudgetPerAddressAndPortal(t *testing.T) {
-	e := newTestEnv(t, withInboundScale(1))
-	e.install()
+	e := newInstalledEnv(t, withInboundScale(1))
 	lead := e.leadWithContacts(3)
 	attacker := fromAddr(t, "127.0.0.4")
 	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, lead, "en")
 	require.NoError(t, err)
 	e.rememberFrame(f)
-	statuses := map[int]int{}
-	var retry string
-	for range 12 {
-		form := cloneForm(f.Form)
-		form.Set("AUTH_ID", junk())
-		st, ra := postFrom(t, attacker, f.URL, form)
-		statuses[st]++
-		if st == http.StatusTooManyRequests {
-			retry = ra
-		}
-	}
+	statuses, retry := flood(t, attacker, f, "AUTH_ID", 12)
 	assert.Equal(t, 10, statuses[http.StatusForbidden], "the pair's burst reaches verification")
 	assert.Equal(t, 2, statuses[http.StatusTooManyRequests])
 	assert.Equal(t, "1", retry)
@@ -199,23 +217,13 @@ func TestFrameBudgetPerAddressAndPortal(t *testing.T) {
 // budget; anyone else's X-Forwarded-For is ignored, so a client cannot
 // escape its budget by claiming other addresses.
 func TestBudgetsSeeTheClientBehindATrustedProxy(t *testing.T) {
-	e := newTestEnv(t, withInboundScale(1), func(e *testEnv) { e.trustedProxies = []string{"127.0.0.5"} })
-	e.install()
+	e := newInstalledEnv(t, withInboundScale(1), func(e *testEnv) { e.trustedProxies = []string{"127.0.0.5"} })
 	f, err := e.portal.OpenLeadTab(simulator.SeedViewer, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
 	e.rememberFrame(f)
 	send := func(c *http.Client, forwardedFor string) int {
-		form := cloneForm(f.Form)
-		form.Set("AUTH_ID", junk())
-		req, err := http.NewRequest(http.MethodPost, f.URL, strings.NewReader(form.Encode()))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Sec-Fetch-Site", "cross-site")
-		req.Header.Set("X-Forwarded-For", forwardedFor)
-		resp, err := c.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		return resp.StatusCode
+		st, _ := postFrom(t, c, f.URL, withJunk(f, "AUTH_ID"), "X-Forwarded-For", forwardedFor)
+		return st
 	}
 	proxy, stranger := fromAddr(t, "127.0.0.5"), fromAddr(t, "127.0.0.6")
 	for i := range 12 {

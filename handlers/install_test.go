@@ -37,8 +37,7 @@ func TestInstallBindsWhatAppJSONDeclares(t *testing.T) {
 		"ONAPPUNINSTALL": e.base + "/events/uninstall",
 	}, evs, "ONAPPINSTALL is the console's, never bound by the app")
 
-	stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	stored := e.mustPortal(t)
 	assert.Equal(t, e.portal.Domain(), stored.Domain)
 	assert.Equal(t, e.portal.RESTEndpoint(), stored.RESTEndpoint)
 	assert.Equal(t, e.sim.OAuthURL(), stored.OAuthServer)
@@ -47,8 +46,7 @@ func TestInstallBindsWhatAppJSONDeclares(t *testing.T) {
 }
 
 func TestReinstallIsIdempotentAndReplacesStaleHandlers(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	// An older version bound the tab to another URL.
 	admin := e.portal.IssueTokens(1)
 	e.remember(admin.AccessToken, admin.RefreshToken)
@@ -73,10 +71,8 @@ func TestReinstallIsIdempotentAndReplacesStaleHandlers(t *testing.T) {
 }
 
 func TestInstallRefusesWhatTheOAuthServerDoesNotConfirm(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	e := newInstalledEnv(t)
+	before := e.mustPortal(t)
 
 	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
 	require.NoError(t, err)
@@ -95,14 +91,10 @@ func TestInstallRefusesWhatTheOAuthServerDoesNotConfirm(t *testing.T) {
 			p := e.postFrame(f)
 			assert.GreaterOrEqual(t, p.status, 400)
 			assert.Contains(t, p.header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
-			after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-			require.NoError(t, err)
-			assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
-			assert.Equal(t, before.Version, after.Version)
+			e.assertPortalUnchanged(t, before)
 		})
 	}
-	_, err = e.st.Portal(context.Background(), other.MemberID())
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	e.assertNotStored(t, other.MemberID())
 }
 
 func TestInstallExplainsABindingFailure(t *testing.T) {
@@ -116,8 +108,7 @@ func TestInstallExplainsABindingFailure(t *testing.T) {
 	assert.Contains(t, p.doc.Find(".alert-code").Text(), "ERROR_PLACEMENT_MAX_COUNT")
 	assert.False(t, p.doc.Find("body").HasClass("install-finish"), "installFinish must not run after a failure")
 	// The verified tokens were stored all the same: a retry can use them.
-	stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	stored := e.mustPortal(t)
 	assert.True(t, stored.Active())
 }
 
@@ -132,8 +123,7 @@ func TestOnAppInstallEvent(t *testing.T) {
 	e.remember(form.Get("auth[access_token]"), form.Get("auth[refresh_token]"), form.Get("auth[application_token]"))
 	p := e.postForm(e.base+"/events/install", form)
 	require.Equal(t, http.StatusOK, p.status, p.body)
-	stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	stored := e.mustPortal(t)
 	assert.True(t, stored.Active())
 	assert.Len(t, e.portal.Placements(), 1)
 
@@ -144,8 +134,7 @@ func TestOnAppInstallEvent(t *testing.T) {
 	forged.Set("auth[application_token]", "attacker-chosen-token")
 	p = e.postForm(e.base+"/events/install", forged)
 	assert.Equal(t, http.StatusForbidden, p.status)
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	after := e.mustPortal(t)
 	assert.Equal(t, stored.AppTokenHash, after.AppTokenHash)
 	assert.Equal(t, stored.Version, after.Version)
 }
@@ -159,4 +148,20 @@ func TestInstallerURLAnswersHEAD(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}
+}
+
+// assertPortalUnchanged checks that the stored portal is still the version
+// read before, with the same application-token hash.
+func (e *testEnv) assertPortalUnchanged(t testing.TB, before *store.Portal) {
+	t.Helper()
+	after := e.mustPortal(t)
+	assert.Equal(t, before.AppTokenHash, after.AppTokenHash, "the application-token hash is unchanged")
+	assert.Equal(t, before.Version, after.Version, "the portal's record is unchanged")
+}
+
+// assertNotStored checks that the app stored no portal for memberID.
+func (e *testEnv) assertNotStored(t testing.TB, memberID string, msgAndArgs ...any) {
+	t.Helper()
+	_, err := e.st.Portal(context.Background(), memberID)
+	assert.ErrorIs(t, err, store.ErrNotFound, msgAndArgs...)
 }

@@ -119,12 +119,13 @@ func pgExec(t testing.TB, dsn, query string) {
 // withPostgres runs the env on PostgreSQL (a fresh schema) instead of the
 // SQLite file; every instance of the env (addInstance) shares it.
 func withPostgres() envOption {
+	return func(e *testEnv) { withPostgresAt(freshSchema(e.t))(e) }
+}
+
+// withPostgresAt runs the env on the PostgreSQL database at dsn.
+func withPostgresAt(dsn string) envOption {
 	return func(e *testEnv) {
-		var dsn string
 		e.openStore = func(t testing.TB, keys *secret.Keyring) store.Store {
-			if dsn == "" {
-				dsn = freshSchema(t)
-			}
 			st, err := postgres.Open(context.Background(), dsn, keys)
 			require.NoError(t, err)
 			return st

@@ -51,7 +51,7 @@ func TestLogsStayCleanThroughEverything(t *testing.T) {
 
 	// A removal after the access token expired: one refresh.
 	tab = e.openTab(simulator.SeedSales, e.leadWithContacts(6), "en")
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	require.Equal(t, http.StatusOK, e.clickRemove(tab).status)
 
 	// Upstream faults on the portal, each on a click.
@@ -79,7 +79,7 @@ func TestLogsStayCleanThroughEverything(t *testing.T) {
 		e.portal.AddLead(simulator.Lead{ID: id, Title: "Refresh fault"})
 		require.NoError(t, e.portal.LinkContact(id, 1, 10, true))
 		tab := e.openTab(simulator.SeedSales, id, "en")
-		e.sim.Advance(61 * time.Minute)
+		e.expireAccessTokens()
 		e.sim.InjectOAuthFault(f)
 		assert.NotEqual(t, http.StatusOK, e.clickRemove(tab).status, "%+v", f)
 	}

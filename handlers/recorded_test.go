@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,7 +17,6 @@ import (
 	"github.com/b24apps/leadcontacts/oauth"
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/simulator"
-	"github.com/b24apps/leadcontacts/store"
 )
 
 // The tests in this file hold the app to what real Bitrix24 servers send
@@ -50,8 +48,7 @@ func installVia(t *testing.T, e *testEnv, path string) {
 	}
 	refs := e.sim.Refreshes()
 	require.NotEmpty(t, refs)
-	p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	p := e.mustPortal(t)
 	assert.Equal(t, "crm,placement", p.Scope, "the scopes Bitrix24 sent with the request, not the token answer's \"app\"")
 	assert.Equal(t, "b24apps.leadcontacts", p.AppCode)
 	assert.NotZero(t, p.AppID)
@@ -91,7 +88,7 @@ func TestWholeFlowWithRecordedTokenAnswers(t *testing.T) {
 				require.Equal(t, http.StatusOK, tab.status, tab.body)
 				assert.Equal(t, 3, tab.doc.Find("#contacts li").Length())
 
-				e.sim.Advance(61 * time.Minute)
+				e.expireAccessTokens()
 				mark := len(e.sim.Refreshes())
 				res := e.clickRemove(tab)
 				require.Equal(t, http.StatusOK, res.status, res.body)
@@ -108,8 +105,7 @@ func TestWholeFlowWithRecordedTokenAnswers(t *testing.T) {
 				require.Len(t, e.history(), 2)
 
 				require.NoError(t, e.portal.Uninstall(context.Background(), true))
-				p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-				require.NoError(t, err)
+				p := e.mustPortal(t)
 				assert.False(t, p.Active())
 				assert.Empty(t, e.history(), "a clean uninstall wipes the history")
 				again := e.clickRemove(tab)
@@ -144,46 +140,47 @@ func TestRecordedFramesAreServed(t *testing.T) {
 		return out
 	}
 
-	t.Run("current", func(t *testing.T) {
-		e := newTestEnv(t)
-		f, err := e.portal.BeginInstall(1)
-		require.NoError(t, err)
-		p := e.postFrame(asRecorded(t, "frame_installer", f))
-		require.Equal(t, http.StatusOK, p.status, p.body)
-		e.portal.FinishInstall()
-		lead := e.leadWithContacts(3)
-		f, err = e.portal.OpenLeadTab(2, lead, "en")
-		require.NoError(t, err)
-		tab := e.postFrame(asRecorded(t, "frame_lead_tab", f))
-		require.Equal(t, http.StatusOK, tab.status, tab.body)
-		assert.Equal(t, 3, tab.doc.Find("#contacts li").Length())
-	})
+	cases := []struct {
+		name           string
+		opts           []envOption
+		installer, tab string
+		legacy         bool
+	}{
+		{name: "current", installer: "frame_installer", tab: "frame_lead_tab"},
+		{
+			name:      "older portal",
+			opts:      []envOption{withPortal(func(o *simulator.PortalOptions) { o.Legacy = true })},
+			installer: "frame_legacy_installer_phpsdk", tab: "frame_legacy_onprem", legacy: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, tc.opts...)
+			f, err := e.portal.BeginInstall(1)
+			require.NoError(t, err)
+			if tc.legacy {
+				// The recorded older installer frame (b24phpsdk, 2024)
+				// carries PLACEMENT_OPTIONS even on DEFAULT.
+				f.Form.Set("PLACEMENT_OPTIONS", `{"any":"28\/"}`)
+			}
+			p := e.postFrame(asRecorded(t, tc.installer, f))
+			require.Equal(t, http.StatusOK, p.status, p.body)
+			e.portal.FinishInstall()
+			stored := e.mustPortal(t)
+			assert.Equal(t, tc.legacy, stored.AppTokenHash == "", "an application token is stored if one was sent")
+			assert.Equal(t, "b24apps.leadcontacts", stored.AppCode)
 
-	t.Run("older portal", func(t *testing.T) {
-		e := newTestEnv(t, withPortal(func(o *simulator.PortalOptions) { o.Legacy = true }))
-		f, err := e.portal.BeginInstall(1)
-		require.NoError(t, err)
-		// The recorded older installer frame (b24phpsdk, 2024) carries
-		// PLACEMENT_OPTIONS even on DEFAULT.
-		f.Form.Set("PLACEMENT_OPTIONS", `{"any":"28\/"}`)
-		p := e.postFrame(asRecorded(t, "frame_legacy_installer_phpsdk", f))
-		require.Equal(t, http.StatusOK, p.status, p.body)
-		e.portal.FinishInstall()
-		stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
-		assert.Empty(t, stored.AppTokenHash, "no application token was sent")
-		assert.Equal(t, "b24apps.leadcontacts", stored.AppCode)
-
-		lead := e.leadWithContacts(3)
-		f, err = e.portal.OpenLeadTab(2, lead, "en")
-		require.NoError(t, err)
-		tab := e.postFrame(asRecorded(t, "frame_legacy_onprem", f))
-		require.Equal(t, http.StatusOK, tab.status, tab.body)
-		assert.Equal(t, 3, tab.doc.Find("#contacts li").Length())
-		res := e.clickRemove(tab)
-		require.Equal(t, http.StatusOK, res.status, res.body)
-		assert.Empty(t, e.portal.LeadContacts(lead))
-	})
+			lead := e.leadWithContacts(3)
+			f, err = e.portal.OpenLeadTab(2, lead, "en")
+			require.NoError(t, err)
+			tab := e.postFrame(asRecorded(t, tc.tab, f))
+			require.Equal(t, http.StatusOK, tab.status, tab.body)
+			assert.Equal(t, 3, tab.doc.Find("#contacts li").Length())
+			res := e.clickRemove(tab)
+			require.Equal(t, http.StatusOK, res.status, res.body)
+			assert.Empty(t, e.portal.LeadContacts(lead))
+		})
+	}
 }
 
 // TestOlderPortalFramesAreProvenByTheirBatch: a frame without an
@@ -191,8 +188,7 @@ func TestRecordedFramesAreServed(t *testing.T) {
 // only when the batch proves the token is this app's on that portal.
 func TestOlderPortalFramesAreProvenByTheirBatch(t *testing.T) {
 	t.Run("a portal that had an application token never loses it", func(t *testing.T) {
-		e := newTestEnv(t)
-		e.install()
+		e := newInstalledEnv(t)
 		lead := e.leadWithContacts(3)
 		f, err := e.portal.OpenLeadTab(2, lead, "en")
 		require.NoError(t, err)
@@ -201,28 +197,22 @@ func TestOlderPortalFramesAreProvenByTheirBatch(t *testing.T) {
 		p := e.postFrame(f)
 		assert.Equal(t, http.StatusForbidden, p.status)
 
-		before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		before := e.mustPortal(t)
 		inst, err := e.portal.BeginInstall(1)
 		require.NoError(t, err)
 		inst.Form.Del("APPLICATION_TOKEN")
 		inst.Form.Del("SERVER_ENDPOINT")
 		p = e.postFrame(inst)
 		assert.Equal(t, http.StatusForbidden, p.status, "no downgrade through the installer either")
-		after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
-		assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
-		assert.Equal(t, before.Version, after.Version)
+		e.assertPortalUnchanged(t, before)
 	})
 
 	t.Run("a token of another app is refused", func(t *testing.T) {
-		e := newTestEnv(t, withPortal(func(o *simulator.PortalOptions) { o.Legacy = true }))
-		e.install()
+		e := newInstalledEnv(t, withPortal(func(o *simulator.PortalOptions) { o.Legacy = true }))
 		lead := e.leadWithContacts(3)
 		// The stored app no longer matches what the portal says of the
 		// token's app: as if the token had been issued to another app.
-		p, err := e.st.Portal(context.Background(), e.portal.MemberID())
-		require.NoError(t, err)
+		p := e.mustPortal(t)
 		p.AppCode = "other.vendor.app"
 		require.NoError(t, e.st.SavePortal(context.Background(), p))
 		tab := e.openTab(2, lead, "en")
@@ -255,8 +245,7 @@ func TestInstallJudgesScopesFromWhatBitrix24Sent(t *testing.T) {
 			assert.Contains(t, msg, "vendor console")
 			assert.False(t, p.doc.Find("body").HasClass("install-finish"), "no installFinish for a failed install")
 			assert.Contains(t, p.header.Get("Content-Security-Policy"), "frame-ancestors "+e.portal.URL(), "verified: the portal shows the page")
-			_, err = e.st.Portal(context.Background(), e.portal.MemberID())
-			assert.ErrorIs(t, err, store.ErrNotFound, "nothing stored")
+			e.assertNotStored(t, e.portal.MemberID(), "nothing stored")
 			assert.Empty(t, e.portal.Placements())
 		})
 	}
@@ -270,8 +259,7 @@ func TestInstallJudgesScopesFromWhatBitrix24Sent(t *testing.T) {
 		res := e.postForm(e.base+"/events/install", form)
 		assert.Equal(t, http.StatusForbidden, res.status)
 		assert.Contains(t, res.body, "install.scope_missing")
-		_, err = e.st.Portal(context.Background(), e.portal.MemberID())
-		assert.ErrorIs(t, err, store.ErrNotFound)
+		e.assertNotStored(t, e.portal.MemberID())
 	})
 }
 
@@ -304,19 +292,15 @@ func TestRejectedAppCredentialsAreNamed(t *testing.T) {
 			assert.Contains(t, p.body, "rejected the app")
 			assert.Contains(t, p.body, tt.code)
 			assert.Contains(t, e.logs.String(), `"level":"ERROR","msg":"the OAuth server rejects this app's credentials`)
-			_, err = e.st.Portal(context.Background(), e.portal.MemberID())
-			assert.ErrorIs(t, err, store.ErrNotFound)
+			e.assertNotStored(t, e.portal.MemberID())
 		})
 		t.Run(tt.name+"/click", func(t *testing.T) {
-			e := newTestEnv(t)
-			e.install()
-			lead := e.leadWithContacts(3)
-			tab := e.openTab(2, lead, "en")
+			e, lead, tab := newTestTab(t, 3)
 			require.Equal(t, http.StatusOK, tab.status)
 			withOAuthCredentials(tt.id, tt.secret)(e)
 			e.remember(tt.secret)
 			e.restart()
-			e.sim.Advance(61 * time.Minute)
+			e.expireAccessTokens()
 			res := e.clickRemove(tab)
 			assert.Equal(t, http.StatusServiceUnavailable, res.status)
 			assert.Contains(t, res.body, "rejected the app")
@@ -350,7 +334,7 @@ func TestDeadGrantsAskForWhatRenewsThem(t *testing.T) {
 	tab := e.openTab(2, lead, "en")
 	require.Equal(t, http.StatusOK, tab.status)
 	e.sim.InjectOAuthFault(simulator.Fault{Method: "refresh_token", Status: 400, Code: "invalid_grant"})
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	res := e.clickRemove(tab)
 	assert.Equal(t, http.StatusUnauthorized, res.status)
 	assert.Contains(t, res.body, "open it again from the lead card")
@@ -413,8 +397,7 @@ func TestRecordedFramesAreParsed(t *testing.T) {
 // granted now (APPLICATION_SCOPE); one the app needs and lacks is named
 // to the admin, with where to add it.
 func TestAppPageNamesAMissingScope(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	f, err := e.portal.OpenApp(simulator.SeedAdmin, "en")
 	require.NoError(t, err)
 	f.Form.Set("APPLICATION_SCOPE", "crm,user")
@@ -432,10 +415,8 @@ func TestAppPageNamesAMissingScope(t *testing.T) {
 // the installer as if it were an install, stop at placement.get (admins
 // only, recorded: 403 ACCESS_DENIED), before anything is stored.
 func TestNonAdminInstallChangesNothing(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	e := newInstalledEnv(t)
+	before := e.mustPortal(t)
 	lead := e.leadWithContacts(3)
 	f, err := e.portal.OpenLeadTab(2, lead, "en")
 	require.NoError(t, err)
@@ -445,11 +426,8 @@ func TestNonAdminInstallChangesNothing(t *testing.T) {
 	p := e.postFrame(f)
 	assert.Equal(t, http.StatusForbidden, p.status)
 	assert.Contains(t, text(p, ".alert-danger"), "Only a Bitrix24 administrator")
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
-	assert.Equal(t, before.Version, after.Version, "the portal's record is unchanged")
-	assert.Equal(t, before.InstalledBy, after.InstalledBy)
-	assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
+	e.assertPortalUnchanged(t, before)
+	assert.Equal(t, before.InstalledBy, e.mustPortal(t).InstalledBy)
 }
 
 // TestRecordedAlreadyBoundIsNotAnInstallError: a bind that races another

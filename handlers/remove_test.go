@@ -1,12 +1,10 @@
 package handlers_test
 
 import (
-	"context"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +15,7 @@ import (
 )
 
 func TestRemoveAllContactsWithTheClickingUsersToken(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	f, err := e.portal.OpenLeadTab(2, lead, "en")
 	require.NoError(t, err)
@@ -43,22 +40,8 @@ func TestRemoveAllContactsWithTheClickingUsersToken(t *testing.T) {
 	d := deletes[0]
 	assert.Equal(t, 2, d.UserID, "the delete runs as the user who clicked")
 	assert.Equal(t, f.Form.Get("AUTH_ID")[:4], d.TokenPrefix, "with the token of the frame that user opened")
-	assert.Equal(t, []string{strconvItoa(lead)}, d.Params["id"])
+	assert.Equal(t, []string{strconv.Itoa(lead)}, d.Params["id"])
 	assert.Empty(t, d.Error)
-}
-
-func strconvItoa(n int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + itoa(n)) }
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
 }
 
 func TestRemoveErrorsAreExplained(t *testing.T) {
@@ -88,8 +71,7 @@ func TestRemoveErrorsAreExplained(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t)
-			e.install()
+			e := newInstalledEnv(t)
 			lead := e.leadWithContacts(3)
 			tab := e.openTab(tc.user, lead, "en")
 			require.Equal(t, http.StatusOK, tab.status, tab.body)
@@ -112,14 +94,11 @@ func TestRemoveErrorsAreExplained(t *testing.T) {
 }
 
 func TestRemoveRefreshesAnExpiredTokenOnce(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 3)
 	require.Equal(t, http.StatusOK, tab.status)
 	refreshesBefore := len(e.sim.Refreshes())
 
-	e.sim.Advance(61 * time.Minute) // the frame's access token has expired
+	e.expireAccessTokens() // the frame's access token has expired
 	res := e.clickRemove(tab)
 	require.Equal(t, http.StatusOK, res.status, res.body)
 	assert.Empty(t, e.portal.LeadContacts(lead))
@@ -138,10 +117,7 @@ func TestRemoveRefreshesAnExpiredTokenOnce(t *testing.T) {
 }
 
 func TestRemoveWithADeadRefreshTokenAsksToReopen(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 3)
 	e.sim.Advance(181 * 24 * time.Hour) // refresh token expired as well
 	e.clock.Advance(time.Hour)
 	res := e.clickRemove(tab)
@@ -151,34 +127,17 @@ func TestRemoveWithADeadRefreshTokenAsksToReopen(t *testing.T) {
 }
 
 func TestConcurrentClicksShareOneRefresh(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(6)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 6)
 	before := len(e.sim.Refreshes())
-	e.sim.Advance(61 * time.Minute)
-	var wg sync.WaitGroup
-	statuses := make([]int, 8)
-	for i := range statuses {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			statuses[i] = e.clickRemove(tab).status
-		}(i)
-	}
-	wg.Wait()
-	for _, s := range statuses {
-		assert.Equal(t, http.StatusOK, s)
-	}
+	e.expireAccessTokens()
+	statuses := e.clickAll(tab, 8)
+	assert.True(t, allOK(statuses), "statuses: %v", statuses)
 	assert.Len(t, e.sim.Refreshes()[before:], 1, "single-use refresh token spent once")
 	assert.Empty(t, e.portal.LeadContacts(lead))
 }
 
 func TestExpiredPageContextAsksToReopen(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 3)
 	e.clock.Advance(3 * time.Hour)
 	mark := len(e.portal.Calls())
 	res := e.clickRemove(tab)
@@ -190,11 +149,8 @@ func TestExpiredPageContextAsksToReopen(t *testing.T) {
 }
 
 func TestTamperedOrForeignContextIsRefused(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
-	ctx, _ := tab.doc.Find("input[name=ctx]").Attr("value")
+	e, lead, tab := newTestTab(t, 3)
+	ctx := contextOf(tab)
 	for name, v := range map[string]string{
 		"empty":     "",
 		"truncated": ctx[:len(ctx)/2],
@@ -224,11 +180,8 @@ func flip(s string) string {
 }
 
 func TestCrossSitePostToTheActionIsRefused(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
-	ctx, _ := tab.doc.Find("input[name=ctx]").Attr("value")
+	e, lead, tab := newTestTab(t, 3)
+	ctx := contextOf(tab)
 	e.remember(ctx)
 	for _, hdr := range [][]string{
 		{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"},
@@ -243,8 +196,7 @@ func TestCrossSitePostToTheActionIsRefused(t *testing.T) {
 }
 
 func TestRemoveWorksWithoutCookiesAndChecksThemWhenPresent(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	// No cookie jar at all (third-party cookies blocked): works.
 	lead := e.leadWithContacts(3)
 	tab := e.openTab(2, lead, "en")
@@ -268,7 +220,7 @@ func TestRemoveWorksWithoutCookiesAndChecksThemWhenPresent(t *testing.T) {
 	tabA := e.openTab(2, lead, "en")
 	tabB := e.openTab(2, lead, "en")
 	cookieB := tabB.header.Get("Set-Cookie")
-	ctxA, _ := tabA.doc.Find("input[name=ctx]").Attr("value")
+	ctxA := contextOf(tabA)
 	e.remember(ctxA)
 	c, err := http.ParseSetCookie(cookieB)
 	require.NoError(t, err)
@@ -282,15 +234,10 @@ func TestRemoveWorksWithoutCookiesAndChecksThemWhenPresent(t *testing.T) {
 		"Sec-Fetch-Site", "same-origin", "Cookie", c.Name+"=garbage")
 	assert.Equal(t, http.StatusOK, res.status)
 	assert.Empty(t, e.portal.LeadContacts(lead))
-	_ = cookiejar.New
-	_ = context.Background
 }
 
 func TestHangingPortalAnswersWithinTheRequestDeadline(t *testing.T) {
-	e := newTestEnv(t, withTimeout(time.Second))
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, _, tab := newTestTab(t, 3, withTimeout(time.Second))
 	e.portal.InjectFault(simulator.Fault{Method: "batch", Hang: true})
 	start := time.Now()
 	res := e.clickRemove(tab)

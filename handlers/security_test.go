@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,12 +57,7 @@ func TestPlacementNeverCallsThePostedDomain(t *testing.T) {
 		t.Run(fmt.Sprintf("DOMAIN=%q", domain), func(t *testing.T) {
 			f, err := e.portal.OpenLeadTab(simulator.SeedSales, lead, "en")
 			require.NoError(t, err)
-			u, err := url.Parse(f.URL)
-			require.NoError(t, err)
-			q := u.Query()
-			q.Set("DOMAIN", domain)
-			u.RawQuery = q.Encode()
-			f.URL = u.String()
+			setQuery(t, &f, "DOMAIN", domain)
 			f.Form.Set("SERVER_ENDPOINT", evil+"/rest/")
 			mark := len(wire.requests())
 			p := e.postFrame(f)
@@ -120,7 +115,7 @@ func TestClientSecretGoesOnlyToTheConfiguredOAuthServer(t *testing.T) {
 	// goes to the token endpoint only, never in a URL.
 	e.install()
 	tab := e.openTab(simulator.SeedSales, e.leadWithContacts(3), "en")
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	require.Equal(t, http.StatusOK, e.clickRemove(tab).status)
 	sent := 0
 	for _, r := range wire.requests() {
@@ -145,12 +140,7 @@ func TestPlacementAuthenticatesAgainstStoredState(t *testing.T) {
 	lead := e.leadWithContacts(3)
 
 	// Portal B is installed too: its tokens are real, just not A's.
-	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	fb, err := other.BeginInstall(simulator.SeedAdmin)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, e.postFrame(fb).status)
-	other.FinishInstall()
+	other := e.addInstalledPortal(t)
 	fromB, err := other.OpenLeadTab(simulator.SeedSales, lead, "en")
 	require.NoError(t, err)
 	e.rememberFrame(fromB)
@@ -326,25 +316,20 @@ func TestBodyLimits(t *testing.T) {
 	assert.Empty(t, wire.requests()[mark:], "no call")
 }
 
+// countingReader counts what the app read of a request body (the client
+// reads it on another goroutine).
 type countingReader struct {
-	mu    sync.Mutex
 	r     io.Reader
-	count int64
+	count atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.mu.Lock()
-	c.count += int64(n)
-	c.mu.Unlock()
+	c.count.Add(int64(n))
 	return n, err
 }
 
-func (c *countingReader) n() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.count
-}
+func (c *countingReader) n() int64 { return c.count.Load() }
 
 type repeatReader byte
 
@@ -504,8 +489,7 @@ func TestEverySetCookieIsAPartitionedHostCookie(t *testing.T) {
 // B7: a tampered or foreign cookie on the way in is treated as absent —
 // the tab opens and the action works — and never causes a server error.
 func TestTamperedCookieIsTreatedAsAbsent(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	good := appCookie(t, e.openTab(simulator.SeedSales, lead, "en"))
 	e.remember(good.Value)
@@ -706,8 +690,7 @@ func cloneForm(v url.Values) url.Values {
 // attribute or inline script comes from them, and the only scripts are
 // external files the CSP names.
 func TestPortalDataCannotInjectMarkupOrScript(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	e.portal.AddContact(simulator.Contact{ID: 9101, Name: `javascript:alert(1)`, LastName: `" onmouseover="alert(2)`, Post: `</script><script>alert(3)</script>`})
 	e.portal.AddLead(simulator.Lead{ID: 9101, Title: `javascript:alert(4)//"'><svg onload=alert(5)>`})
 	require.NoError(t, e.portal.LinkContact(9101, 9101, 10, true))
@@ -735,35 +718,25 @@ func TestPortalDataCannotInjectMarkupOrScript(t *testing.T) {
 // E2: an uninstall event with another installed portal's genuine token is
 // refused and changes nothing.
 func TestUninstallWithAnotherPortalsTokenChangesNothing(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	f, err := other.BeginInstall(simulator.SeedAdmin)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, e.postFrame(f).status)
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	e := newInstalledEnv(t)
+	other := e.addInstalledPortal(t)
+	before := e.mustPortal(t)
 
 	form := e.uninstallForm(true)
 	form.Set("auth[application_token]", other.ApplicationToken())
 	e.remember(other.ApplicationToken())
 	p := e.postForm(e.base+"/events/uninstall", form)
 	assert.Equal(t, http.StatusUnauthorized, p.status)
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
-	assert.True(t, after.Active())
-	assert.Equal(t, before.Version, after.Version)
+	assert.True(t, e.mustPortal(t).Active())
+	e.assertPortalUnchanged(t, before)
 }
 
 // E3: ONAPPINSTALL for an existing member_id with genuine tokens of another
 // portal (the OAuth server vouches for them, but for another member_id)
 // is refused; the stored application token stays.
 func TestOnAppInstallWithAnotherPortalsTokensIsRefused(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	before, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	e := newInstalledEnv(t)
+	before := e.mustPortal(t)
 	other, err := e.sim.AddPortal(simulator.PortalOptions{Seed: true})
 	require.NoError(t, err)
 	_, err = other.Install(simulator.SeedAdmin)
@@ -776,12 +749,8 @@ func TestOnAppInstallWithAnotherPortalsTokensIsRefused(t *testing.T) {
 	form.Set("auth[client_endpoint]", e.portal.RESTEndpoint())
 	p := e.postForm(e.base+"/events/install", form)
 	assert.Equal(t, http.StatusForbidden, p.status, p.body)
-	after, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
-	assert.Equal(t, before.AppTokenHash, after.AppTokenHash)
-	assert.Equal(t, before.Version, after.Version)
-	_, err = e.st.Portal(context.Background(), other.MemberID())
-	assert.ErrorIs(t, err, store.ErrNotFound)
+	e.assertPortalUnchanged(t, before)
+	e.assertNotStored(t, other.MemberID())
 }
 
 // E4: Bitrix24 may deliver ONAPPINSTALL several times at once (and the
@@ -795,12 +764,7 @@ func TestConcurrentInstallEventsMakeOneInstall(t *testing.T) {
 		forms[i] = e.portal.OnAppInstallEvent(simulator.SeedAdmin)
 		e.remember(forms[i].Get("auth[access_token]"), forms[i].Get("auth[refresh_token]"), forms[i].Get("auth[application_token]"))
 	}
-	statuses := make([]int, len(forms))
-	var wg sync.WaitGroup
-	for i, form := range forms {
-		wg.Go(func() { statuses[i] = e.postForm(e.base+"/events/install", form).status })
-	}
-	wg.Wait()
+	statuses := atOnce(len(forms), func(i int) int { return e.postForm(e.base+"/events/install", forms[i]).status })
 	for i, s := range statuses {
 		assert.Equal(t, http.StatusOK, s, "delivery %d", i)
 	}
@@ -827,8 +791,7 @@ func TestNothingWorksAfterUninstall(t *testing.T) {
 
 	p := e.postForm(e.base+"/events/install", replay)
 	assert.Equal(t, http.StatusForbidden, p.status, "replayed ONAPPINSTALL")
-	stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	stored := e.mustPortal(t)
 	assert.False(t, stored.Active(), "still uninstalled")
 
 	mark := len(wire.requests())

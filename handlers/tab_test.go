@@ -1,12 +1,10 @@
 package handlers_test
 
 import (
-	"context"
+	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,8 +24,7 @@ func batchRequests(p *simulator.Portal, from int) (requests int, methods []strin
 }
 
 func TestTabShowsLeadAndContactsInOneRoundTrip(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	mark := len(e.portal.Calls())
 	p := e.openTab(2, lead, "en")
@@ -62,8 +59,7 @@ func TestTabShowsLeadAndContactsInOneRoundTrip(t *testing.T) {
 }
 
 func TestTabWithoutContactsDisablesTheButton(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	p := e.openTab(1, e.leadWithContacts(0), "en")
 	require.Equal(t, http.StatusOK, p.status)
 	assert.Equal(t, "No contacts are linked to this lead.", strings.TrimSpace(p.doc.Find("#empty").Text()))
@@ -72,8 +68,7 @@ func TestTabWithoutContactsDisablesTheButton(t *testing.T) {
 }
 
 func TestTabSpeaksTheUsersLanguage(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	p := e.openTab(1, e.leadWithContacts(3), "ru")
 	require.Equal(t, http.StatusOK, p.status)
 	assert.Equal(t, "ru", p.doc.Find("html").AttrOr("lang", ""))
@@ -81,8 +76,7 @@ func TestTabSpeaksTheUsersLanguage(t *testing.T) {
 }
 
 func TestTabEscapesPortalData(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	e.portal.AddContact(simulator.Contact{ID: 9001, Name: `<script>alert(1)</script>`, LastName: `"><img src=x onerror=alert(2)>`})
 	e.portal.AddLead(simulator.Lead{ID: 9001, Title: `</title><script>alert(3)</script>`})
 	require.NoError(t, e.portal.LinkContact(9001, 9001, 10, true))
@@ -95,8 +89,7 @@ func TestTabEscapesPortalData(t *testing.T) {
 }
 
 func TestTabRefusesWhatIsNotVerified(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	cases := []struct {
 		name   string
@@ -132,17 +125,12 @@ func TestTabRefusesWhatIsNotVerified(t *testing.T) {
 }
 
 func TestTabIgnoresPostedDomainAndServerEndpoint(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	var evilHits int
 	evil := newCountingServer(t, &evilHits)
 	f, err := e.portal.OpenLeadTab(2, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
-	u, _ := url.Parse(f.URL)
-	q := u.Query()
-	q.Set("DOMAIN", strings.TrimPrefix(evil, "http://"))
-	u.RawQuery = q.Encode()
-	f.URL = u.String()
+	setQuery(t, &f, "DOMAIN", strings.TrimPrefix(evil, "http://"))
 	f.Form.Set("SERVER_ENDPOINT", evil+"/rest/")
 	p := e.postFrame(f)
 	assert.Equal(t, http.StatusOK, p.status)
@@ -151,24 +139,21 @@ func TestTabIgnoresPostedDomainAndServerEndpoint(t *testing.T) {
 }
 
 func TestTabWithExpiredAuthIDAsksToReopen(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	f, err := e.portal.OpenLeadTab(2, e.leadWithContacts(3), "en")
 	require.NoError(t, err)
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	p := e.postFrame(f)
 	assert.Equal(t, http.StatusForbidden, p.status)
 	assert.Contains(t, p.doc.Find(".alert").Text(), "open it again")
 }
 
 func TestRestartKeepsInstalls(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	e.restart()
 	p := e.openTab(2, e.leadWithContacts(3), "en")
 	require.Equal(t, http.StatusOK, p.status, p.body)
-	stored, err := e.st.Portal(context.Background(), e.portal.MemberID())
-	require.NoError(t, err)
+	stored := e.mustPortal(t)
 	assert.True(t, stored.Active())
 }
 
@@ -189,4 +174,57 @@ func TestMethodsAndUnknownRoutes(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// pageBudget is issue 5's limit: the tab page's HTML + CSS + JS,
+// uncompressed, without the BX24 library, under 40 KB.
+const pageBudget = 40 << 10
+
+// weigh returns the page's HTML size plus every stylesheet and script it
+// references, fetched from the app; anything from elsewhere than the app
+// and the BX24 library (B24_JS_URL) fails the test.
+func (e *testEnv) weigh(p page) int {
+	e.t.Helper()
+	total := len(p.body)
+	refs := p.doc.Find(`link[rel=stylesheet], script[src], img[src], link[rel=icon]`)
+	for i := range refs.Length() {
+		n := refs.Eq(i)
+		ref := n.AttrOr("href", n.AttrOr("src", ""))
+		if ref == e.sim.JSURL() {
+			continue // the BX24 library, outside the budget
+		}
+		require.True(e.t, strings.HasPrefix(ref, "/static/"), "the page references %q", ref)
+		resp, err := http.Get(e.base + ref)
+		require.NoError(e.t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(e.t, err)
+		require.Equal(e.t, http.StatusOK, resp.StatusCode, ref)
+		assert.Equal(e.t, "public, max-age=31536000, immutable", resp.Header.Get("Cache-Control"), ref)
+		total += len(b)
+	}
+	return total
+}
+
+// TestTabPageStaysUnderBudget renders the tab through the real engine for
+// the seeded lead with the most contacts, in every language, and after a
+// removal (the page with Undo), and sums what the browser loads.
+func TestTabPageStaysUnderBudget(t *testing.T) {
+	e := newInstalledEnv(t)
+	lead := e.leadWithContacts(6)
+	heaviest, which := 0, ""
+	for _, code := range []string{"en", "ru", "de", "la", "br", "fr", "it", "pl", "tr", "ua", "kz", "ja", "sc", "tc", "vn", "id", "ms", "th", "ar"} {
+		p := e.openTab(simulator.SeedSales, lead, code)
+		require.Equal(t, http.StatusOK, p.status)
+		if w := e.weigh(p); w > heaviest {
+			heaviest, which = w, "tab ("+code+")"
+		}
+	}
+	done := e.clickRemove(e.openTab(simulator.SeedSales, lead, "ru"))
+	require.Equal(t, 1, done.doc.Find("#undo-form").Length())
+	if w := e.weigh(done); w > heaviest {
+		heaviest, which = w, "success with Undo (ru)"
+	}
+	t.Logf("heaviest page: %s, %d bytes (HTML + CSS + JS, uncompressed)", which, heaviest)
+	assert.Less(t, heaviest, pageBudget)
 }

@@ -17,8 +17,7 @@ import (
 // listed, the first page of names (50) by name and the rest by number,
 // which the page says.
 func TestTabListsAnyNumberOfContacts(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	for _, n := range []int{0, 1, 3, 60} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			leadID := 7000 + n

@@ -40,10 +40,7 @@ func text(p page, sel string) string {
 }
 
 func TestRemovalWithoutJavaScriptConfirmsOnASecondPage(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
-	lead := e.leadWithContacts(3)
-	tab := e.openTab(2, lead, "en")
+	e, lead, tab := newTestTab(t, 3)
 	action, _ := tab.doc.Find("#remove-form").Attr("action")
 	assert.Equal(t, "/placements/lead-tab/confirm?LANG=en", action, "without JS the form asks first")
 	assert.Equal(t, "/placements/lead-tab/remove?LANG=en", tab.doc.Find("#remove-form").AttrOr("data-action", ""))
@@ -80,8 +77,7 @@ func TestRemovalWithoutJavaScriptConfirmsOnASecondPage(t *testing.T) {
 }
 
 func TestUndoRestoresTheSameLinksWithTheSameUsersToken(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	before := e.portal.LeadContacts(lead)
 	res := e.clickRemove(e.openTab(2, lead, "en"))
@@ -90,7 +86,7 @@ func TestUndoRestoresTheSameLinksWithTheSameUsersToken(t *testing.T) {
 
 	// An hour later the frame's token has expired: the undo refreshes it
 	// with the same user's refresh token, as the removal would.
-	e.sim.Advance(61 * time.Minute)
+	e.expireAccessTokens()
 	refreshes := len(e.sim.Refreshes())
 	mark := len(e.portal.Calls())
 	undone := e.submit(res, "#undo-form")
@@ -124,8 +120,7 @@ func TestUndoRestoresTheSameLinksWithTheSameUsersToken(t *testing.T) {
 }
 
 func TestUndoRefusesWhenContactsWereLinkedSince(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	res := e.clickRemove(e.openTab(2, lead, "en"))
 	other := e.portal.LeadContacts(e.leadWithContacts(1))[0].ContactID
@@ -146,8 +141,7 @@ func TestUndoRefusesWhenContactsWereLinkedSince(t *testing.T) {
 }
 
 func TestUndoExpiresAfterTenMinutes(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	res := e.clickRemove(e.openTab(2, lead, "en"))
 	e.clock.Advance(store.UndoTTL + time.Second)
@@ -157,8 +151,7 @@ func TestUndoExpiresAfterTenMinutes(t *testing.T) {
 }
 
 func TestUndoThatFailsUpstreamCanBeRetried(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	res := e.clickRemove(e.openTab(2, lead, "en"))
 	e.portal.InjectFault(simulator.Fault{Method: "crm.lead.contact.items.set", Status: 503, Code: "QUERY_LIMIT_EXCEEDED", Description: "Too many requests"})
@@ -177,8 +170,7 @@ func TestUndoThatFailsUpstreamCanBeRetried(t *testing.T) {
 }
 
 func TestFailedRemovalIsRecordedWithoutUndo(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	res := e.clickRemove(e.openTab(simulator.SeedViewer, lead, "en"))
 	assert.Equal(t, http.StatusForbidden, res.status)
@@ -198,8 +190,7 @@ func (e *testEnv) openApp(userID int, lang string) page {
 }
 
 func TestAppPageIsForAdministrators(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	e.clickRemove(e.openTab(2, lead, "en"))
 
@@ -234,8 +225,7 @@ func TestAppPageIsForAdministrators(t *testing.T) {
 }
 
 func TestRebindFromTheAppPage(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	admin := e.openApp(simulator.SeedAdmin, "en")
 	done := e.submit(admin, "#rebind-form")
 	require.Equal(t, http.StatusOK, done.status, done.body)
@@ -253,8 +243,7 @@ func TestRebindFromTheAppPage(t *testing.T) {
 }
 
 func TestCleanUninstallWipesTheHistory(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	e.clickRemove(e.openTab(2, e.leadWithContacts(3), "en"))
 	require.Len(t, e.history(), 1)
 	require.NoError(t, e.portal.Uninstall(context.Background(), false))
@@ -269,8 +258,7 @@ func TestCleanUninstallWipesTheHistory(t *testing.T) {
 // context or its session can no longer be read (a Russian user whose
 // session expired used to get English).
 func TestPagesAfterAClickSpeakTheUsersLanguage(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	tab := e.openTab(simulator.SeedSales, lead, "ru")
 	require.Equal(t, http.StatusOK, tab.status, tab.body)
@@ -303,8 +291,7 @@ func TestPagesAfterAClickSpeakTheUsersLanguage(t *testing.T) {
 // Cancel, and the tab when Undo came too late and someone linked contacts
 // meanwhile) shows their names, looked up in the same batch, not bare ids.
 func TestPagesAfterAClickNameTheContacts(t *testing.T) {
-	e := newTestEnv(t)
-	e.install()
+	e := newInstalledEnv(t)
 	lead := e.leadWithContacts(3)
 	names := func(p page) []string {
 		var out []string
