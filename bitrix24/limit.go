@@ -100,14 +100,14 @@ func newLimiters(r rate.Limit, burst int) limiters {
 }
 
 // wait blocks until host's bucket admits one request, and returns how long
-// it waited. When the wait would overrun ctx's deadline it fails at once
-// with ErrRateLimited and counts nothing, so a request that cannot be sent
-// in time costs no waiting.
-func (l *limiters) wait(ctx context.Context, host string) (time.Duration, error) {
+// the bucket held it (0 when it had room: only the waits it imposed are
+// counted, not the lock). When the wait would overrun ctx's deadline it
+// fails at once with ErrRateLimited and counts nothing, so a request that
+// cannot be sent in time costs no waiting.
+func (l *limiters) wait(ctx context.Context, host string) (waited time.Duration, err error) {
 	if l.step == 0 {
 		return 0, nil
 	}
-	start := time.Now()
 	ceiling, schedule := l.burst, true
 	if isDeferrable(ctx) {
 		ceiling, schedule = l.burst-ClickReserve(l.burst), false
@@ -115,20 +115,23 @@ func (l *limiters) wait(ctx context.Context, host string) (time.Duration, error)
 	for {
 		d, taken, err := l.take(ctx, host, ceiling, schedule)
 		if err != nil {
-			return time.Since(start), err
+			return waited, err
 		}
 		if d > 0 {
-			if err := sleep(ctx, d); err != nil {
+			start := time.Now()
+			err := sleep(ctx, d)
+			waited += time.Since(start)
+			if err != nil {
 				// A click's turn stays counted: giving it back could let a
 				// later request in ahead of clicks already scheduled.
 				if ctx.Err() == nil {
 					err = ErrRateLimited
 				}
-				return time.Since(start), err
+				return waited, err
 			}
 		}
 		if taken {
-			return time.Since(start), nil
+			return waited, nil
 		}
 		// A deferrable call woke when its room was due; a click may have
 		// taken it meanwhile, so it looks again.
