@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/secret"
 )
 
@@ -28,8 +32,11 @@ type Config struct {
 	JSURL          string
 	// HistoryRetention is how long the admins' history keeps an entry.
 	HistoryRetention time.Duration
-	// PortalRate is this instance's outbound request rate per portal.
-	PortalRate float64
+	// PortalRate and PortalBurst are this instance's share of each
+	// portal's leaky bucket: its drain per second and its size. rate.Inf
+	// (B24_PORTAL_RATE=off) turns the limiter off.
+	PortalRate  rate.Limit
+	PortalBurst int
 	// UninstallGrace is how long an unconfirmed ONAPPUNINSTALL waits for a
 	// verified frame before the portal is uninstalled as reported.
 	UninstallGrace time.Duration
@@ -151,17 +158,57 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		cfg.TrustedProxies = append(cfg.TrustedProxies, s)
 	}
-	// Bitrix24's leaky bucket is per portal and source IP: instances
-	// behind one egress IP share it, so each gets a share of its drain.
-	r, err := strconv.ParseFloat(get("B24_PORTAL_RATE", "2"), 64)
-	if err != nil || r <= 0 || r > 50 {
-		bad("B24_PORTAL_RATE", "must be a number of requests per second above 0 and at most 50")
-	}
-	cfg.PortalRate = r
+	cfg.PortalRate, cfg.PortalBurst = portalLimit(get("B24_PORTAL_RATE", ""), get("B24_PORTAL_BURST", ""), bad)
 	if len(problems) > 0 {
 		return cfg, errors.New("configuration: " + strings.Join(problems, "; "))
 	}
 	return cfg, nil
+}
+
+// Bounds of the outbound limiter's settings: a drain slower than one
+// request in 1000 s, or a bucket over 10000, is no plan Bitrix24 has and
+// more likely a typo (and keeps the limiter's arithmetic far from overflow).
+const (
+	minPortalRate  = 0.001
+	maxPortalBurst = 10000
+)
+
+// portalLimit reads B24_PORTAL_RATE and B24_PORTAL_BURST. Bitrix24's leaky
+// bucket is per portal and source IP: instances behind one egress IP
+// share it, so each is given a share of its drain and size. The size
+// defaults to what the drain implies on the standard plan (25 s of it: 50
+// at 2/s), so an operator who divides the rate by N instances, as before
+// buckets existed, divides the bucket too and no sum can overfill it.
+func portalLimit(rateVar, burstVar string, bad func(name, why string)) (rate.Limit, int) {
+	r := float64(bitrix24.DefaultPortalRate)
+	switch {
+	case strings.EqualFold(rateVar, "off"):
+		r = math.Inf(1)
+	case rateVar != "":
+		v, err := strconv.ParseFloat(rateVar, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < minPortalRate {
+			bad("B24_PORTAL_RATE", fmt.Sprintf("must be a number of requests per second of at least %g (2 on Bitrix24's standard plans, 5 on Enterprise, divided among the instances behind one egress IP), or off", minPortalRate))
+			return 0, 0
+		}
+		r = v
+	}
+	burst := 1
+	if !math.IsInf(r, 1) {
+		perSecond := float64(bitrix24.DefaultPortalBurst) / float64(bitrix24.DefaultPortalRate)
+		burst = max(1, int(math.Min(maxPortalBurst, math.Floor(r*perSecond))))
+	}
+	if burstVar != "" {
+		b, err := strconv.Atoi(burstVar)
+		if err != nil || b < 1 || b > maxPortalBurst {
+			bad("B24_PORTAL_BURST", fmt.Sprintf("must be a whole number of requests from 1 to %d (50 on Bitrix24's standard plans, 250 on Enterprise, divided among the instances behind one egress IP)", maxPortalBurst))
+			return 0, 0
+		}
+		burst = b
+	}
+	if math.IsInf(r, 1) {
+		return rate.Inf, 0
+	}
+	return rate.Limit(r), burst
 }
 
 // handlerHostProblem says why Bitrix24 would refuse handlers on host, or

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 )
 
 func env(m map[string]string) func(string) string {
@@ -16,7 +17,8 @@ func env(m map[string]string) func(string) string {
 }
 
 // TestConfigSettings: each optional setting has its default, takes a
-// valid value, and a bad one is refused with the variable's name.
+// valid value, and a bad one is refused with the variable's name (the
+// portal limit has a test of its own, TestPortalLimit).
 func TestConfigSettings(t *testing.T) {
 	cases := []struct {
 		name, value string
@@ -24,12 +26,6 @@ func TestConfigSettings(t *testing.T) {
 		def, want   any // def nil: empty unless configured
 		bad         []string
 	}{
-		{
-			name: "B24_PORTAL_RATE", value: "0.5",
-			get: func(c Config) any { return c.PortalRate },
-			def: 2.0, want: 0.5,
-			bad: []string{"0", "-1", "x", "51"},
-		},
 		{
 			name: "UNINSTALL_GRACE_HOURS", value: "72",
 			get: func(c Config) any { return c.UninstallGrace },
@@ -119,6 +115,51 @@ func TestConfigAllowHTTP(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"http://127.0.0.1:9000"}, cfg.OAuthServers)
 	assert.Len(t, cfg.SecretPrevious, 32)
+}
+
+// TestPortalLimit: B24_PORTAL_RATE takes any positive rate or off, and
+// B24_PORTAL_BURST defaults to what the rate implies on the standard plan,
+// so dividing the rate among instances divides the bucket too.
+func TestPortalLimit(t *testing.T) {
+	base := map[string]string{
+		"B24_CLIENT_ID": "app.1", "B24_CLIENT_SECRET": "s", "APP_SECRET": strings.Repeat("ab", 32),
+		"APP_BASE_URL": "https://app.example.com",
+	}
+	for _, tc := range []struct {
+		rate, burst string
+		wantRate    rate.Limit
+		wantBurst   int
+	}{
+		{"", "", 2, 50},                  // Bitrix24's standard plan
+		{"1", "", 1, 25},                 // two instances behind one egress IP
+		{"0.6667", "", 0.6667, 16},       // three: the shares never add up past 50
+		{"5", "250", 5, 250},             // Enterprise
+		{"100", "", 100, 2500},           // an on-premise portal with its own limits
+		{"0.001", "", 0.001, 1},          // the slowest accepted: a bucket of one
+		{"2", "10", 2, 10},               // an explicit bucket wins
+		{"off", "", rate.Inf, 0},         // behind a gateway that limits, or benchmarks
+		{"OFF", "", rate.Inf, 0},         // as the operator types it
+		{" 1.5 ", " 30 ", 1.5, 30},       // stray spaces
+		{"1e6", "", 1e6, maxPortalBurst}, // a huge rate keeps the bucket in range
+	} {
+		base["B24_PORTAL_RATE"], base["B24_PORTAL_BURST"] = tc.rate, tc.burst
+		cfg, err := loadConfig(env(base))
+		require.NoError(t, err, "%q %q", tc.rate, tc.burst)
+		assert.Equal(t, tc.wantRate, cfg.PortalRate, "%q %q", tc.rate, tc.burst)
+		assert.Equal(t, tc.wantBurst, cfg.PortalBurst, "%q %q", tc.rate, tc.burst)
+	}
+	for _, tc := range []struct{ name, value string }{
+		{"B24_PORTAL_RATE", "0"}, {"B24_PORTAL_RATE", "-1"}, {"B24_PORTAL_RATE", "x"},
+		{"B24_PORTAL_RATE", "NaN"}, {"B24_PORTAL_RATE", "Inf"}, {"B24_PORTAL_RATE", "0.0001"},
+		{"B24_PORTAL_RATE", "2/s"}, {"B24_PORTAL_BURST", "0"}, {"B24_PORTAL_BURST", "-5"},
+		{"B24_PORTAL_BURST", "2.5"}, {"B24_PORTAL_BURST", "10001"}, {"B24_PORTAL_BURST", "lots"},
+	} {
+		base["B24_PORTAL_RATE"], base["B24_PORTAL_BURST"] = "", ""
+		base[tc.name] = tc.value
+		_, err := loadConfig(env(base))
+		require.Error(t, err, "%s=%s", tc.name, tc.value)
+		assert.Contains(t, err.Error(), tc.name+" must be", "%s=%s names the variable and what it takes", tc.name, tc.value)
+	}
 }
 
 // TestEveryVariableIsDocumented keeps app.json, the README table and the

@@ -27,7 +27,7 @@ import (
 //	LOAD=1 go test -run '^TestLoad$' -count=1 -v .
 //
 // It starts the app through run (production settings: SQLite file, the
-// per-portal limiter at 2 requests/s with a burst of 5, 15 s request
+// per-portal limiter at 2 requests/s with a burst of 50, 15 s request
 // deadline) against the portal simulator on loopback, and measures at the
 // simulator:
 //
@@ -46,6 +46,7 @@ func TestLoad(t *testing.T) {
 	a.start()
 	report := &loadReport{}
 	defer func() { t.Log("\n" + report.String()) }()
+	burst, perSec := bitrix24.DefaultPortalBurst, int(bitrix24.DefaultPortalRate)
 
 	const nPortals, nSessions = 10, 5
 	var portals []*simulator.Portal
@@ -202,7 +203,7 @@ func TestLoad(t *testing.T) {
 	report.add("3. burst on one portal (leaky bucket 50, 2/s)", map[string]string{
 		"requests to the portal (install, 30 tabs, 30 clicks)": strconv.Itoa(len(times)),
 		"clicks answered 200 / busy (503, nothing sent)":       fmt.Sprintf("%d / %d", count(st, http.StatusOK), count(st, http.StatusServiceUnavailable)),
-		"most requests in any 1 s / 10 s window":               fmt.Sprintf("%d / %d (limiter allows %d / %d)", w1, w10, 5+2, 5+20),
+		"most requests in any 1 s / 10 s window":               fmt.Sprintf("%d / %d (limiter allows %d / %d)", w1, w10, burst+perSec, burst+10*perSec),
 		"closest window to the limiter's bound":                worst,
 		"mean rate over the run":                               fmt.Sprintf("%.2f req/s over %s", float64(len(times)-1)/span.Seconds(), span.Round(10*time.Millisecond)),
 		"refused by the portal's bucket":                       strconv.Itoa(bucketRefusals),
@@ -211,7 +212,7 @@ func TestLoad(t *testing.T) {
 	})
 	assert.Zero(t, bucketRefusals, "the app never trips the portal's leaky bucket")
 	assert.Zero(t, over, "no window above the limiter's bound")
-	assert.LessOrEqual(t, w1, 5+2)
+	assert.LessOrEqual(t, w1, burst+perSec)
 	report.heap("after phase 3")
 
 	// Every portal, every phase: never above the limiter.
@@ -231,12 +232,12 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	report.add("4. outbound rate, all 11 portals, whole run", map[string]string{
-		"most requests to one portal in any 1 s": fmt.Sprintf("%d (limiter allows %d)", maxW1, 5+2),
+		"most requests to one portal in any 1 s": fmt.Sprintf("%d (limiter allows %d)", maxW1, burst+perSec),
 		"closest window to the limiter's bound":  worstAll + " at " + worstPortal,
-		"bound":                                  fmt.Sprintf("burst 5 + 2/s × (window + %s arrival jitter)", jitterSlack),
+		"bound":                                  fmt.Sprintf("burst %d + %d/s × (window + %s arrival jitter)", burst, perSec, jitterSlack),
 		"windows above the bound":                strconv.Itoa(overAll),
 	})
-	assert.LessOrEqual(t, maxW1, 5+2)
+	assert.LessOrEqual(t, maxW1, burst+perSec)
 	assert.Zero(t, overAll, "no window above the limiter's bound")
 
 	// Phase 5 (J3): slowloris. 100 connections send a request line and

@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/handlers"
 	"github.com/b24apps/leadcontacts/lang"
@@ -104,7 +102,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	httpClient := bitrix24.NewHTTPClient(cfg.AllowHTTP)
-	rest := bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Observe: restLogger(logger), PortalRate: rate.Limit(cfg.PortalRate)})
+	rest := bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Observe: restLogger(logger), PortalRate: cfg.PortalRate, PortalBurst: cfg.PortalBurst})
 	oc := oauth.New(cfg.ClientID, cfg.ClientSecret, cfg.OAuthServers, httpClient)
 	h, err := handlers.New(handlers.Config{
 		BaseURL: cfg.BaseURL, JSURL: cfg.JSURL, AllowHTTP: cfg.AllowHTTP, Manifest: m,
@@ -208,6 +206,11 @@ func nonEmpty(b []byte) [][]byte {
 func restLogger(logger *slog.Logger) func(bitrix24.Exchange) {
 	return func(x bitrix24.Exchange) {
 		attrs := []any{"endpoint", x.Endpoint, "method", x.Method, "status", x.HTTPStatus, "duration_ms", x.Duration.Milliseconds()}
+		if x.Waited > 0 {
+			// Time spent in the app's own limiter, before the request was
+			// sent: the sign that a portal's bucket is the bottleneck.
+			attrs = append(attrs, "limit_wait_ms", float64(x.Waited.Microseconds())/1000)
+		}
 		if x.ErrorCode != "" {
 			attrs = append(attrs, "error_code", x.ErrorCode)
 		}

@@ -47,8 +47,9 @@ type Options struct {
 	// Observe, if set, is told about every HTTP exchange (for REST logs
 	// the marketplace requires, and for metrics). It never sees tokens.
 	Observe func(Exchange)
-	// PortalRate and PortalBurst shape the outbound limiter kept per portal
-	// host (every attempt, retries included, takes a token). Zero means
+	// PortalRate and PortalBurst shape the leaky bucket kept per portal
+	// host (every attempt, retries included, adds one): it drains
+	// PortalRate per second and holds PortalBurst. Zero (or less) means
 	// DefaultPortalRate and DefaultPortalBurst; rate.Inf turns it off.
 	PortalRate  rate.Limit
 	PortalBurst int
@@ -61,7 +62,10 @@ type Exchange struct {
 	HTTPStatus int
 	ErrorCode  string
 	Duration   time.Duration
-	Err        error
+	// Waited is how long the request waited on the app's own per-portal
+	// limiter before it was sent (not part of Duration).
+	Waited time.Duration
+	Err    error
 }
 
 // Client calls Bitrix24 REST methods. It is safe for concurrent use.
@@ -101,13 +105,14 @@ func New(o Options) *Client {
 	if c.backoff == nil {
 		c.backoff = FullJitter(500*time.Millisecond, 4*time.Second)
 	}
-	c.limits.r, c.limits.burst = o.PortalRate, o.PortalBurst
-	if c.limits.r == 0 {
-		c.limits.r = DefaultPortalRate
+	r, burst := o.PortalRate, o.PortalBurst
+	if r <= 0 {
+		r = DefaultPortalRate
 	}
-	if c.limits.burst <= 0 {
-		c.limits.burst = DefaultPortalBurst
+	if burst <= 0 {
+		burst = DefaultPortalBurst
 	}
+	c.limits = newLimiters(r, burst)
 	return c
 }
 
@@ -186,13 +191,14 @@ func (c *Client) post(ctx context.Context, endpoint, method string, body []byte,
 				return nil, lastErr
 			}
 		}
-		if err := c.limits.wait(ctx, host); err != nil {
+		waited, err := c.limits.wait(ctx, host)
+		if err != nil {
 			if lastErr != nil {
 				return nil, lastErr
 			}
 			return nil, fmt.Errorf("bitrix24: %s: %w", method, err)
 		}
-		env, err := c.once(ctx, endpoint, url, method, body)
+		env, err := c.once(ctx, endpoint, url, method, body, waited)
 		if err == nil {
 			c.ops.remember(host, method, env.Time)
 			return env, nil
@@ -208,12 +214,12 @@ func (c *Client) post(ctx context.Context, endpoint, method string, body []byte,
 	return nil, lastErr
 }
 
-func (c *Client) once(ctx context.Context, endpoint, url, method string, body []byte) (env *envelope, err error) {
+func (c *Client) once(ctx context.Context, endpoint, url, method string, body []byte, waited time.Duration) (env *envelope, err error) {
 	start := time.Now()
 	status := 0
 	defer func() {
 		if c.observe != nil {
-			x := Exchange{Endpoint: endpoint, Method: method, HTTPStatus: status, Duration: time.Since(start), Err: err}
+			x := Exchange{Endpoint: endpoint, Method: method, HTTPStatus: status, Duration: time.Since(start), Waited: waited, Err: err}
 			var be *Error
 			if errors.As(err, &be) {
 				x.ErrorCode = be.Code

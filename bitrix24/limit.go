@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,14 +17,17 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Defaults of the per-portal outbound limiter. Bitrix24's leaky bucket
-// (limits.md) takes 50 requests at once and drains 2 per second on every
-// plan but Enterprise, and it counts per portal *and source IP*: every app
-// on this server shares it. Staying at its drain rate with a burst far
-// below 50 means the app alone can never fill it, whatever the load.
+// Defaults of the per-portal outbound limiter: Bitrix24's own leaky bucket
+// on every plan but Enterprise (limits.md): each request adds 1 to a
+// counter that drains 2 per second, and a request past 50 is refused with
+// 503 QUERY_LIMIT_EXCEEDED. Mirroring it lets a burst of 50 through at
+// once, as the portal would, and never sends the request it would refuse.
+// The portal counts per portal *and source IP*, so every app and instance
+// behind one egress IP shares one bucket: give each its share (README,
+// B24_PORTAL_RATE and B24_PORTAL_BURST).
 const (
 	DefaultPortalRate  rate.Limit = 2
-	DefaultPortalBurst int        = 5
+	DefaultPortalBurst int        = 50
 )
 
 // DefaultOperatingBlock is how long a method stays blocked after 429
@@ -37,24 +41,18 @@ const DefaultOperatingBlock = 10 * time.Minute
 // like QUERY_LIMIT_EXCEEDED ("busy, try again in a few seconds").
 var ErrRateLimited = errors.New("bitrix24: too many requests to this portal right now (the app's own limit); nothing sent")
 
-// maxTracked bounds the per-portal maps (limiters, operating limits): past
+// maxTracked bounds the per-portal maps (buckets, operating limits): past
 // it, entries that carry no information any more are dropped.
 const maxTracked = 4096
 
-// limiters holds one token bucket per portal host, created on first use.
-type limiters struct {
-	r     rate.Limit
-	burst int
-
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
-}
-
-// ClickReserve is how many requests of a portal's bucket only users'
+// ClickReserve is how many requests of a bucket of size burst only users'
 // actions may take: calls made under a Deferrable context (opening a tab,
-// the admins' page, checks) wait while the bucket holds no more than this,
-// so a flood of frames, genuine or forged, never leaves a click waiting.
-const ClickReserve = 2
+// the admins' page, checks) wait while the bucket is fuller than burst
+// minus this, so a flood of frames, genuine or forged, never leaves a
+// click waiting. A fifth: of Bitrix24's 50, 10 for clicks (one request
+// each, two when the token has expired: more clicks on one portal within
+// a few seconds than a team makes) and 40 for tab views at once.
+func ClickReserve(burst int) int { return burst / 5 }
 
 type deferrableKey struct{}
 
@@ -69,75 +67,125 @@ func isDeferrable(ctx context.Context) bool {
 	return d
 }
 
-// wait blocks until the portal's bucket admits one request or ctx ends.
-// rate.Limiter.Wait fails at once when the wait would overrun ctx's
-// deadline, so a request that cannot be sent in time costs no waiting.
-// A deferrable request first waits until the bucket holds more than the
-// reserve.
-func (l *limiters) wait(ctx context.Context, host string) error {
-	if l.r == rate.Inf {
-		return nil
-	}
-	lim := l.get(host)
-	if isDeferrable(ctx) && l.burst > ClickReserve {
-		if err := waitAbove(ctx, lim, float64(ClickReserve)); err != nil {
-			return err
-		}
-	}
-	if err := lim.Wait(ctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return ErrRateLimited
-	}
-	return nil
+// limiters keeps one leaky bucket per portal host, as Bitrix24 does. A
+// bucket is kept as the moment it will be empty: each request adds step
+// (one request's worth of drain, 1/rate) to it, so it holds
+// (empty-now)/step requests, in whole nanoseconds with no rounding to
+// drift. Written out rather than with golang.org/x/time/rate's token
+// bucket, it states the portal's rule as the portal states it and lets
+// the two kinds of calls wait differently: a click is counted at once and
+// sent when its turn comes (the bucket may then hold more than burst, the
+// clicks scheduled for later, which keeps them in order), while a
+// deferrable call is counted only when it can go at once, below the
+// reserve, so it never takes a turn ahead of a click.
+type limiters struct {
+	step  time.Duration // 0: the limiter is off
+	burst int
+
+	mu sync.Mutex
+	m  map[string]*bucket
 }
 
-// waitAbove waits until lim holds more than floor tokens, or fails at once
-// with ErrRateLimited when that would overrun ctx's deadline.
-func waitAbove(ctx context.Context, lim *rate.Limiter, floor float64) error {
+// bucket is one portal's leaky bucket: empty is when it will have drained.
+type bucket struct{ empty time.Time }
+
+// newLimiters returns buckets that drain r per second and hold burst;
+// rate.Inf turns them off.
+func newLimiters(r rate.Limit, burst int) limiters {
+	if r == rate.Inf {
+		return limiters{}
+	}
+	// Rounded up: never faster than r.
+	return limiters{step: time.Duration(math.Ceil(float64(time.Second) / float64(r))), burst: burst}
+}
+
+// wait blocks until host's bucket admits one request, and returns how long
+// the bucket held it (0 when it had room: only the waits it imposed are
+// counted, not the lock). When the wait would overrun ctx's deadline it
+// fails at once with ErrRateLimited and counts nothing, so a request that
+// cannot be sent in time costs no waiting.
+func (l *limiters) wait(ctx context.Context, host string) (waited time.Duration, err error) {
+	if l.step == 0 {
+		return 0, nil
+	}
+	ceiling, schedule := l.burst, true
+	if isDeferrable(ctx) {
+		ceiling, schedule = l.burst-ClickReserve(l.burst), false
+	}
 	for {
-		now := time.Now()
-		have := lim.TokensAt(now)
-		if have >= floor+1 {
-			return nil
+		d, taken, err := l.take(ctx, host, ceiling, schedule)
+		if err != nil {
+			return waited, err
 		}
-		d := time.Duration((floor + 1 - have) / float64(lim.Limit()) * float64(time.Second))
-		if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
-			return ErrRateLimited
+		if d > 0 {
+			start := time.Now()
+			err := sleep(ctx, d)
+			waited += time.Since(start)
+			if err != nil {
+				// A click's turn stays counted: giving it back could let a
+				// later request in ahead of clicks already scheduled.
+				if ctx.Err() == nil {
+					err = ErrRateLimited
+				}
+				return waited, err
+			}
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if taken {
+			return waited, nil
 		}
+		// A deferrable call woke when its room was due; a click may have
+		// taken it meanwhile, so it looks again.
 	}
 }
 
-func (l *limiters) get(host string) *rate.Limiter {
+// take counts one request on host's bucket when the bucket holds at most
+// ceiling-1 now, and returns 0. Otherwise d is how long until it does: a
+// click (schedule) is counted anyway and goes after d; a deferrable call
+// is not counted and looks again after d. A d past ctx's deadline is
+// ErrRateLimited, with nothing counted.
+func (l *limiters) take(ctx context.Context, host string, ceiling int, schedule bool) (d time.Duration, taken bool, err error) {
+	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if lim, ok := l.m[host]; ok {
-		return lim
+	b := l.get(host, now)
+	if b.empty.Before(now) {
+		b.empty = now
+	}
+	d = b.empty.Sub(now) - time.Duration(ceiling-1)*l.step
+	if d <= 0 {
+		b.empty = b.empty.Add(l.step)
+		return 0, true, nil
+	}
+	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
+		return 0, false, ErrRateLimited
+	}
+	if !schedule {
+		return d, false, nil
+	}
+	b.empty = b.empty.Add(l.step)
+	return d, true, nil
+}
+
+// get returns host's bucket, creating it; callers hold l.mu.
+func (l *limiters) get(host string, now time.Time) *bucket {
+	if b, ok := l.m[host]; ok {
+		return b
 	}
 	if l.m == nil {
-		l.m = map[string]*rate.Limiter{}
+		l.m = map[string]*bucket{}
 	}
 	if len(l.m) >= maxTracked {
-		// A full bucket is what a new one would be: forgetting it changes
-		// nothing, and keeps the map to the portals active right now.
-		now := time.Now()
-		for h, lim := range l.m {
-			if lim.TokensAt(now) >= float64(l.burst) {
+		// A drained bucket is what a new one would be: forgetting it
+		// changes nothing, and keeps the map to the portals active now.
+		for h, b := range l.m {
+			if !b.empty.After(now) {
 				delete(l.m, h)
 			}
 		}
 	}
-	lim := rate.NewLimiter(l.r, l.burst)
-	l.m[host] = lim
-	return lim
+	b := &bucket{empty: now}
+	l.m[host] = b
+	return b
 }
 
 // opKey names one method on one portal: Bitrix24's operating limit is

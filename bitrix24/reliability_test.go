@@ -266,46 +266,6 @@ func TestOperatingBlockWithoutResetTime(t *testing.T) {
 	})
 }
 
-// J1 at the client: each portal host has its own token bucket, 2 per
-// second sustained after a burst of 5; a request that cannot be admitted
-// before the deadline is refused at once and nothing is sent.
-func TestPortalLimiter(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		f := &fakeTransport{answer: func(int, *http.Request) (int, string) { return 200, `{"result":true}` }}
-		c := fakeClient(f, Options{})
-		start := time.Now()
-		const n = 25
-		for range n {
-			require.NoError(t, c.Call(t.Context(), "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil))
-		}
-		// 5 at once, then one every 500 ms.
-		assert.Equal(t, time.Duration(n-DefaultPortalBurst)*500*time.Millisecond, time.Since(start))
-		at := f.requests()
-		for i := range at {
-			for j := i; j < len(at); j++ {
-				window := at[j].Sub(at[i])
-				allowed := DefaultPortalBurst + int(window/(500*time.Millisecond))
-				require.LessOrEqual(t, j-i+1, allowed, "requests %d..%d within %v", i, j, window)
-			}
-		}
-
-		// Another portal has its own bucket.
-		mark := time.Now()
-		require.NoError(t, c.Call(t.Context(), "https://b.bitrix24.com/rest/", secret.New("t"), "m", nil, nil))
-		assert.Equal(t, mark, time.Now())
-
-		// The bucket of a is empty: a call with 100 ms left is refused now.
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-		defer cancel()
-		sent := len(f.requests())
-		err := c.Call(ctx, "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil)
-		require.ErrorIs(t, err, ErrRateLimited)
-		assert.False(t, Ambiguous(err))
-		assert.Len(t, f.requests(), sent)
-		assert.Equal(t, mark, time.Now(), "refused without waiting")
-	})
-}
-
 func TestTimeBlockIsDecodedLeniently(t *testing.T) {
 	for in, want := range map[string]int64{
 		`{"operating_reset_at":1715092141}`:   1715092141,
@@ -410,41 +370,4 @@ func TestSelfSignedCertificateIsRefused(t *testing.T) {
 	assert.Zero(t, hits.Load())
 	tr := NewHTTPClient(false).Transport.(*http.Transport)
 	assert.True(t, tr.TLSClientConfig == nil || !tr.TLSClientConfig.InsecureSkipVerify)
-}
-
-// TestDeferrableCallsLeaveTheReserveToClicks: calls under a Deferrable
-// context (frames) never take the last ClickReserve requests of a
-// portal's bucket, so a click right after a flood of frames goes at once.
-func TestDeferrableCallsLeaveTheReserveToClicks(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		f := &fakeTransport{answer: func(int, *http.Request) (int, string) { return 200, `{"result":true}` }}
-		c := fakeClient(f, Options{})
-		frames := Deferrable(t.Context())
-		start := time.Now()
-		for range DefaultPortalBurst - ClickReserve {
-			require.NoError(t, c.Call(frames, "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil))
-		}
-		assert.Equal(t, start, time.Now(), "frames take what is above the reserve at once")
-
-		// The next frame waits until the bucket is above the reserve again
-		// (one drain step); a click meanwhile takes the reserve at once.
-		done := make(chan time.Time)
-		go func() {
-			_ = c.Call(frames, "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil)
-			done <- time.Now()
-		}()
-		synctest.Wait()
-		for range ClickReserve {
-			require.NoError(t, c.Call(t.Context(), "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil))
-		}
-		assert.Equal(t, start, time.Now(), "clicks take the reserve without waiting")
-		assert.Greater(t, (<-done).Sub(start), time.Duration(0), "the frame waited")
-
-		// A frame with too little time left is refused without a request.
-		ctx, cancel := context.WithTimeout(frames, 100*time.Millisecond)
-		defer cancel()
-		sent := len(f.requests())
-		require.ErrorIs(t, c.Call(ctx, "https://a.bitrix24.com/rest/", secret.New("t"), "m", nil, nil), ErrRateLimited)
-		assert.Len(t, f.requests(), sent)
-	})
 }

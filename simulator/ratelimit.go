@@ -43,6 +43,10 @@ func (b *leakyBucket) leak() {
 // allow adds one request, or refuses it without adding when the bucket is full.
 // SILENT: whether refused requests also fill the bucket is undocumented; they
 // do not here, so a client that backs off recovers at the documented rate.
+// SILENT: limits.md blocks requests "once the counter exceeds X"; whether the
+// request that would take it to X+1 is the last admitted or the first refused
+// is unstated. It is refused here (the strict reading: at most X at once),
+// which is also the bucket the app's own limiter keeps.
 func (b *leakyBucket) allow() bool {
 	if b.burst <= 0 {
 		return true

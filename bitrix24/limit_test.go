@@ -1,0 +1,287 @@
+package bitrix24
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/b24apps/leadcontacts/secret"
+)
+
+// limitedPortal is a client with the production limiter in front of an
+// in-memory portal, and what the limiter said about each request it let
+// through (Exchange.Waited, its own accounting).
+type limitedPortal struct {
+	f *fakeTransport
+	c *Client
+
+	mu     sync.Mutex
+	waited []time.Duration
+}
+
+func newLimitedPortal(o Options) *limitedPortal {
+	lp := &limitedPortal{f: &fakeTransport{answer: func(int, *http.Request) (int, string) { return 200, `{"result":true}` }}}
+	o.Observe = func(x Exchange) {
+		lp.mu.Lock()
+		lp.waited = append(lp.waited, x.Waited)
+		lp.mu.Unlock()
+	}
+	lp.c = fakeClient(lp.f, o)
+	return lp
+}
+
+func (lp *limitedPortal) call(ctx context.Context, host string) error {
+	return lp.c.Call(ctx, "https://"+host+"/rest/", secret.New("t"), "m", nil, nil)
+}
+
+// waits returns the limiter's waits of the requests sent since mark.
+func (lp *limitedPortal) waits(mark int) []time.Duration {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return slices.Clone(lp.waited[mark:])
+}
+
+func (lp *limitedPortal) sent() int {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return len(lp.waited)
+}
+
+// J1 at the client: Bitrix24's bucket takes 50 requests at once, so the
+// app's does too: the whole burst goes without waiting, the next request
+// waits for one drain step, and another portal has a bucket of its own.
+func TestPortalBucketAdmitsTheBurstAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lp := newLimitedPortal(Options{})
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range DefaultPortalBurst {
+			wg.Go(func() { assert.NoError(t, lp.call(t.Context(), "a.bitrix24.com")) })
+		}
+		wg.Wait()
+		assert.Equal(t, start, time.Now(), "the burst went at once")
+		for _, w := range lp.waits(0) {
+			require.Zero(t, w, "no request of the burst waited on the limiter")
+		}
+		require.Len(t, lp.waits(0), DefaultPortalBurst)
+
+		require.NoError(t, lp.call(t.Context(), "a.bitrix24.com"))
+		assert.Equal(t, []time.Duration{500 * time.Millisecond}, lp.waits(DefaultPortalBurst), "the 51st waits one drain step at 2/s")
+
+		mark := lp.sent()
+		require.NoError(t, lp.call(t.Context(), "b.bitrix24.com"))
+		assert.Equal(t, []time.Duration{0}, lp.waits(mark), "another portal has its own bucket")
+	})
+}
+
+// The bucket drains at the configured rate: past the burst, requests go
+// one per 1/rate, and after quiet the whole burst is back, but no more.
+func TestPortalBucketDrainRate(t *testing.T) {
+	for _, tc := range []struct {
+		rate  rate.Limit
+		burst int
+		step  time.Duration
+	}{
+		{DefaultPortalRate, DefaultPortalBurst, 500 * time.Millisecond},
+		{5, 250, 200 * time.Millisecond}, // Enterprise
+		{0.5, 3, 2 * time.Second},        // a quarter of the default, with its share of the burst
+	} {
+		t.Run(fmt.Sprintf("%v per s, burst %d", tc.rate, tc.burst), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lp := newLimitedPortal(Options{PortalRate: tc.rate, PortalBurst: tc.burst})
+				start := time.Now()
+				const extra = 6
+				for range tc.burst + extra {
+					require.NoError(t, lp.call(t.Context(), "a.bitrix24.com"))
+				}
+				assert.Equal(t, extra*tc.step, time.Since(start))
+				for i, w := range lp.waits(tc.burst) {
+					assert.Equal(t, tc.step, w, "request %d past the burst", i+1)
+				}
+
+				time.Sleep(time.Minute + time.Duration(float64(tc.burst)/float64(tc.rate)*float64(time.Second)))
+				mark, again := lp.sent(), time.Now()
+				for range tc.burst {
+					require.NoError(t, lp.call(t.Context(), "a.bitrix24.com"))
+				}
+				assert.Equal(t, again, time.Now(), "drained: the whole burst again at once")
+				require.NoError(t, lp.call(t.Context(), "a.bitrix24.com"))
+				assert.Equal(t, append(make([]time.Duration, tc.burst), tc.step), lp.waits(mark),
+					"the whole burst, not more: quiet time does not pile up beyond it")
+			})
+		})
+	}
+}
+
+// Deferrable calls (tab views, the admins' page, checks) take the bucket
+// only down to the clicks' reserve; a click takes the reserve at once, and
+// a deferrable call that wanted the same room waits until the bucket is
+// below the reserve again.
+func TestClicksKeepTheReserve(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lp := newLimitedPortal(Options{})
+		reserve := ClickReserve(DefaultPortalBurst)
+		require.Equal(t, 10, reserve)
+		views := Deferrable(t.Context())
+		start := time.Now()
+		for range DefaultPortalBurst - reserve {
+			require.NoError(t, lp.call(views, "a.bitrix24.com"))
+		}
+		assert.Equal(t, start, time.Now(), "views take what is above the reserve at once")
+
+		// The next view waits; the clicks meanwhile take the whole reserve
+		// at once.
+		mark := lp.sent()
+		done := make(chan struct{})
+		go func() {
+			assert.NoError(t, lp.call(views, "a.bitrix24.com"))
+			close(done)
+		}()
+		synctest.Wait()
+		assert.Equal(t, mark, lp.sent(), "the view waits at the reserve")
+		for range reserve {
+			require.NoError(t, lp.call(t.Context(), "a.bitrix24.com"))
+		}
+		assert.Equal(t, start, time.Now())
+		assert.Equal(t, make([]time.Duration, reserve), lp.waits(mark), "clicks take the reserve without waiting")
+
+		// Full: one more click is next in line at 0.5 s; the view goes when
+		// the bucket, with that click in it, is back at 39: (51 - 39) / 2 per s.
+		require.NoError(t, lp.call(t.Context(), "a.bitrix24.com"))
+		<-done
+		w := lp.waits(mark)
+		require.Len(t, w, reserve+2)
+		assert.Equal(t, 500*time.Millisecond, w[reserve], "the click past the burst waits one step")
+		assert.Equal(t, 6*time.Second, w[reserve+1], "the view waited behind every click")
+	})
+}
+
+// A request the bucket cannot admit before the caller's deadline is
+// refused at once with ErrRateLimited: nothing sent, nothing counted, no
+// time spent; one whose turn fits the deadline waits for it.
+func TestLimiterRefusesAWaitPastTheDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ctx  func(context.Context) context.Context
+		fill int // requests that fill the bucket for this kind
+	}{
+		{"click", func(ctx context.Context) context.Context { return ctx }, DefaultPortalBurst},
+		{"deferrable", Deferrable, DefaultPortalBurst - ClickReserve(DefaultPortalBurst)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lp := newLimitedPortal(Options{})
+				for range tc.fill {
+					require.NoError(t, lp.call(tc.ctx(t.Context()), "a.bitrix24.com"))
+				}
+				mark, start := lp.sent(), time.Now()
+				short, cancel := context.WithTimeout(tc.ctx(t.Context()), 400*time.Millisecond)
+				defer cancel()
+				err := lp.call(short, "a.bitrix24.com")
+				require.ErrorIs(t, err, ErrRateLimited)
+				assert.False(t, Ambiguous(err), "nothing was sent")
+				assert.Equal(t, mark, lp.sent())
+				assert.Equal(t, start, time.Now(), "refused without waiting")
+
+				// The refusal counted nothing: the next turn is still 0.5 s away.
+				enough, cancel2 := context.WithTimeout(tc.ctx(t.Context()), 600*time.Millisecond)
+				defer cancel2()
+				require.NoError(t, lp.call(enough, "a.bitrix24.com"))
+				assert.Equal(t, []time.Duration{500 * time.Millisecond}, lp.waits(mark))
+			})
+		})
+	}
+}
+
+// B24_PORTAL_RATE=off: no bucket at all (behind a gateway that limits, or
+// in benchmarks).
+func TestLimiterOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lp := newLimitedPortal(Options{PortalRate: rate.Inf})
+		start := time.Now()
+		for range 10 * DefaultPortalBurst {
+			require.NoError(t, lp.call(Deferrable(t.Context()), "a.bitrix24.com"))
+		}
+		assert.Equal(t, start, time.Now())
+		assert.Empty(t, lp.c.limits.m, "no bucket kept")
+	})
+}
+
+// However clicks and deferrable calls interleave, the requests the app
+// sends never overfill a leaky bucket of the same burst and drain, which
+// the portal keeps independently (replayed here from the send times).
+func TestLimiterNeverOverfillsThePortalsBucket(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rnd := rand.New(rand.NewPCG(seed, 11))
+				lp := newLimitedPortal(Options{})
+				var wg sync.WaitGroup
+				for i := range 400 {
+					// Arrivals at about 4/s, twice the drain, in clumps,
+					// with quiet spells that let the bucket drain.
+					time.Sleep(time.Duration(rnd.ExpFloat64() * float64(250*time.Millisecond)))
+					if i%100 == 99 {
+						time.Sleep(time.Duration(rnd.IntN(60)) * time.Second)
+					}
+					ctx := t.Context()
+					if rnd.IntN(3) > 0 {
+						ctx = Deferrable(ctx)
+					}
+					wg.Go(func() {
+						ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+						defer cancel()
+						err := lp.call(ctx, "a.bitrix24.com")
+						if err != nil {
+							assert.ErrorIs(t, err, ErrRateLimited)
+						}
+					})
+				}
+				wg.Wait()
+				at := lp.f.requests()
+				require.Greater(t, len(at), DefaultPortalBurst)
+				assertFitsBucket(t, at, DefaultPortalBurst, float64(DefaultPortalRate))
+			})
+		})
+	}
+}
+
+// assertFitsBucket replays request times into Bitrix24's leaky bucket and
+// fails at the first request it would refuse.
+func assertFitsBucket(t *testing.T, at []time.Time, burst int, drain float64) {
+	t.Helper()
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	level, last := 0.0, at[0]
+	for i, now := range at {
+		level = max(0, level-now.Sub(last).Seconds()*drain) + 1
+		last = now
+		require.LessOrEqual(t, level, float64(burst)+1e-9, "request %d at %v overfills the bucket", i, now.Sub(at[0]))
+	}
+}
+
+// The bucket map stays bounded: past maxTracked portals, buckets that have
+// drained (as good as new) are forgotten.
+func TestLimiterForgetsDrainedBuckets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiters(DefaultPortalRate, DefaultPortalBurst)
+		for i := range maxTracked {
+			_, _, err := l.take(t.Context(), fmt.Sprintf("p%d.bitrix24.com", i), l.burst, true)
+			require.NoError(t, err)
+		}
+		require.Len(t, l.m, maxTracked)
+		time.Sleep(time.Second)
+		_, _, err := l.take(t.Context(), "new.bitrix24.com", l.burst, true)
+		require.NoError(t, err)
+		assert.Len(t, l.m, 1, "drained buckets forgotten")
+	})
+}
