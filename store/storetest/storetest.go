@@ -116,6 +116,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Undo/TakenOnce", testUndoTakenOnce},
 		{"History/AddListDelete", testHistory},
 		{"History/DefaultsTime", testHistoryDefaultsTime},
+		{"Ping", testPing},
 	}
 	tests = append(tests, reliabilityTests...)
 	tests = append(tests, uninstallTests...)
@@ -125,6 +126,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, open)
 		})
 	}
+}
+
+// testPing: Ping answers while the database does, and fails once the
+// store is closed (what the readiness probe relies on).
+func testPing(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	require.NoError(t, s.Ping(t.Context()))
+	require.NoError(t, s.Close())
+	require.Error(t, s.Ping(t.Context()))
 }
 
 // newPortal returns a portal with every caller-set field filled in with
