@@ -52,6 +52,9 @@ func (h *Handlers) logRequests() gin.HandlerFunc {
 		if route == "" {
 			attrs = []any{"method", c.Request.Method, "route", "(no route)", "path", loggedPath(c.Request.URL.Path)}
 		}
+		// The client's address: the peer's, or what a trusted proxy says
+		// in X-Forwarded-For (TRUSTED_PROXIES); nobody else is believed.
+		attrs = append(attrs, "client", c.ClientIP())
 		h.d.Logger.InfoContext(c.Request.Context(), "http", append(attrs,
 			"status", status, "bytes", c.Writer.Size(), "duration_ms", time.Since(start).Milliseconds())...)
 	}
