@@ -121,18 +121,18 @@ func TestStartupErrorsAreJSON(t *testing.T) {
 // with a message that says what to do, and before it listens: no data
 // lands on a disk the next deploy wipes.
 func TestRefusesAMissingOrReadOnlySQLiteVolume(t *testing.T) {
-	start := func(t *testing.T, dsn string) (error, string) {
+	start := func(t *testing.T, dsn string) (string, error) {
 		e := minimalEnv()
 		e["DATABASE_URL"], e["ADDR"] = dsn, freeAddr(t)
 		var out bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := run(ctx, nil, env(e), &out)
-		return err, out.String()
+		return out.String(), err
 	}
 	t.Run("missing", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "volume")
-		err, out := start(t, "sqlite:"+dir+"/app.db")
+		out, err := start(t, "sqlite:"+dir+"/app.db")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "DATABASE_URL")
 		assert.Contains(t, err.Error(), "does not exist: mount a persistent, writable volume there")
