@@ -48,14 +48,15 @@ func TestReadyzFollowsSQLite(t *testing.T) {
 // then 503 at once when the server is stopped (connections reset, new
 // ones refused), and 200 again when it is back.
 func TestReadyzFollowsPostgreSQL(t *testing.T) {
-	relay := newRelay(t)
+	server, err := url.Parse(testDatabaseURL(t))
+	require.NoError(t, err)
+	relay := newRelay(t, server.Host)
 	e := newTestEnv(t, func(e *testEnv) {
 		var dsn string
 		e.openStore = func(t testing.TB, keys *secret.Keyring) store.Store {
 			if dsn == "" {
 				u, err := url.Parse(freshSchema(t))
 				require.NoError(t, err)
-				relay.target = u.Host
 				u.Host = relay.addr()
 				dsn = u.String()
 			}
@@ -104,7 +105,7 @@ func TestReadyzWhileDraining(t *testing.T) {
 // bytes) and be stopped and started again on the same address.
 type relay struct {
 	t      *testing.T
-	target string
+	target string // set before the relay starts
 	hang   atomic.Bool
 
 	mu    sync.Mutex
@@ -113,8 +114,8 @@ type relay struct {
 	conns []net.Conn
 }
 
-func newRelay(t *testing.T) *relay {
-	r := &relay{t: t}
+func newRelay(t *testing.T, target string) *relay {
+	r := &relay{t: t, target: target}
 	r.start()
 	t.Cleanup(r.stop)
 	return r
