@@ -43,6 +43,9 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (CIDRs or addresses); none by default.
 	TrustedProxies []string
+	// ShutdownDrain is how long /readyz answers 503 after SIGTERM while
+	// the app still serves, so a load balancer stops sending first.
+	ShutdownDrain time.Duration
 }
 
 // Defaults of the optional variables (app.json and the README list them).
@@ -55,15 +58,45 @@ const (
 	// questions ("who emptied this lead?"), short enough to hold little.
 	defaultHistoryRetentionDays = 90
 	maxHistoryRetentionDays     = 3650
+	// maxShutdownDrainSeconds keeps drain plus the graceful shutdown
+	// (shutdownTimeout) within a minute and a half.
+	maxShutdownDrainSeconds = 60
 )
+
+// variable is one environment variable loadConfig reads, with its default.
+type variable struct{ name, def string }
+
+// variables lists, in the order loadConfig reads them, every variable and
+// its default: the -h text and the app.json test come from it, so they
+// cannot miss one.
+func variables() []variable {
+	var vs []variable
+	seen := map[string]bool{}
+	_, _ = readConfig(func(string) string { return "" }, func(name, def string) {
+		if !seen[name] {
+			seen[name] = true
+			vs = append(vs, variable{name, def})
+		}
+	})
+	return vs
+}
 
 // loadConfig reads and checks every variable and reports all problems at
 // once, so an operator fixes a deployment in one go. Secret values never
 // appear in the message.
 func loadConfig(getenv func(string) string) (Config, error) {
+	return readConfig(getenv, nil)
+}
+
+// readConfig is loadConfig; read, when set, is told each variable's name
+// and default as it is read (variables).
+func readConfig(getenv func(string) string, read func(name, def string)) (Config, error) {
 	var problems []string
 	bad := func(name, why string) { problems = append(problems, name+" "+why) }
 	get := func(name, def string) string {
+		if read != nil {
+			read(name, def)
+		}
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
 		}
@@ -74,9 +107,19 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		ClientID:     get("B24_CLIENT_ID", ""),
 		ClientSecret: secret.New(get("B24_CLIENT_SECRET", "")),
 		DatabaseURL:  get("DATABASE_URL", defaultDatabaseURL),
-		Addr:         get("ADDR", defaultAddr),
 		JSURL:        get("B24_JS_URL", defaultJSURL),
 	}
+	// Heroku, Render and Cloud Run say where to listen in PORT; ADDR, the
+	// operator's own choice, still wins.
+	addr := defaultAddr
+	if v := get("PORT", ""); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 65535 {
+			bad("PORT", "must be a port number from 1 to 65535")
+		} else {
+			addr = ":" + strconv.Itoa(n)
+		}
+	}
+	cfg.Addr = get("ADDR", addr)
 	if v := get("B24_ALLOW_HTTP", "false"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -145,6 +188,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		bad("UNINSTALL_GRACE_HOURS", "must be a whole number of hours from 1 to 720")
 	}
 	cfg.UninstallGrace = time.Duration(hours) * time.Hour
+	drain, err := strconv.Atoi(get("SHUTDOWN_DRAIN_SECONDS", "0"))
+	if err != nil || drain < 0 || drain > maxShutdownDrainSeconds {
+		bad("SHUTDOWN_DRAIN_SECONDS", fmt.Sprintf("must be a whole number of seconds from 0 to %d", maxShutdownDrainSeconds))
+	}
+	cfg.ShutdownDrain = time.Duration(drain) * time.Second
 	for _, s := range strings.Split(get("TRUSTED_PROXIES", ""), ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -158,7 +206,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		cfg.TrustedProxies = append(cfg.TrustedProxies, s)
 	}
-	cfg.PortalRate, cfg.PortalBurst = portalLimit(get("B24_PORTAL_RATE", ""), get("B24_PORTAL_BURST", ""), bad)
+	cfg.PortalRate, cfg.PortalBurst = portalLimit(get("B24_PORTAL_RATE", "2"), get("B24_PORTAL_BURST", ""), bad)
 	if len(problems) > 0 {
 		return cfg, errors.New("configuration: " + strings.Join(problems, "; "))
 	}

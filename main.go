@@ -22,6 +22,7 @@ import (
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/handlers"
+	"github.com/b24apps/leadcontacts/internal/reqid"
 	"github.com/b24apps/leadcontacts/lang"
 	"github.com/b24apps/leadcontacts/manifest"
 	"github.com/b24apps/leadcontacts/oauth"
@@ -38,22 +39,37 @@ var appJSON []byte
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if code := exitCode(run(ctx, os.Args[1:], os.Getenv, os.Stdout), os.Stderr); code != 0 {
+		stop()
+		os.Exit(code)
 	}
+}
+
+// exitCode is the process's exit status for run's result; an error is
+// written as a JSON line like every other, so a log pipeline that parses
+// the app's output does not drop the one line that says why it stopped.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	slog.New(slog.NewJSONHandler(stderr, nil)).Error("exiting", "err", err.Error())
+	return 1
 }
 
 // run reads the configuration, opens the store, builds the clients and the
 // HTTP server, serves until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("leadcontacts", flag.ContinueOnError)
-	fs.SetOutput(stdout)
+	// The flag package's own messages are plain text: a bad flag comes
+	// back as run's error (logged as JSON by main), -h prints usage.
+	fs.SetOutput(io.Discard)
 	demo := fs.Bool("demo", false, "start a simulated Bitrix24 portal and open the app in it (no configuration needed)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return usage(stdout, fs)
+	} else if err != nil {
+		return fmt.Errorf("%w (-h lists the flags and variables)", err)
 	}
-	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	logger := slog.New(reqid.Handler(slog.NewJSONHandler(stdout, nil)))
 	m, err := manifest.Parse(appJSON)
 	if err != nil {
 		return err
@@ -87,6 +103,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	if err := checkSQLiteVolume(cfg.DatabaseURL); err != nil {
+		return err
+	}
 	st, err := openStore(ctx, cfg.DatabaseURL, keys)
 	if err != nil {
 		return err
@@ -107,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	h, err := handlers.New(handlers.Config{
 		BaseURL: cfg.BaseURL, JSURL: cfg.JSURL, AllowHTTP: cfg.AllowHTTP, Manifest: m,
 		HistoryRetention: cfg.HistoryRetention, RequestTimeout: requestTimeout, UninstallGrace: cfg.UninstallGrace,
-		TrustedProxies: cfg.TrustedProxies,
+		TrustedProxies: cfg.TrustedProxies, ReadyTimeout: readyTimeout,
 	}, handlers.Deps{Store: st, REST: rest, OAuth: oc, Keys: keys, Lang: bundle, Assets: assets, Logger: logger})
 	if err != nil {
 		return err
@@ -128,14 +147,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL.String(), "store", storeKind(cfg.DatabaseURL))
-	if !*demo {
-		fmt.Fprintf(stdout, "App listening on http://%s\n", ln.Addr())
-	}
 
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	// First tell the load balancer (through /readyz) and keep serving for
+	// ShutdownDrain, so no request meets a closed port; without keep-alive,
+	// clients reconnect through the balancer to another instance.
+	h.StartDraining()
+	srv.SetKeepAlivesEnabled(false)
+	if cfg.ShutdownDrain > 0 {
+		logger.Info("draining", "for", cfg.ShutdownDrain.String())
+		select {
+		case <-time.After(cfg.ShutdownDrain):
+		case err := <-errc:
+			return err
+		}
 	}
 	// Let in-flight requests (a removal in progress) finish, then the work
 	// they left running (a refresh whose caller hung up), before the
@@ -158,6 +187,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // anyone waits after a click: with it, the answer comes within 20 s even
 // when the portal hangs (render and network included).
 const requestTimeout = 15 * time.Second
+
+// readyTimeout is how long /readyz waits for the database: a balancer
+// probes every few seconds and must not pile probes up.
+const readyTimeout = time.Second
 
 // withDeadline ends every request's context after d, so that no route —
 // one that sets no deadline of its own included — waits on a hung portal
@@ -203,8 +236,8 @@ func nonEmpty(b []byte) [][]byte {
 // restLogger keeps the REST exchange log the Bitrix24 Market requires
 // (requests and responses of server-side calls): method, portal, status
 // and error code. Tokens are never part of an Exchange.
-func restLogger(logger *slog.Logger) func(bitrix24.Exchange) {
-	return func(x bitrix24.Exchange) {
+func restLogger(logger *slog.Logger) func(context.Context, bitrix24.Exchange) {
+	return func(ctx context.Context, x bitrix24.Exchange) {
 		attrs := []any{"endpoint", x.Endpoint, "method", x.Method, "status", x.HTTPStatus, "duration_ms", x.Duration.Milliseconds()}
 		if x.Waited > 0 {
 			// Time spent in the app's own limiter, before the request was
@@ -217,6 +250,6 @@ func restLogger(logger *slog.Logger) func(bitrix24.Exchange) {
 		if x.Err != nil {
 			attrs = append(attrs, "err", x.Err.Error())
 		}
-		logger.Info("bitrix24 rest", attrs...)
+		logger.InfoContext(ctx, "bitrix24 rest", attrs...)
 	}
 }

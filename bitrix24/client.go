@@ -45,8 +45,9 @@ type Options struct {
 	// exponential with full jitter, 500 ms base, 4 s cap.
 	Backoff func(n int) time.Duration
 	// Observe, if set, is told about every HTTP exchange (for REST logs
-	// the marketplace requires, and for metrics). It never sees tokens.
-	Observe func(Exchange)
+	// the marketplace requires, and for metrics). It never sees tokens;
+	// ctx is the call's, so the log line can name the inbound request.
+	Observe func(ctx context.Context, x Exchange)
 	// PortalRate and PortalBurst shape the leaky bucket kept per portal
 	// host (every attempt, retries included, adds one): it drains
 	// PortalRate per second and holds PortalBurst. Zero (or less) means
@@ -75,7 +76,7 @@ type Client struct {
 	maxBody   int64
 	attempts  int
 	backoff   func(int) time.Duration
-	observe   func(Exchange)
+	observe   func(context.Context, Exchange)
 	limits    limiters
 	ops       operating
 }
@@ -224,7 +225,7 @@ func (c *Client) once(ctx context.Context, endpoint, url, method string, body []
 			if errors.As(err, &be) {
 				x.ErrorCode = be.Code
 			}
-			c.observe(x)
+			c.observe(ctx, x)
 		}
 	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))

@@ -31,7 +31,7 @@ type limitedPortal struct {
 
 func newLimitedPortal(o Options) *limitedPortal {
 	lp := &limitedPortal{f: &fakeTransport{answer: func(int, *http.Request) (int, string) { return 200, `{"result":true}` }}}
-	o.Observe = func(x Exchange) {
+	o.Observe = func(_ context.Context, x Exchange) {
 		lp.mu.Lock()
 		lp.waited = append(lp.waited, x.Waited)
 		lp.mu.Unlock()

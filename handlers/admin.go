@@ -282,7 +282,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 	if page.Banner == nil {
 		page.Banner = &banner{Kind: "success", Title: loc.T("app.rebind_done")}
 	}
-	h.d.Logger.Info("placements re-bound", "member", p.MemberID, "user", sess.UserID)
+	h.d.Logger.InfoContext(ctx, "placements re-bound", "member", p.MemberID, "user", sess.UserID)
 	h.render(c, http.StatusOK, "app", page)
 	return nil
 }

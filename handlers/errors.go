@@ -95,8 +95,8 @@ func (h *Handlers) logProblem(c *gin.Context, p *problem) {
 		attrs = append(attrs, "err", p.cause.Error())
 	}
 	if p.status >= 500 {
-		h.d.Logger.Error("request failed", attrs...)
+		h.d.Logger.ErrorContext(c.Request.Context(), "request failed", attrs...)
 	} else {
-		h.d.Logger.Info("request refused", attrs...)
+		h.d.Logger.InfoContext(c.Request.Context(), "request refused", attrs...)
 	}
 }

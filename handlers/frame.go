@@ -207,7 +207,7 @@ func (h *Handlers) verifyFrame(ctx context.Context, f Frame, cmds []bitrix24.Cmd
 		// Possibly a renamed portal; the stored, verified endpoint is used
 		// regardless (onPortal follows the portal's own redirect, if any)
 		// and the claim is only noted.
-		h.d.Logger.Info("frame DOMAIN differs from stored domain", "member", p.MemberID, "stored", p.Domain)
+		h.d.Logger.InfoContext(ctx, "frame DOMAIN differs from stored domain", "member", p.MemberID, "stored", p.Domain)
 	}
 	fp := "auth|" + h.d.Keys.Hash(f.AuthID)
 	if h.rejected.seen(fp, h.now()) {

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -48,6 +49,8 @@ type Store interface {
 	ReportedUninstalls(ctx context.Context, before time.Time) ([]store.UninstallReport, error)
 	RecentTokens(ctx context.Context, memberID string, limit int, now time.Time) ([]store.TokenPair, error)
 	UpdateAppTokenHash(ctx context.Context, memberID, old, fresh string) error
+	// Ping is the readiness probe's question (health.go).
+	Ping(ctx context.Context) error
 }
 
 // REST is what the handlers need from the Bitrix24 REST client.
@@ -96,6 +99,9 @@ type Config struct {
 	// X-Forwarded-For names the client, for the per-address budgets and
 	// the logs; none by default, so no client can claim an address.
 	TrustedProxies []string
+	// ReadyTimeout is how long /readyz waits for the database;
+	// DefaultReadyTimeout when unset.
+	ReadyTimeout time.Duration
 }
 
 // DefaultUninstallGrace is Config.UninstallGrace when unset.
@@ -128,6 +134,8 @@ type Handlers struct {
 	jsOrigin  string
 	tabPath   string
 	secure    bool // the app is served over https
+	proxies   []netip.Prefix
+	draining  atomic.Bool // /readyz answers 503 (health.go)
 }
 
 // New validates the configuration and parses the templates.
@@ -151,12 +159,12 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	if cfg.InboundScale <= 0 {
 		cfg.InboundScale = 1
 	}
-	for _, p := range cfg.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
-			if _, err := netip.ParseAddr(p); err != nil {
-				return nil, fmt.Errorf("handlers: trusted proxy %q is not an address or a CIDR", p)
-			}
-		}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	proxies, ok := parseProxies(cfg.TrustedProxies)
+	if !ok {
+		return nil, fmt.Errorf("handlers: TrustedProxies %q holds an entry that is not an address or a CIDR", cfg.TrustedProxies)
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
@@ -168,7 +176,7 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	if !ok {
 		return nil, fmt.Errorf("handlers: app.json binds no %s placement", placementLeadTab)
 	}
-	h := &Handlers{cfg: cfg, d: d, tabPath: tab.Handler, secure: cfg.BaseURL.Scheme == "https"}
+	h := &Handlers{cfg: cfg, d: d, tabPath: tab.Handler, secure: cfg.BaseURL.Scheme == "https", proxies: proxies}
 	if js, err := url.Parse(cfg.JSURL); err == nil && js.Host != "" {
 		h.jsOrigin = js.Scheme + "://" + js.Host
 	} else {

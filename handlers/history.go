@@ -28,7 +28,7 @@ func (h *Handlers) recordRemoval(ctx context.Context, sess *store.Session, remov
 	snap := &store.UndoSnapshot{SessionID: sess.ID, MemberID: sess.MemberID, LeadID: sess.LeadID, UserID: sess.UserID,
 		Items: links, CreatedAt: now, ExpiresAt: now.Add(store.UndoTTL)}
 	if err := h.d.Store.SaveUndo(ctx, snap); err != nil {
-		h.d.Logger.Error("save undo snapshot", "member", sess.MemberID, "lead", sess.LeadID, "err", err)
+		h.d.Logger.ErrorContext(ctx, "save undo snapshot", "member", sess.MemberID, "lead", sess.LeadID, "err", err)
 		return false
 	}
 	return true
@@ -55,6 +55,6 @@ func (h *Handlers) addHistory(ctx context.Context, sess *store.Session, action s
 		}
 	}
 	if err := h.d.Store.AddHistory(ctx, e); err != nil {
-		h.d.Logger.Error("record history", "member", sess.MemberID, "lead", sess.LeadID, "action", action, "err", err)
+		h.d.Logger.ErrorContext(ctx, "record history", "member", sess.MemberID, "lead", sess.LeadID, "action", action, "err", err)
 	}
 }

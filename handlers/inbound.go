@@ -135,7 +135,7 @@ func (h *Handlers) limitInbound(kind routeKind) gin.HandlerFunc {
 				continue
 			}
 			if first {
-				h.d.Logger.Warn("inbound limit reached; refusing until it drains", "route", string(kind), "by", k.by,
+				h.d.Logger.WarnContext(c.Request.Context(), "inbound limit reached; refusing until it drains", "route", string(kind), "by", k.by,
 					"ip", ip, "member", member, "retry_after", retry.Round(time.Millisecond).String())
 			}
 			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))

@@ -90,7 +90,7 @@ func (h *Handlers) install(c *gin.Context) error {
 	} else {
 		page.OK = true
 		page.TabTitle = placementTitle(h.cfg.Manifest, loc.Code())
-		h.d.Logger.Info("portal installed", "member", p.MemberID, "domain", p.Domain, "via", "installer", "legacy", f.AppToken.IsZero())
+		h.d.Logger.InfoContext(ctx, "portal installed", "member", p.MemberID, "domain", p.Domain, "via", "installer", "legacy", f.AppToken.IsZero())
 	}
 	h.render(c, status, "install", page)
 	return nil
@@ -115,7 +115,7 @@ func (h *Handlers) onAppInstall(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	h.d.Logger.Info("portal installed", "member", p.MemberID, "domain", p.Domain, "via", "ONAPPINSTALL")
+	h.d.Logger.InfoContext(ctx, "portal installed", "member", p.MemberID, "domain", p.Domain, "via", "ONAPPINSTALL")
 	return nil
 }
 
@@ -153,7 +153,7 @@ func (h *Handlers) installPortal(ctx context.Context, cr installCreds, loc *lang
 		if errors.Is(err, oauth.ErrInvalidGrant) {
 			h.rejected.add(fp, h.now())
 		}
-		return nil, nil, h.refreshProblem(err, "install.unverified")
+		return nil, nil, h.refreshProblem(ctx, err, "install.unverified")
 	}
 	if tok.MemberID != cr.MemberID {
 		return nil, nil, fail(http.StatusForbidden, "install.unverified", fmt.Errorf("token belongs to member %q, request claimed %q", tok.MemberID, cr.MemberID))
@@ -202,10 +202,10 @@ func (h *Handlers) installPortal(ctx context.Context, cr installCreds, loc *lang
 // it is logged at error level (through the 5xx status) and named as such.
 // A dead grant asks for what renews it (deadKey: install again, or open
 // the tab again).
-func (h *Handlers) refreshProblem(err error, deadKey string) error {
+func (h *Handlers) refreshProblem(ctx context.Context, err error, deadKey string) error {
 	switch {
 	case oauth.CredentialsRejected(err):
-		h.credentialsRejected(err)
+		h.credentialsRejected(ctx, err)
 		pr := fail(http.StatusServiceUnavailable, "error.app_credentials", err)
 		pr.code = upstreamCode(err)
 		return pr
@@ -224,8 +224,8 @@ func (h *Handlers) refreshProblem(err error, deadKey string) error {
 // credentialsRejected raises the alarm for an OAuth answer that refuses
 // the app's own client_id or secret: every install and every refresh fails
 // until the operator fixes B24_CLIENT_ID / B24_CLIENT_SECRET.
-func (h *Handlers) credentialsRejected(err error) {
-	h.d.Logger.Error("the OAuth server rejects this app's credentials: check B24_CLIENT_ID and B24_CLIENT_SECRET against the Bitrix24 vendor console",
+func (h *Handlers) credentialsRejected(ctx context.Context, err error) {
+	h.d.Logger.ErrorContext(ctx, "the OAuth server rejects this app's credentials: check B24_CLIENT_ID and B24_CLIENT_SECRET against the Bitrix24 vendor console",
 		"code", upstreamCode(err), "err", err)
 }
 

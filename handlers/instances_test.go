@@ -35,7 +35,7 @@ import (
 func (e *testEnv) restClient(hc *http.Client, logger *slog.Logger) *bitrix24.Client {
 	o := bitrix24.Options{HTTPClient: hc, Backoff: func(int) time.Duration { return time.Millisecond },
 		PortalRate: rate.Inf,
-		Observe: func(x bitrix24.Exchange) {
+		Observe: func(_ context.Context, x bitrix24.Exchange) {
 			logger.Info("rest", "method", x.Method, "status", x.HTTPStatus, "err", x.Err)
 		}}
 	if e.restOptions != nil {

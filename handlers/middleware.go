@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -23,7 +24,7 @@ func (h *Handlers) recoverPanics() gin.HandlerFunc {
 			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(v)
 			}
-			h.d.Logger.Error("panic", "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			h.d.Logger.ErrorContext(c.Request.Context(), "panic", "route", c.FullPath(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if c.Writer.Written() {
 				c.Abort()
 				return
@@ -36,18 +37,37 @@ func (h *Handlers) recoverPanics() gin.HandlerFunc {
 }
 
 // logRequests replaces gin's Logger, which prints the raw query string. It
-// logs the route pattern, never the URL, query, headers or body.
+// logs the route pattern, never the query, headers or body; a request that
+// matched no route (404, 405) gets its path, which is all there is to go on.
+// Probes that pass are not logged: they come every few seconds.
 func (h *Handlers) logRequests() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		route := c.FullPath()
-		if route == "" {
-			route = "(no route)"
+		route, status := c.FullPath(), c.Writer.Status()
+		if status == http.StatusOK && (route == healthzPath || route == readyzPath) {
+			return
 		}
-		h.d.Logger.Info("http", "method", c.Request.Method, "route", route,
-			"status", c.Writer.Status(), "bytes", c.Writer.Size(), "duration_ms", time.Since(start).Milliseconds())
+		attrs := []any{"method", c.Request.Method, "route", route}
+		if route == "" {
+			attrs = []any{"method", c.Request.Method, "route", "(no route)", "path", loggedPath(c.Request.URL.Path)}
+		}
+		// The client's address: the peer's, or what a trusted proxy says
+		// in X-Forwarded-For (TRUSTED_PROXIES); nobody else is believed.
+		attrs = append(attrs, "client", c.ClientIP())
+		h.d.Logger.InfoContext(c.Request.Context(), "http", append(attrs,
+			"status", status, "bytes", c.Writer.Size(), "duration_ms", time.Since(start).Milliseconds())...)
 	}
+}
+
+// loggedPath bounds a path anyone can send to what a log line should
+// carry; the query never gets here.
+func loggedPath(p string) string {
+	const limit = 256
+	if len(p) > limit {
+		p = p[:limit] + "…"
+	}
+	return strings.ToValidUTF8(p, "�")
 }
 
 // securityHeaders sets the headers every response carries. There is

@@ -87,7 +87,7 @@ func (h *Handlers) browserID(c *gin.Context) string {
 	bid := randomID()
 	sess.Values["b"] = bid
 	if err := sess.Save(c.Request, c.Writer); err != nil {
-		h.d.Logger.Warn("set browser cookie", "err", err)
+		h.d.Logger.WarnContext(c.Request.Context(), "set browser cookie", "err", err)
 		return ""
 	}
 	return bid

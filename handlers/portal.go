@@ -28,7 +28,7 @@ func (h *Handlers) onPortal(ctx context.Context, p *store.Portal, call func(endp
 	}
 	endpoint, domain, merr := bitrix24.MovedEndpoint(err, h.cfg.AllowHTTP)
 	if merr != nil {
-		h.d.Logger.Warn("portal redirected to an address the app does not follow", "member", p.MemberID, "stored", p.Domain)
+		h.d.Logger.WarnContext(ctx, "portal redirected to an address the app does not follow", "member", p.MemberID, "stored", p.Domain)
 		return errors.Join(err, merr)
 	}
 	if err := call(endpoint); err != nil {
@@ -46,10 +46,10 @@ func (h *Handlers) movePortal(ctx context.Context, p *store.Portal, endpoint, do
 	}
 	err := h.d.Store.UpdatePortalEndpoint(ctx, p.MemberID, p.RESTEndpoint, endpoint, domain)
 	if err != nil && !errors.Is(err, store.ErrConflict) {
-		h.d.Logger.Error("portal moved but the new address could not be stored", "member", p.MemberID, "domain", domain, "err", err)
+		h.d.Logger.ErrorContext(ctx, "portal moved but the new address could not be stored", "member", p.MemberID, "domain", domain, "err", err)
 		return
 	}
-	h.d.Logger.Info("portal moved", "member", p.MemberID, "from", p.Domain, "to", domain)
+	h.d.Logger.InfoContext(ctx, "portal moved", "member", p.MemberID, "from", p.Domain, "to", domain)
 	p.RESTEndpoint, p.Domain = endpoint, domain
 }
 
@@ -68,10 +68,10 @@ func (h *Handlers) noteEndpoint(ctx context.Context, memberID, stored, clientEnd
 		return
 	}
 	if err := h.d.Store.UpdatePortalEndpoint(ctx, memberID, stored, endpoint, domain); err != nil && !errors.Is(err, store.ErrConflict) {
-		h.d.Logger.Warn("client_endpoint of a refreshed token could not be stored", "member", memberID, "err", err)
+		h.d.Logger.WarnContext(ctx, "client_endpoint of a refreshed token could not be stored", "member", memberID, "err", err)
 		return
 	}
-	h.d.Logger.Info("portal moved", "member", memberID, "to", domain, "via", "refresh")
+	h.d.Logger.InfoContext(ctx, "portal moved", "member", memberID, "to", domain, "via", "refresh")
 }
 
 // noteProblem keeps the portal's lasting-problem flag in step with the
@@ -92,10 +92,10 @@ func (h *Handlers) noteProblem(ctx context.Context, p *store.Portal, err error) 
 		return
 	}
 	if code != "" {
-		h.d.Logger.Error("portal reports a lasting problem", "member", p.MemberID, "domain", p.Domain, "code", code)
+		h.d.Logger.ErrorContext(ctx, "portal reports a lasting problem", "member", p.MemberID, "domain", p.Domain, "code", code)
 	}
 	if ferr := h.d.Store.FlagPortal(ctx, p.MemberID, code, h.now()); ferr != nil {
-		h.d.Logger.Warn("portal problem could not be recorded", "member", p.MemberID, "err", ferr)
+		h.d.Logger.WarnContext(ctx, "portal problem could not be recorded", "member", p.MemberID, "err", ferr)
 		return
 	}
 	p.Problem = code
@@ -108,11 +108,11 @@ func (h *Handlers) frameVerified(ctx context.Context, p *store.Portal) {
 		return
 	}
 	if err := h.d.Store.ClearUninstallReport(ctx, p.MemberID); err != nil {
-		h.d.Logger.Warn("uninstall report could not be cleared", "member", p.MemberID, "err", err)
+		h.d.Logger.WarnContext(ctx, "uninstall report could not be cleared", "member", p.MemberID, "err", err)
 		return
 	}
 	p.UninstallReportedAt, p.UninstallClean = time.Time{}, false
-	h.d.Logger.Info("uninstall report cleared: a verified frame shows the app installed", "member", p.MemberID)
+	h.d.Logger.InfoContext(ctx, "uninstall report cleared: a verified frame shows the app installed", "member", p.MemberID)
 }
 
 // notReported refuses to act with a portal's stored tokens while an
@@ -161,7 +161,7 @@ func (h *Handlers) verifyAppToken(ctx context.Context, token secret.String, p *s
 	if !h.d.Keys.HashIsCurrent(p.AppTokenHash) {
 		fresh := h.d.Keys.Hash(token)
 		if err := h.d.Store.UpdateAppTokenHash(ctx, p.MemberID, p.AppTokenHash, fresh); err != nil {
-			h.d.Logger.Warn("renew application token hash", "member", p.MemberID, "err", err)
+			h.d.Logger.WarnContext(ctx, "renew application token hash", "member", p.MemberID, "err", err)
 		} else {
 			p.AppTokenHash = fresh
 		}

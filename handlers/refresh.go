@@ -134,9 +134,9 @@ func (h *Handlers) renewSession(ctx context.Context, seen *store.Session, server
 			// than act with another user's rights. (Every recorded refresh
 			// answer names its user_id; one without could not be checked.)
 			if derr := h.d.Store.DeleteSession(ctx, cur.ID); derr != nil {
-				h.d.Logger.Warn("session could not be deleted", "member", cur.MemberID, "err", derr)
+				h.d.Logger.WarnContext(ctx, "session could not be deleted", "member", cur.MemberID, "err", derr)
 			}
-			h.d.Logger.Warn("session ended: its refresh token belongs to another user",
+			h.d.Logger.WarnContext(ctx, "session ended: its refresh token belongs to another user",
 				"member", cur.MemberID, "user", cur.UserID, "token_user", t.UserID)
 			return errors.Join(errSessionDead, fmt.Errorf("refreshed token belongs to user %d, session is user %d", t.UserID, cur.UserID))
 		}
@@ -149,7 +149,7 @@ func (h *Handlers) renewSession(ctx context.Context, seen *store.Session, server
 		case errors.Is(err, store.ErrConflict):
 			// Only a writer that skips the lock can get here; its pair is
 			// as good as ours, and ours serves this request.
-			h.d.Logger.Warn("session tokens changed under the lock", "member", cur.MemberID)
+			h.d.Logger.WarnContext(ctx, "session tokens changed under the lock", "member", cur.MemberID)
 			persisted = true
 		}
 		return nil
@@ -169,7 +169,7 @@ func (h *Handlers) renewSession(ctx context.Context, seen *store.Session, server
 			return h.storeTokens(ctx, seen, tok)
 		})
 		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
-			h.d.Logger.Error("REFRESHED TOKENS LOST: the new pair could not be stored; the user must reopen the tab",
+			h.d.Logger.ErrorContext(ctx, "REFRESHED TOKENS LOST: the new pair could not be stored; the user must reopen the tab",
 				"member", seen.MemberID, "user", seen.UserID, "err", err)
 		}
 	}
@@ -187,7 +187,7 @@ func (h *Handlers) storeTokens(ctx context.Context, cur *store.Session, tok *oau
 		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		h.d.Logger.Error("refreshed tokens could not be stored; retrying",
+		h.d.Logger.ErrorContext(ctx, "refreshed tokens could not be stored; retrying",
 			"member", cur.MemberID, "user", cur.UserID, "attempt", attempt, "err", err)
 		if attempt == storeAttempts {
 			break
@@ -218,15 +218,15 @@ func (h *Handlers) refreshRefused(ctx context.Context, cur *store.Session, err e
 	case oauth.CredentialsRejected(err):
 		// The app's own credentials are wrong, not the user's grant: keep
 		// the session, which works again once the operator fixes them.
-		h.credentialsRejected(err)
+		h.credentialsRejected(ctx, err)
 		return secret.String{}, fmt.Errorf("refresh: %w", err)
 	}
 	if now, rerr := h.d.Store.Session(ctx, cur.ID, h.now()); rerr == nil && now.TokenVersion != cur.TokenVersion {
 		return now.AccessToken, nil
 	}
 	if derr := h.d.Store.DeleteSession(ctx, cur.ID); derr != nil {
-		h.d.Logger.Warn("dead session could not be deleted", "member", cur.MemberID, "err", derr)
+		h.d.Logger.WarnContext(ctx, "dead session could not be deleted", "member", cur.MemberID, "err", derr)
 	}
-	h.d.Logger.Info("session ended: refresh refused", "member", cur.MemberID, "user", cur.UserID, "err", err)
+	h.d.Logger.InfoContext(ctx, "session ended: refresh refused", "member", cur.MemberID, "user", cur.UserID, "err", err)
 	return secret.String{}, errors.Join(errSessionDead, err)
 }

@@ -35,7 +35,7 @@ func (h *Handlers) remove(c *gin.Context, a *action) error {
 		h.render(c, upstreamStatus(err), "tab", page)
 		return nil
 	}
-	h.d.Logger.Info("contacts removed", "member", sess.MemberID, "lead", sess.LeadID, "user", sess.UserID, "count", len(removed))
+	h.d.Logger.InfoContext(ctx, "contacts removed", "member", sess.MemberID, "lead", sess.LeadID, "user", sess.UserID, "count", len(removed))
 	page.Loaded, page.Reload = true, true
 	text := loc.N("result.success", len(removed), "Title", sess.LeadTitle)
 	switch {
@@ -153,10 +153,10 @@ func (h *Handlers) removeOnce(ctx context.Context, sess *store.Session, p *store
 		return h.d.REST.Call(ctx, endpoint, token, "crm.lead.contact.items.get", map[string]any{"id": sess.LeadID}, &left)
 	})
 	if verr != nil || len(left) > 0 {
-		h.d.Logger.Info("removal failed ambiguously; contacts still linked or unknown",
+		h.d.Logger.InfoContext(ctx, "removal failed ambiguously; contacts still linked or unknown",
 			"member", sess.MemberID, "lead", sess.LeadID, "left", len(left), "verify_err", verr)
 		return removal{}, err
 	}
-	h.d.Logger.Info("removal answer lost; read-back shows no contact left", "member", sess.MemberID, "lead", sess.LeadID, "err", err)
+	h.d.Logger.InfoContext(ctx, "removal answer lost; read-back shows no contact left", "member", sess.MemberID, "lead", sess.LeadID, "err", err)
 	return removal{uncounted: true}, nil
 }

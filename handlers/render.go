@@ -42,7 +42,7 @@ const originKey = "frame-origin"
 func (h *Handlers) render(c *gin.Context, status int, page string, data any) {
 	var buf bytes.Buffer
 	if err := h.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
-		h.d.Logger.Error("render page", "page", page, "err", err)
+		h.d.Logger.ErrorContext(c.Request.Context(), "render page", "page", page, "err", err)
 		c.Header("Content-Security-Policy", h.csp(""))
 		c.String(http.StatusInternalServerError, "internal error")
 		return

@@ -30,7 +30,7 @@ func (h *Handlers) Engine() *gin.Engine {
 	for _, ev := range m.EventList() {
 		exempt = append(exempt, ev.Handler)
 	}
-	r.Use(h.recoverPanics(), h.logRequests(), h.securityHeaders(), h.crossOrigin(exempt...))
+	r.Use(h.requestID(), h.recoverPanics(), h.logRequests(), h.securityHeaders(), h.crossOrigin(exempt...))
 
 	ok := func(c *gin.Context) { c.Status(http.StatusOK) }
 	form := h.formBody(frameBodyLimit)
@@ -64,7 +64,8 @@ func (h *Handlers) Engine() *gin.Engine {
 	}
 
 	r.GET("/static/:name", h.asset)
-	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	r.GET(healthzPath, h.healthz)
+	r.GET(readyzPath, h.readyz)
 	r.GET("/", h.page(h.installInfo))
 	r.HEAD("/", ok)
 

@@ -88,7 +88,7 @@ func (h *Handlers) undo(c *gin.Context, a *action) error {
 		page.Loaded = false
 		page.Banner.Text += " " + loc.T(upstreamKey(ferr))
 	}
-	h.d.Logger.Info("contacts restored", "member", sess.MemberID, "lead", sess.LeadID, "user", sess.UserID, "count", len(snap.Items))
+	h.d.Logger.InfoContext(ctx, "contacts restored", "member", sess.MemberID, "lead", sess.LeadID, "user", sess.UserID, "count", len(snap.Items))
 	h.render(c, http.StatusOK, "tab", page)
 	return nil
 }

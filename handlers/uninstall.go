@@ -73,7 +73,7 @@ func (h *Handlers) onAppUninstall(c *gin.Context) error {
 	case verdict == verdictGone:
 		return h.uninstallNow(ctx, p.MemberID, clean, how)
 	case verdict == verdictInstalled:
-		h.d.Logger.Warn("uninstall event ignored: Bitrix24 says the app is still installed",
+		h.d.Logger.WarnContext(ctx, "uninstall event ignored: Bitrix24 says the app is still installed",
 			"member", p.MemberID, "clean", clean, "checked_with", how)
 		return nil
 	case !checkable:
@@ -82,7 +82,7 @@ func (h *Handlers) onAppUninstall(c *gin.Context) error {
 	if err := h.d.Store.ReportUninstall(ctx, p.MemberID, clean, h.now()); err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	h.d.Logger.Info("uninstall reported; Bitrix24 could not confirm it, so it waits for the grace period",
+	h.d.Logger.InfoContext(ctx, "uninstall reported; Bitrix24 could not confirm it, so it waits for the grace period",
 		"member", p.MemberID, "clean", clean, "grace", h.cfg.UninstallGrace.String())
 	return nil
 }
@@ -98,7 +98,7 @@ func (h *Handlers) uninstallNow(ctx context.Context, memberID string, clean bool
 			return fail(http.StatusInternalServerError, "error.internal", err)
 		}
 	}
-	h.d.Logger.Info("portal uninstalled", "member", memberID, "clean", clean, "confirmed_by", why)
+	h.d.Logger.InfoContext(ctx, "portal uninstalled", "member", memberID, "clean", clean, "confirmed_by", why)
 	return nil
 }
 
@@ -122,7 +122,7 @@ func (h *Handlers) PurgeReportedUninstalls(ctx context.Context) (int, error) {
 			continue
 		}
 		if v, how := h.askInstalled(ctx, p); v == verdictInstalled {
-			h.d.Logger.Info("uninstall report dropped: Bitrix24 says the app is installed", "member", p.MemberID, "checked_with", how)
+			h.d.Logger.InfoContext(ctx, "uninstall report dropped: Bitrix24 says the app is installed", "member", p.MemberID, "checked_with", how)
 			errs = append(errs, h.d.Store.ClearUninstallReport(ctx, p.MemberID))
 			continue
 		}
@@ -155,7 +155,7 @@ func (h *Handlers) askInstalled(ctx context.Context, p *store.Portal) (installVe
 	}
 	recent, err := h.d.Store.RecentTokens(ctx, p.MemberID, recentTokensChecked, h.now())
 	if err != nil {
-		h.d.Logger.Warn("uninstall check: sessions unreadable", "member", p.MemberID, "err", err)
+		h.d.Logger.WarnContext(ctx, "uninstall check: sessions unreadable", "member", p.MemberID, "err", err)
 	}
 	for _, tp := range recent {
 		if v := h.appInstalledWith(ctx, p, tp.Access); v != verdictUnknown {
@@ -200,7 +200,7 @@ func (h *Handlers) renewInstallerToken(ctx context.Context, p *store.Portal) (se
 			return fmt.Errorf("refreshed token belongs to member %q", tok.MemberID)
 		}
 		if err := h.d.Store.UpdatePortalTokens(ctx, cur.MemberID, cur.Version, tok.AccessToken, tok.RefreshToken, tok.Expiry); err != nil {
-			h.d.Logger.Warn("refreshed installer tokens not stored", "member", p.MemberID, "err", err)
+			h.d.Logger.WarnContext(ctx, "refreshed installer tokens not stored", "member", p.MemberID, "err", err)
 		}
 		fresh = tok.AccessToken
 		return nil

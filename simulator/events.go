@@ -128,7 +128,8 @@ func (p *Portal) Deliver(ctx context.Context, handlerURL string, form url.Values
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("User-Agent", "Bitrix24 Webhook Engine")
 	client := &http.Client{
-		Timeout: 30 * time.Second,
+		Transport: p.s.events,
+		Timeout:   30 * time.Second,
 		// SILENT: whether the queue follows redirects is undocumented; not
 		// following is the strict choice (a moved handler loses the event).
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -77,6 +77,11 @@ type Options struct {
 	// localhost/loopback/private addresses. Real Bitrix24 rejects them with
 	// ERROR_WRONG_HANDLER_URL; tests and the demo set it to true.
 	AllowLocalHandlers bool
+	// EventTransport, if set, carries the event POSTs to the app's
+	// handlers (default: http.DefaultTransport); a test behind a TLS proxy
+	// with its own CA sets one that trusts it, as real Bitrix24 trusts
+	// public CAs.
+	EventTransport http.RoundTripper
 	// Logf, if set, receives one line per notable event (never a whole token).
 	Logf func(format string, args ...any)
 	// RefreshKeepsAccess keeps an access token working after its refresh
@@ -109,6 +114,7 @@ type Simulator struct {
 	app        App
 	allowLocal bool
 	keepAccess bool
+	events     http.RoundTripper
 	logf       func(format string, args ...any)
 
 	ln     net.Listener
@@ -173,6 +179,7 @@ func New(opts Options) (*Simulator, error) {
 	s := &Simulator{
 		app:        app,
 		allowLocal: opts.AllowLocalHandlers,
+		events:     opts.EventTransport,
 		keepAccess: opts.RefreshKeepsAccess,
 		logf:       opts.Logf,
 		ln:         ln,

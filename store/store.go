@@ -207,6 +207,9 @@ type Store interface {
 	// Resealer lets a key rotation finish.
 	Resealer
 
+	// Ping reports whether the database answers a query now; the
+	// readiness probe calls it with a short deadline.
+	Ping(ctx context.Context) error
 	// Close releases the backend's resources.
 	Close() error
 }

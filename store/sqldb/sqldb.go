@@ -98,6 +98,16 @@ func New(db *sql.DB, keys *secret.Keyring, d Dialect) *Store {
 // DB is the underlying pool, for a backend's own checks and tests.
 func (s *Store) DB() *sql.DB { return s.db }
 
+// Ping runs a trivial query: a pool's PingContext may be satisfied by an
+// idle connection without a round trip, a query is not.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
 // Close closes the database. Later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {

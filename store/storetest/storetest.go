@@ -125,6 +125,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UninstallReport/ReportClearAndList", testUninstallReport},
 		{"UninstallReport/ReinstallOrUninstallEndsIt", testUninstallReportEnds},
 		{"RecentTokens", testRecentTokens},
+		{"Ping", testPing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,6 +133,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, open)
 		})
 	}
+}
+
+// testPing: Ping answers while the database does, and fails once the
+// store is closed (what the readiness probe relies on).
+func testPing(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	require.NoError(t, s.Ping(t.Context()))
+	require.NoError(t, s.Close())
+	require.Error(t, s.Ping(t.Context()))
 }
 
 // newPortal returns a portal with every caller-set field filled in with
