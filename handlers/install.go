@@ -330,23 +330,17 @@ func (h *Handlers) bind(ctx context.Context, p *store.Portal, plan *setupPlan, l
 	var ops []bitrix24.Cmd
 	var items []setupItem
 	m := h.cfg.Manifest
-	for i, pl := range m.Placements {
+	for _, pl := range m.Placements {
 		want := manifest.Absolute(h.cfg.BaseURL, pl.Handler)
-		status, stale := diff(plan.placements, func(b binding) string { return b.Placement }, pl.Placement, want)
-		for j, old := range stale {
-			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("pu%d_%d", i, j), Method: "placement.unbind",
-				Params: url.Values{"PLACEMENT": {pl.Placement}, "HANDLER": {old}}})
+		bind := url.Values{"PLACEMENT": {pl.Placement}, "HANDLER": {want}, "TITLE": {pl.Title["en"]}}
+		for code, title := range pl.Title {
+			bind.Set("LANG_ALL["+code+"][TITLE]", title)
 		}
-		if status != "install.status_kept" {
-			params := url.Values{"PLACEMENT": {pl.Placement}, "HANDLER": {want}, "TITLE": {pl.Title["en"]}}
-			for code, title := range pl.Title {
-				params.Set("LANG_ALL["+code+"][TITLE]", title)
-			}
-			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("pb%d", i), Method: "placement.bind", Params: params})
-		}
+		status := reconcile(&ops, plan.placements, func(b binding) string { return b.Placement }, pl.Placement, want,
+			"placement", func(old string) url.Values { return url.Values{"PLACEMENT": {pl.Placement}, "HANDLER": {old}} }, bind)
 		items = append(items, setupItem{Label: loc.T("install.placement", "Title", titleIn(pl, loc.Code())), Status: loc.T(status)})
 	}
-	for i, ev := range m.EventList() {
+	for _, ev := range m.EventList() {
 		if ev.Name == "ONAPPINSTALL" {
 			// Not the app's to bind: it is the console's "installation
 			// event handler URL", and since server 26.800.0 Bitrix24 drops
@@ -355,15 +349,9 @@ func (h *Handlers) bind(ctx context.Context, p *store.Portal, plan *setupPlan, l
 			continue
 		}
 		want := manifest.Absolute(h.cfg.BaseURL, ev.Handler)
-		status, stale := diff(plan.events, func(b binding) string { return b.Event }, ev.Name, want)
-		for j, old := range stale {
-			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("eu%d_%d", i, j), Method: "event.unbind",
-				Params: url.Values{"event": {ev.Name}, "handler": {old}}})
-		}
-		if status != "install.status_kept" {
-			ops = append(ops, bitrix24.Cmd{Key: fmt.Sprintf("eb%d", i), Method: "event.bind",
-				Params: url.Values{"event": {ev.Name}, "handler": {want}}})
-		}
+		status := reconcile(&ops, plan.events, func(b binding) string { return b.Event }, ev.Name, want,
+			"event", func(old string) url.Values { return url.Values{"event": {ev.Name}, "handler": {old}} },
+			url.Values{"event": {ev.Name}, "handler": {want}})
 		items = append(items, setupItem{Label: loc.T("install.event", "Event", ev.Name), Status: loc.T(status)})
 	}
 	if len(ops) == 0 {
@@ -381,27 +369,31 @@ func (h *Handlers) bind(ctx context.Context, p *store.Portal, plan *setupPlan, l
 	return items, nil
 }
 
-// diff compares the current bindings of one placement or event with the
-// wanted handler: it returns the status to report and the stale handlers.
-func diff(cur []binding, name func(binding) string, code, want string) (status string, stale []string) {
-	found := false
+// reconcile compares the current bindings of one placement or event with
+// the wanted handler, appends to ops the calls that set it right (kind
+// ".unbind" for each stale handler, ".bind" unless want is bound already)
+// and returns the status to report.
+func reconcile(ops *[]bitrix24.Cmd, cur []binding, name func(binding) string, code, want, kind string,
+	unbind func(old string) url.Values, bind url.Values) string {
+	found, stale := false, 0
 	for _, b := range cur {
-		if !strings.EqualFold(name(b), code) {
-			continue
-		}
-		if b.Handler == want {
+		switch {
+		case !strings.EqualFold(name(b), code):
+		case b.Handler == want:
 			found = true
-		} else {
-			stale = append(stale, b.Handler)
+		default:
+			stale++
+			*ops = append(*ops, bitrix24.Cmd{Key: fmt.Sprintf("op%d", len(*ops)), Method: kind + ".unbind", Params: unbind(b.Handler)})
 		}
 	}
-	switch {
-	case found && len(stale) == 0:
-		return "install.status_kept", nil
-	case len(stale) > 0:
-		return "install.status_replaced", stale
+	if found && stale == 0 {
+		return "install.status_kept"
 	}
-	return "install.status_bound", nil
+	*ops = append(*ops, bitrix24.Cmd{Key: fmt.Sprintf("op%d", len(*ops)), Method: kind + ".bind", Params: bind})
+	if stale > 0 {
+		return "install.status_replaced"
+	}
+	return "install.status_bound"
 }
 
 // alreadyBound recognises the answers for a binding that already exists.
