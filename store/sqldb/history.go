@@ -36,13 +36,8 @@ func (s *Store) SaveUndo(ctx context.Context, u *store.UndoSnapshot) error {
 			items = excluded.items, created_at = excluded.created_at, expires_at = excluded.expires_at`,
 		u.MemberID, u.LeadID, u.UserID, string(items), s.t(created), s.t(u.ExpiresAt),
 		s.keys.Lookup(u.SessionID))
-	if err != nil {
-		return fmt.Errorf("store: save undo for portal %q: %w", u.MemberID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store: save undo for portal %q: %w", u.MemberID, err)
-	} else if n == 0 {
-		return fmt.Errorf("store: save undo: session gone: %w", store.ErrNotFound)
+	if err := s.oneRow(ctx, "store: save undo (the session is gone when not found)", res, err, ""); err != nil {
+		return err
 	}
 	u.CreatedAt = created
 	u.ExpiresAt = s.stored(u.ExpiresAt)
@@ -145,11 +140,10 @@ func (s *Store) deleteRows(ctx context.Context, what, query string, args ...any)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, err)
+	if n, err := res.RowsAffected(); err == nil {
+		return n, nil
 	}
-	return n, nil
+	return 0, fmt.Errorf("%s: %w", what, err)
 }
 
 // nonNilLinks and nonNilIDs make an empty list a JSON [] rather than null.

@@ -119,19 +119,8 @@ func (s *Store) UpdatePortalTokens(ctx context.Context, memberID string, version
 			s.nt(expiry), s.t(time.Now()), memberID, version)
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
-	} else if n == 1 {
-		return nil
-	}
-	// Nothing matched: tell a lost race from a missing row.
-	if err := s.exists(ctx, s.q(ctx), `SELECT 1 FROM portals WHERE member_id = ?`, memberID); err != nil {
-		return fmt.Errorf("store: update portal %q tokens: %w", memberID, err)
-	}
-	return fmt.Errorf("store: update portal %q tokens: %w", memberID, store.ErrConflict)
+	return s.oneRow(ctx, fmt.Sprintf("store: update portal %q tokens", memberID), res, err,
+		`SELECT 1 FROM portals WHERE member_id = ?`, memberID)
 }
 
 // UninstallPortal implements store.Store. A repeat keeps the first
@@ -188,4 +177,99 @@ func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool
 		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)
 	}
 	return nil
+}
+
+// UpdatePortalEndpoint implements store.Store with one compare-and-swap
+// UPDATE on the old endpoint, so two requests that learn of the same
+// rename at once move the portal once, and a stale one cannot move it back.
+func (s *Store) UpdatePortalEndpoint(ctx context.Context, memberID, from, endpoint, domain string) error {
+	res, err := s.q(ctx).ExecContext(ctx, `
+		UPDATE portals
+		SET rest_endpoint = ?, domain = ?, updated_at = ?, version = version + 1
+		WHERE member_id = ? AND rest_endpoint = ? AND uninstalled_at IS NULL`,
+		endpoint, domain, s.t(time.Now()), memberID, from)
+	return s.oneRow(ctx, fmt.Sprintf("store: move portal %q", memberID), res, err,
+		`SELECT 1 FROM portals WHERE member_id = ?`, memberID)
+}
+
+// FlagPortal implements store.Store.
+func (s *Store) FlagPortal(ctx context.Context, memberID, problem string, at time.Time) error {
+	when := s.nt(at)
+	if problem == "" {
+		when = nil
+	}
+	res, err := s.q(ctx).ExecContext(ctx, `UPDATE portals SET problem = ?, problem_at = ? WHERE member_id = ?`,
+		problem, when, memberID)
+	return s.oneRow(ctx, fmt.Sprintf("store: flag portal %q", memberID), res, err, "")
+}
+
+// ReportUninstall implements store.Store.
+func (s *Store) ReportUninstall(ctx context.Context, memberID string, clean bool, at time.Time) error {
+	res, err := s.q(ctx).ExecContext(ctx, `
+		UPDATE portals
+		SET uninstall_reported_at = COALESCE(uninstall_reported_at, ?),
+			uninstall_clean = (uninstall_clean OR ?)
+		WHERE member_id = ? AND uninstalled_at IS NULL`,
+		s.t(at), clean, memberID)
+	return s.oneRow(ctx, fmt.Sprintf("store: report uninstall of %q", memberID), res, err, "")
+}
+
+// ClearUninstallReport implements store.Store.
+func (s *Store) ClearUninstallReport(ctx context.Context, memberID string) error {
+	_, err := s.q(ctx).ExecContext(ctx, `
+		UPDATE portals SET uninstall_reported_at = NULL, uninstall_clean = FALSE
+		WHERE member_id = ? AND uninstall_reported_at IS NOT NULL`, memberID)
+	if err != nil {
+		return fmt.Errorf("store: clear uninstall report of %q: %w", memberID, err)
+	}
+	return nil
+}
+
+// ReportedUninstalls implements store.Store.
+func (s *Store) ReportedUninstalls(ctx context.Context, before time.Time) ([]store.UninstallReport, error) {
+	rows, err := s.q(ctx).QueryContext(ctx, `
+		SELECT member_id, uninstall_clean FROM portals
+		WHERE uninstall_reported_at <= ? AND uninstalled_at IS NULL
+		ORDER BY uninstall_reported_at`, s.t(before))
+	if err != nil {
+		return nil, fmt.Errorf("store: reported uninstalls: %w", err)
+	}
+	defer rows.Close()
+	var out []store.UninstallReport
+	for rows.Next() {
+		var r store.UninstallReport
+		if err := rows.Scan(&r.MemberID, &r.Clean); err != nil {
+			return nil, fmt.Errorf("store: reported uninstalls: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// RecentTokens implements store.Store.
+func (s *Store) RecentTokens(ctx context.Context, memberID string, limit int, now time.Time) ([]store.TokenPair, error) {
+	rows, err := s.q(ctx).QueryContext(ctx, `
+		SELECT id_lookup, access_token, refresh_token FROM sessions
+		WHERE member_id = ? AND expires_at > ?
+		ORDER BY created_at DESC LIMIT ?`, memberID, s.t(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent tokens of %q: %w", memberID, err)
+	}
+	defer rows.Close()
+	var out []store.TokenPair
+	for rows.Next() {
+		var lookup, access, refresh string
+		if err := rows.Scan(&lookup, &access, &refresh); err != nil {
+			return nil, fmt.Errorf("store: recent tokens of %q: %w", memberID, err)
+		}
+		var tp store.TokenPair
+		if tp.Access, err = s.keys.Open(access, sessionAAD(lookup, "access_token")); err != nil {
+			return nil, fmt.Errorf("store: recent tokens of %q: %w", memberID, err)
+		}
+		if tp.Refresh, err = s.keys.Open(refresh, sessionAAD(lookup, "refresh_token")); err != nil {
+			return nil, fmt.Errorf("store: recent tokens of %q: %w", memberID, err)
+		}
+		out = append(out, tp)
+	}
+	return out, rows.Err()
 }

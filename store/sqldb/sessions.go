@@ -40,13 +40,8 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 		s.keys.Seal(sess.AccessToken, sessionAAD(lookup, "access_token")),
 		s.keys.Seal(sess.RefreshToken, sessionAAD(lookup, "refresh_token")),
 		s.t(created), s.t(sess.ExpiresAt), sess.MemberID)
-	if err != nil {
-		return fmt.Errorf("store: create session for portal %q: %w", sess.MemberID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store: create session for portal %q: %w", sess.MemberID, err)
-	} else if n == 0 {
-		return fmt.Errorf("store: create session: portal %q not installed: %w", sess.MemberID, store.ErrNotFound)
+	if err := s.oneRow(ctx, fmt.Sprintf("store: create session for portal %q (not installed when not found)", sess.MemberID), res, err, ""); err != nil {
+		return err
 	}
 	sess.TokenVersion = 1
 	sess.CreatedAt = created
@@ -99,29 +94,18 @@ func (s *Store) UpdateSessionTokens(ctx context.Context, id string, version int6
 			lookup, version)
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("store: update session tokens: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store: update session tokens: %w", err)
-	} else if n == 1 {
-		return nil
-	}
-	if err := s.exists(ctx, s.q(ctx), `SELECT 1 FROM sessions WHERE id_lookup = ?`, lookup); err != nil {
-		return fmt.Errorf("store: update session tokens: %w", err)
-	}
-	return fmt.Errorf("store: update session tokens: %w", store.ErrConflict)
+	return s.oneRow(ctx, "store: update session tokens", res, err, `SELECT 1 FROM sessions WHERE id_lookup = ?`, lookup)
 }
 
 // DeleteExpiredSessions implements store.Store.
 func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
-	res, err := s.q(ctx).ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, s.t(now))
-	if err != nil {
-		return 0, fmt.Errorf("store: delete expired sessions: %w", err)
+	return s.deleteRows(ctx, "store: delete expired sessions", `DELETE FROM sessions WHERE expires_at <= ?`, s.t(now))
+}
+
+// DeleteSession implements store.Store.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	if _, err := s.q(ctx).ExecContext(ctx, `DELETE FROM sessions WHERE id_lookup = ?`, s.keys.Lookup(id)); err != nil {
+		return fmt.Errorf("store: delete session: %w", err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: delete expired sessions: %w", err)
-	}
-	return n, nil
+	return nil
 }

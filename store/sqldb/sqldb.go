@@ -233,25 +233,43 @@ func (d dialected) stmt(ctx context.Context, query string) *sql.Stmt {
 	return st
 }
 
-func (d dialected) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+// target is where query runs: its prepared statement when there is one,
+// else the querier itself, with the query in the dialect's placeholders.
+func (d dialected) target(ctx context.Context, query string) (querier, string) {
 	if st := d.stmt(ctx, query); st != nil {
-		return st.ExecContext(ctx, args...)
+		return prepared{st}, ""
 	}
-	return d.q.ExecContext(ctx, d.s.sql(query), args...)
+	return d.q, d.s.sql(query)
+}
+
+func (d dialected) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	q, query := d.target(ctx, query)
+	return q.ExecContext(ctx, query, args...)
 }
 
 func (d dialected) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := d.stmt(ctx, query); st != nil {
-		return st.QueryContext(ctx, args...)
-	}
-	return d.q.QueryContext(ctx, d.s.sql(query), args...)
+	q, query := d.target(ctx, query)
+	return q.QueryContext(ctx, query, args...)
 }
 
 func (d dialected) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := d.stmt(ctx, query); st != nil {
-		return st.QueryRowContext(ctx, args...)
-	}
-	return d.q.QueryRowContext(ctx, d.s.sql(query), args...)
+	q, query := d.target(ctx, query)
+	return q.QueryRowContext(ctx, query, args...)
+}
+
+// prepared runs its statement whatever query it is handed.
+type prepared struct{ st *sql.Stmt }
+
+func (p prepared) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	return p.st.ExecContext(ctx, args...)
+}
+
+func (p prepared) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return p.st.QueryContext(ctx, args...)
+}
+
+func (p prepared) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return p.st.QueryRowContext(ctx, args...)
 }
 
 // sql is a query in the dialect's placeholders, rewritten once per text.
@@ -284,6 +302,29 @@ func (d Dialect) rebind(query string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// oneRow checks a write meant to change one row; what prefixes its errors.
+// When it changed none: without rowQuery that is store.ErrNotFound; with
+// it, rowQuery (args) tells a missing row (ErrNotFound) from a row that
+// no longer matched, a lost race (ErrConflict).
+func (s *Store) oneRow(ctx context.Context, what string, res sql.Result, err error, rowQuery string, args ...any) error {
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	switch {
+	case err != nil:
+	case n > 0:
+		return nil
+	case rowQuery == "":
+		err = store.ErrNotFound
+	default:
+		if err = s.exists(ctx, s.q(ctx), rowQuery, args...); err == nil {
+			err = store.ErrConflict
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // exists returns nil when query finds a row and store.ErrNotFound when not.
