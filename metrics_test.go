@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,7 +80,8 @@ func labelValues(fams map[string]*dto.MetricFamily, name, label string) []string
 }
 
 // The "done when": after install → tab → removal (plus a click
-// on an expired token, a tab of a missing lead and a stray URL), a scrape
+// on an expired token, a double click, a tab whose lead is gone and a
+// stray URL), a scrape
 // of the metrics listener finds every kind of series with the right
 // labels and counts — REST calls equal to what the portal received — and
 // the public port has no /metrics.
@@ -107,6 +109,21 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, pg.status, pg.body)
 
+	// A double click while the portal is slow: the second click joins the
+	// first's removal.
+	lead = addLeads(t, p, 7400, 1, 2)[0]
+	s = a.openSession(t, p, lead)
+	p.InjectFault(simulator.Fault{Method: "batch", Delay: 400 * time.Millisecond})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			pg, err := a.click(s.tab)
+			assert.NoError(t, err)
+			assert.Equal(t, http.StatusOK, pg.status)
+		})
+	}
+	wg.Wait()
+
 	// A tab whose lead is gone: its batch answers 200 with the lead's
 	// command failed.
 	p.InjectFault(simulator.Fault{Method: "crm.item.get", Status: http.StatusBadRequest, Code: "NOT_FOUND", Description: "Not found"})
@@ -123,9 +140,9 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	fams := scrape(t, maddr)
 	tab := "/placements/lead-tab"
 	assert.Equal(t, 1.0, value(t, fams, "leadcontacts_http_requests_total", map[string]string{"route": "/install", "method": "POST", "status": "200"}))
-	assert.Equal(t, 2.0, value(t, fams, "leadcontacts_http_requests_total", map[string]string{"route": tab, "method": "POST", "status": "200"}))
-	assert.Equal(t, 2.0, value(t, fams, "leadcontacts_http_requests_total", map[string]string{"route": tab + "/remove", "method": "POST", "status": "200"}))
-	assert.Equal(t, 2.0, value(t, fams, "leadcontacts_http_request_duration_seconds", map[string]string{"route": tab + "/remove", "method": "POST"}))
+	assert.Equal(t, 3.0, value(t, fams, "leadcontacts_http_requests_total", map[string]string{"route": tab, "method": "POST", "status": "200"}))
+	assert.Equal(t, 4.0, value(t, fams, "leadcontacts_http_requests_total", map[string]string{"route": tab + "/remove", "method": "POST", "status": "200"}))
+	assert.Equal(t, 4.0, value(t, fams, "leadcontacts_http_request_duration_seconds", map[string]string{"route": tab + "/remove", "method": "POST"}))
 	assert.Equal(t, 2.0, value(t, fams, "leadcontacts_http_requests_total", map[string]string{"route": "unmatched", "method": "GET", "status": "404"}),
 		"the stray URL and /metrics on the public port")
 	for _, route := range labelValues(fams, "leadcontacts_http_requests_total", "route") {
@@ -162,7 +179,8 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	require.Zero(t, failed)
 	assert.Equal(t, 2.0, value(t, fams, "leadcontacts_oauth_refreshes_total", map[string]string{"outcome": "ok"}))
 	assert.Equal(t, 2.0, value(t, fams, "leadcontacts_oauth_refresh_duration_seconds", nil))
-	assert.Equal(t, 0.0, value(t, fams, "leadcontacts_flights_coalesced_total", map[string]string{"kind": "removal"}))
+	assert.Equal(t, 1.0, value(t, fams, "leadcontacts_flights_coalesced_total", map[string]string{"kind": "removal"}))
+	assert.Equal(t, 0.0, value(t, fams, "leadcontacts_flights_coalesced_total", map[string]string{"kind": "refresh"}))
 	assert.Equal(t, 0.0, value(t, fams, "leadcontacts_bitrix24_limiter_refusals_total", map[string]string{"reason": "rate_limit"}))
 
 	// The chores ran once at start; the pool is the SQLite one.
