@@ -14,6 +14,7 @@ import (
 // count) and what failed (at level). Several instances each run their own;
 // every chore is safe to run concurrently and twice.
 type chore struct {
+	key   string // the metrics' label value, "sweep_sessions"
 	name  string // the log's words for a failure, "sweep sessions"
 	done  string // the log's words for work done, "swept sessions"
 	every time.Duration
@@ -26,23 +27,23 @@ type chore struct {
 func chores(st store.Store, h *handlers.Handlers, retention time.Duration) []chore {
 	return []chore{
 		// Expired frame sessions: their tokens are useless and sealed.
-		{name: "sweep sessions", done: "swept sessions", every: 10 * time.Minute, level: slog.LevelWarn,
+		{key: "sweep_sessions", name: "sweep sessions", done: "swept sessions", every: 10 * time.Minute, level: slog.LevelWarn,
 			run: func(ctx context.Context) (int64, error) { return st.DeleteExpiredSessions(ctx, time.Now()) }},
 		// Tokens sealed under APP_SECRET_PREVIOUS move to the current
 		// secret, so a rotation completes without reinstalls and the
 		// previous secret can go once the log says nothing was left.
-		{name: "reseal tokens under the current secret", done: "resealed tokens under the current secret",
+		{key: "reseal_tokens", name: "reseal tokens under the current secret", done: "resealed tokens under the current secret",
 			every: 24 * time.Hour, level: slog.LevelError,
 			run: func(ctx context.Context) (int64, error) { n, err := st.ResealTokens(ctx); return int64(n), err }},
 		// The HISTORY_RETENTION_DAYS promise, hourly: entries are small,
 		// and an hour past the promise is within its spirit.
-		{name: "sweep history", done: "swept history", every: time.Hour, level: slog.LevelWarn,
+		{key: "sweep_history", name: "sweep history", done: "swept history", every: time.Hour, level: slog.LevelWarn,
 			attrs: []any{"retention_days", int(retention / (24 * time.Hour))},
 			run: func(ctx context.Context) (int64, error) {
 				return st.DeleteHistoryBefore(ctx, time.Now().Add(-retention))
 			}},
 		// Unconfirmed uninstall reports past their grace period.
-		{name: "purge reported uninstalls", done: "uninstalled reported portals after the grace period",
+		{key: "purge_reported_uninstalls", name: "purge reported uninstalls", done: "uninstalled reported portals after the grace period",
 			every: time.Hour, level: slog.LevelWarn,
 			run: func(ctx context.Context) (int64, error) {
 				n, err := h.PurgeReportedUninstalls(ctx)
@@ -51,12 +52,18 @@ func chores(st store.Store, h *handlers.Handlers, retention time.Duration) []cho
 	}
 }
 
+// choreObserver is told each run's outcome (metrics.ObserveChore).
+type choreObserver func(key string, n int64, err error)
+
 // runChore runs one chore until ctx ends.
-func runChore(ctx context.Context, c chore, logger *slog.Logger) {
+func runChore(ctx context.Context, c chore, logger *slog.Logger, observe choreObserver) {
 	t := time.NewTicker(c.every)
 	defer t.Stop()
 	for {
 		n, err := c.run(ctx)
+		if ctx.Err() == nil {
+			observe(c.key, n, err)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			logger.Log(ctx, c.level, c.name, "err", err)

@@ -27,9 +27,12 @@ type Config struct {
 	SecretPrevious []byte
 	DatabaseURL    string
 	Addr           string
-	OAuthServers   []string
-	AllowHTTP      bool
-	JSURL          string
+	// MetricsAddr is where Prometheus scrapes /metrics, a listener of its
+	// own; empty (the default) serves no metrics.
+	MetricsAddr  string
+	OAuthServers []string
+	AllowHTTP    bool
+	JSURL        string
 	// HistoryRetention is how long the admins' history keeps an entry.
 	HistoryRetention time.Duration
 	// PortalRate and PortalBurst are this instance's share of each
@@ -120,6 +123,10 @@ func readConfig(getenv func(string) string, read func(name, def string)) (Config
 		}
 	}
 	cfg.Addr = get("ADDR", addr)
+	cfg.MetricsAddr = get("METRICS_ADDR", "")
+	if why := metricsAddrProblem(cfg.MetricsAddr, cfg.Addr); why != "" {
+		bad("METRICS_ADDR", why)
+	}
 	if v := get("B24_ALLOW_HTTP", "false"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -211,6 +218,23 @@ func readConfig(getenv func(string) string, read func(name, def string)) (Config
 		return cfg, errors.New("configuration: " + strings.Join(problems, "; "))
 	}
 	return cfg, nil
+}
+
+// metricsAddrProblem says why METRICS_ADDR cannot be used, or "". The
+// metrics are for the operator's scraper, not for the public: they never
+// share the app's port (where a proxy would publish them).
+func metricsAddrProblem(metrics, public string) string {
+	if metrics == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(metrics)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		return "must be host:port, e.g. 127.0.0.1:9090 or :9090"
+	}
+	if _, pub, err := net.SplitHostPort(public); err == nil && pub == port && port != "0" {
+		return fmt.Sprintf("must use a port other than the app's (%s): the metrics are never served on the public port", port)
+	}
+	return ""
 }
 
 // Bounds of the outbound limiter's settings: a drain slower than one

@@ -30,9 +30,9 @@ type demoEnv struct {
 	close     func()
 }
 
-// startDemo needs no configuration; ADDR (default 127.0.0.1:8080) and
-// DATABASE_URL (default a fresh SQLite file in a temporary directory) may
-// be given.
+// startDemo needs no configuration; ADDR (default 127.0.0.1:8080),
+// DATABASE_URL (default a fresh SQLite file in a temporary directory) and
+// METRICS_ADDR (default none) may be given.
 func startDemo(getenv func(string) string, m *manifest.Manifest, logger *slog.Logger) (*demoEnv, error) {
 	addr := strings.TrimSpace(getenv("ADDR"))
 	if addr == "" {
@@ -96,6 +96,7 @@ func startDemo(getenv func(string) string, m *manifest.Manifest, logger *slog.Lo
 		OAuthServers: []string{sim.OAuthURL()},
 		AllowHTTP:    true,
 		JSURL:        sim.JSURL(),
+		MetricsAddr:  strings.TrimSpace(getenv("METRICS_ADDR")),
 
 		HistoryRetention: defaultHistoryRetentionDays * 24 * time.Hour,
 	}

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	_ "embed"
 	"errors"
 	"flag"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/handlers"
+	"github.com/b24apps/leadcontacts/internal/metrics"
 	"github.com/b24apps/leadcontacts/internal/reqid"
 	"github.com/b24apps/leadcontacts/lang"
 	"github.com/b24apps/leadcontacts/manifest"
@@ -111,6 +113,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer st.Close()
+	// The app's own registry, filled whether or not METRICS_ADDR is set:
+	// counting costs a few atomic adds, and one code path is simpler.
+	mx := metrics.New()
+	if db, ok := st.(interface{ DB() *sql.DB }); ok {
+		if err := mx.WatchDB(db.DB(), storeKind(cfg.DatabaseURL)); err != nil {
+			return err
+		}
+	}
 
 	bundle, err := lang.Load()
 	if err != nil {
@@ -121,13 +131,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	httpClient := bitrix24.NewHTTPClient(cfg.AllowHTTP)
-	rest := bitrix24.New(bitrix24.Options{HTTPClient: httpClient, Observe: restLogger(logger), PortalRate: cfg.PortalRate, PortalBurst: cfg.PortalBurst})
+	logREST := restLogger(logger)
+	rest := bitrix24.New(bitrix24.Options{HTTPClient: httpClient, PortalRate: cfg.PortalRate, PortalBurst: cfg.PortalBurst,
+		Observe: func(ctx context.Context, x bitrix24.Exchange) {
+			logREST(ctx, x)
+			mx.ObserveExchange(ctx, x)
+		},
+		Refused: mx.ObserveRefusal})
 	oc := oauth.New(cfg.ClientID, cfg.ClientSecret, cfg.OAuthServers, httpClient)
+	oc.Observe = mx.ObserveRefresh
 	h, err := handlers.New(handlers.Config{
 		BaseURL: cfg.BaseURL, JSURL: cfg.JSURL, AllowHTTP: cfg.AllowHTTP, Manifest: m,
 		HistoryRetention: cfg.HistoryRetention, RequestTimeout: requestTimeout, UninstallGrace: cfg.UninstallGrace,
 		TrustedProxies: cfg.TrustedProxies, ReadyTimeout: readyTimeout,
-	}, handlers.Deps{Store: st, REST: rest, OAuth: oc, Keys: keys, Lang: bundle, Assets: assets, Logger: logger})
+	}, handlers.Deps{Store: st, REST: rest, OAuth: oc, Keys: keys, Lang: bundle, Assets: assets, Logger: logger, Metrics: mx})
 	if err != nil {
 		return err
 	}
@@ -142,9 +159,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	for _, c := range chores(st, h, cfg.HistoryRetention) {
-		go runChore(ctx, c, logger)
+		go runChore(ctx, c, logger, mx.ObserveChore)
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	if cfg.MetricsAddr != "" {
+		msrv, mln, err := metricsServer(cfg.MetricsAddr, mx, logger)
+		if err != nil {
+			return err
+		}
+		// Closed last, after the app's server: the drain stays visible
+		// to the scraper until the end.
+		defer msrv.Close()
+		go func() {
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics listener: %w", err)
+			}
+		}()
+		logger.Info("serving metrics", "addr", mln.Addr().String(), "path", metrics.Path)
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL.String(), "store", storeKind(cfg.DatabaseURL))
 
@@ -180,6 +212,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("shut down")
 	return nil
+}
+
+// metricsServer listens on addr and serves only the scrape, on a server of
+// its own: the public engine has no /metrics route, so no proxy in front
+// of the app can publish the series by mistake.
+func metricsServer(addr string, mx *metrics.Metrics, logger *slog.Logger) (*http.Server, net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s (METRICS_ADDR): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+metrics.Path, mx.Handler())
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}, ln, nil
 }
 
 // requestTimeout bounds each request's upstream work, retries and a token
@@ -235,7 +288,8 @@ func nonEmpty(b []byte) [][]byte {
 
 // restLogger keeps the REST exchange log the Bitrix24 Market requires
 // (requests and responses of server-side calls): method, portal, status
-// and error code. Tokens are never part of an Exchange.
+// and error code, and a batch's failed commands. One line per exchange.
+// Tokens are never part of an Exchange.
 func restLogger(logger *slog.Logger) func(context.Context, bitrix24.Exchange) {
 	return func(ctx context.Context, x bitrix24.Exchange) {
 		attrs := []any{"endpoint", x.Endpoint, "method", x.Method, "status", x.HTTPStatus, "duration_ms", x.Duration.Milliseconds()}
@@ -249,6 +303,11 @@ func restLogger(logger *slog.Logger) func(context.Context, bitrix24.Exchange) {
 		}
 		if x.Err != nil {
 			attrs = append(attrs, "err", x.Err.Error())
+		}
+		if len(x.Failed) > 0 {
+			// A batch answers 200 when commands inside it failed: each
+			// one's key and code, so the line does not read as a success.
+			attrs = append(attrs, "failed_commands", x.Failed)
 		}
 		logger.InfoContext(ctx, "bitrix24 rest", attrs...)
 	}

@@ -113,18 +113,36 @@ func (c *Client) Batch(ctx context.Context, endpoint string, token secret.String
 			methods = append(methods, sub.Method)
 		}
 	}
-	env, err := c.post(ctx, endpoint, "batch", raw, methods...)
-	if err != nil {
-		return nil, err
+	// The answer is decoded inside the exchange, so the exchange's report
+	// (the REST log line) names the sub-calls that failed.
+	var (
+		res   *BatchResult
+		times map[string]Time
+	)
+	inspect := func(env *envelope) ([]CmdError, error) {
+		var err error
+		if res, times, err = decodeBatch(env.Result); err != nil {
+			return nil, err
+		}
+		var failed []CmdError
+		for _, sub := range cmds {
+			if e, ok := res.Errors[sub.Key]; ok {
+				e.Method = sub.Method
+				ce := CmdError{Key: sub.Key, Method: sub.Method, Code: e.EffectiveCode()}
+				if ce.Code == "" {
+					ce.Description = e.Description
+				}
+				failed = append(failed, ce)
+			}
+		}
+		return failed, nil
 	}
-	res, times, err := decodeBatch(env.Result)
-	if err != nil {
+	if _, err := c.post(ctx, endpoint, "batch", raw, inspect, methods...); err != nil {
 		return nil, err
 	}
 	host := endpointHost(endpoint)
 	for _, sub := range cmds {
 		if e, ok := res.Errors[sub.Key]; ok {
-			e.Method = sub.Method
 			if errors.Is(e, ErrOperationTimeLimit) {
 				c.ops.block(host, sub.Method)
 			}

@@ -48,6 +48,10 @@ type Options struct {
 	// the marketplace requires, and for metrics). It never sees tokens;
 	// ctx is the call's, so the log line can name the inbound request.
 	Observe func(ctx context.Context, x Exchange)
+	// Refused, if set, is told about every request the client did not
+	// send (see Refusal), for metrics: no exchange took place, so Observe
+	// is not told.
+	Refused func(ctx context.Context, r Refusal)
 	// PortalRate and PortalBurst shape the leaky bucket kept per portal
 	// host (every attempt, retries included, adds one): it drains
 	// PortalRate per second and holds PortalBurst. Zero (or less) means
@@ -67,6 +71,33 @@ type Exchange struct {
 	// limiter before it was sent (not part of Duration).
 	Waited time.Duration
 	Err    error
+	// Failed lists the sub-calls of a batch that failed, in the order they
+	// were sent. The batch itself succeeded (HTTP 200, no ErrorCode), so
+	// without it the exchange would look clean while a command inside did
+	// not run.
+	Failed []CmdError
+}
+
+// CmdError is one failed sub-call of a batch, as an Exchange reports it.
+type CmdError struct {
+	Key    string `json:"key"`
+	Method string `json:"method"`
+	// Code is the effective error code (Error.EffectiveCode); an error
+	// without one is told by its Description.
+	Code        string `json:"error_code"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// Refusal is a request the client refused to send: the app's own
+// per-portal limiter could not admit it before the caller's deadline
+// (ErrRateLimited), or the portal had blocked one of its methods for the
+// operating limit (ErrOperationTimeLimit).
+type Refusal struct {
+	Endpoint string
+	Method   string
+	// Waited is how long it waited on the limiter before giving up.
+	Waited time.Duration
+	Err    error
 }
 
 // Client calls Bitrix24 REST methods. It is safe for concurrent use.
@@ -77,6 +108,7 @@ type Client struct {
 	attempts  int
 	backoff   func(int) time.Duration
 	observe   func(context.Context, Exchange)
+	refused   func(context.Context, Refusal)
 	limits    limiters
 	ops       operating
 }
@@ -90,6 +122,7 @@ func New(o Options) *Client {
 		attempts:  o.MaxAttempts,
 		backoff:   o.Backoff,
 		observe:   o.Observe,
+		refused:   o.Refused,
 	}
 	if c.http == nil {
 		c.http = NewHTTPClient(false)
@@ -159,7 +192,7 @@ func (c *Client) Call(ctx context.Context, endpoint string, token secret.String,
 	if err != nil {
 		return fmt.Errorf("bitrix24: %s: encode params: %w", method, err)
 	}
-	env, err := c.post(ctx, endpoint, method, raw, method)
+	env, err := c.post(ctx, endpoint, method, raw, nil, method)
 	if err != nil {
 		return err
 	}
@@ -178,10 +211,13 @@ func (c *Client) Call(ctx context.Context, endpoint string, token secret.String,
 // one of methods (the REST methods the request runs) for its operating
 // limit. Retries wait with exponential backoff and full jitter, and only
 // when the wait fits in ctx's deadline: the caller gets the portal's last
-// answer, not a bare timeout, when time runs out.
-func (c *Client) post(ctx context.Context, endpoint, method string, body []byte, methods ...string) (*envelope, error) {
+// answer, not a bare timeout, when time runs out. inspect, when set, reads
+// a successful envelope before the exchange is reported (a batch's failed
+// sub-calls); its error fails the exchange.
+func (c *Client) post(ctx context.Context, endpoint, method string, body []byte, inspect inspector, methods ...string) (*envelope, error) {
 	host := endpointHost(endpoint)
 	if err := c.ops.refused(host, methods...); err != nil {
+		c.refuse(ctx, Refusal{Endpoint: endpoint, Method: method, Err: err})
 		return nil, err
 	}
 	url := strings.TrimSuffix(endpoint, "/") + "/" + method
@@ -194,12 +230,15 @@ func (c *Client) post(ctx context.Context, endpoint, method string, body []byte,
 		}
 		waited, err := c.limits.wait(ctx, host)
 		if err != nil {
+			if errors.Is(err, ErrRateLimited) {
+				c.refuse(ctx, Refusal{Endpoint: endpoint, Method: method, Waited: waited, Err: err})
+			}
 			if lastErr != nil {
 				return nil, lastErr
 			}
 			return nil, fmt.Errorf("bitrix24: %s: %w", method, err)
 		}
-		env, err := c.once(ctx, endpoint, url, method, body, waited)
+		env, err := c.once(ctx, endpoint, url, method, body, waited, inspect)
 		if err == nil {
 			c.ops.remember(host, method, env.Time)
 			return env, nil
@@ -215,12 +254,26 @@ func (c *Client) post(ctx context.Context, endpoint, method string, body []byte,
 	return nil, lastErr
 }
 
-func (c *Client) once(ctx context.Context, endpoint, url, method string, body []byte, waited time.Duration) (env *envelope, err error) {
+// inspector reads a successful envelope and returns the failed sub-calls
+// it reports, or an error that fails the exchange.
+type inspector func(env *envelope) ([]CmdError, error)
+
+// refuse tells Options.Refused about a request not sent.
+func (c *Client) refuse(ctx context.Context, r Refusal) {
+	if c.refused != nil {
+		c.refused(ctx, r)
+	}
+}
+
+// once sends one request and reports it to Observe: exactly one Exchange
+// per request sent, whatever its outcome.
+func (c *Client) once(ctx context.Context, endpoint, url, method string, body []byte, waited time.Duration, inspect inspector) (env *envelope, err error) {
 	start := time.Now()
 	status := 0
+	var failed []CmdError
 	defer func() {
 		if c.observe != nil {
-			x := Exchange{Endpoint: endpoint, Method: method, HTTPStatus: status, Duration: time.Since(start), Waited: waited, Err: err}
+			x := Exchange{Endpoint: endpoint, Method: method, HTTPStatus: status, Duration: time.Since(start), Waited: waited, Err: err, Failed: failed}
 			var be *Error
 			if errors.As(err, &be) {
 				x.ErrorCode = be.Code
@@ -254,7 +307,13 @@ func (c *Client) once(ctx context.Context, endpoint, url, method string, body []
 	if int64(len(data)) > c.maxBody {
 		return nil, fmt.Errorf("bitrix24: %s: response over %d bytes (HTTP %d): %w", method, c.maxBody, status, ErrBadResponse)
 	}
-	return decodeEnvelope(method, status, data)
+	env, err = decodeEnvelope(method, status, data)
+	if err == nil && inspect != nil {
+		if failed, err = inspect(env); err != nil {
+			return nil, err
+		}
+	}
+	return env, err
 }
 
 // decodeEnvelope turns a portal's answer (HTTP status and the capped body)

@@ -16,7 +16,16 @@ type flights struct {
 	mu sync.Mutex
 	m  map[string]*flight
 	wg sync.WaitGroup
+	// joined, when set, is called for each caller that joins a running
+	// flight instead of starting one (metrics).
+	joined func()
 }
+
+// Kinds of flights, as metrics name them.
+const (
+	flightRefresh = "refresh"
+	flightRemoval = "removal"
+)
 
 type flight struct {
 	done chan struct{}
@@ -32,6 +41,9 @@ func (g *flights) do(key string, fn func() (any, error)) *flight {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f, ok := g.m[key]; ok {
+		if g.joined != nil {
+			g.joined()
+		}
 		return f
 	}
 	if g.m == nil {

@@ -66,6 +66,20 @@ type OAuth interface {
 	Refresh(ctx context.Context, server string, refresh secret.String) (*oauth.Token, error)
 }
 
+// Metrics is what the handlers report (internal/metrics implements it):
+// each request's route pattern, status and time, and each caller that
+// joined work already in flight. Deps.Metrics nil reports nowhere.
+type Metrics interface {
+	ObserveRequest(method, route string, status int, d time.Duration)
+	FlightJoined(kind string)
+}
+
+// noMetrics is Metrics that reports nowhere.
+type noMetrics struct{}
+
+func (noMetrics) ObserveRequest(string, string, int, time.Duration) {}
+func (noMetrics) FlightJoined(string)                               {}
+
 var (
 	_ Store = store.Store(nil)
 	_ REST  = (*bitrix24.Client)(nil)
@@ -117,6 +131,8 @@ type Deps struct {
 	Assets *static.Assets
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Metrics, when set, is told about requests and coalesced flights.
+	Metrics Metrics
 }
 
 // Handlers holds the dependencies of every route. It has no mutable state
@@ -172,11 +188,16 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Metrics == nil {
+		d.Metrics = noMetrics{}
+	}
 	tab, ok := cfg.Manifest.Placement(placementLeadTab)
 	if !ok {
 		return nil, fmt.Errorf("handlers: app.json binds no %s placement", placementLeadTab)
 	}
 	h := &Handlers{cfg: cfg, d: d, tabPath: tab.Handler, secure: cfg.BaseURL.Scheme == "https", proxies: proxies}
+	h.refreshes.joined = func() { d.Metrics.FlightJoined(flightRefresh) }
+	h.removals.joined = func() { d.Metrics.FlightJoined(flightRemoval) }
 	if js, err := url.Parse(cfg.JSURL); err == nil && js.Host != "" {
 		h.jsOrigin = js.Scheme + "://" + js.Host
 	} else {

@@ -39,12 +39,14 @@ func (h *Handlers) recoverPanics() gin.HandlerFunc {
 // logRequests replaces gin's Logger, which prints the raw query string. It
 // logs the route pattern, never the query, headers or body; a request that
 // matched no route (404, 405) gets its path, which is all there is to go on.
-// Probes that pass are not logged: they come every few seconds.
+// Probes that pass are not logged: they come every few seconds. Every
+// request, probes included, is counted in the metrics by its pattern.
 func (h *Handlers) logRequests() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
 		route, status := c.FullPath(), c.Writer.Status()
+		h.d.Metrics.ObserveRequest(c.Request.Method, route, status, time.Since(start))
 		if status == http.StatusOK && (route == healthzPath || route == readyzPath) {
 			return
 		}

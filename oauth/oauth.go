@@ -86,6 +86,11 @@ type Client struct {
 	// Timeout bounds one refresh request, whoever waits for it; set it
 	// before first use. New sets RefreshTimeout.
 	Timeout time.Duration
+	// Observe, if set, is told the outcome of every refresh request sent
+	// to an OAuth server (for metrics): once per request, however many
+	// callers shared it. err is what Refresh returns; it never holds a
+	// token. Set it before first use.
+	Observe func(ctx context.Context, err error, d time.Duration)
 
 	id, secret string
 	servers    []string
@@ -146,7 +151,12 @@ func (c *Client) Refresh(ctx context.Context, server string, refresh secret.Stri
 	ch := c.group.DoChan(key, func() (any, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.Timeout)
 		defer cancel()
-		return c.refresh(rctx, base, refresh)
+		start := time.Now()
+		tok, err := c.refresh(rctx, base, refresh)
+		if c.Observe != nil {
+			c.Observe(rctx, err, time.Since(start))
+		}
+		return tok, err
 	})
 	select {
 	case <-ctx.Done():
