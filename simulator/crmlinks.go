@@ -30,8 +30,7 @@ func (p *Portal) mLeadContactItemsGet(c *callCtx) (result, *apiError) {
 	}
 	out := []any{}
 	for _, lc := range rec.contacts {
-		prim := map[bool]string{true: "Y", false: "N"}[lc.Primary]
-		out = append(out, fields("CONTACT_ID", lc.ContactID, "SORT", lc.Sort, "ROLE_ID", lc.RoleID, "IS_PRIMARY", prim))
+		out = append(out, fields("CONTACT_ID", lc.ContactID, "SORT", lc.Sort, "ROLE_ID", lc.RoleID, "IS_PRIMARY", yn(lc.Primary)))
 	}
 	return okResult(out)
 }

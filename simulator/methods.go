@@ -147,19 +147,27 @@ func placementScopes() map[string]string {
 	return m
 }
 
+// bindArgs reads the code and the handler of placement.bind or event.bind,
+// named as each documents them: a code the simulator does not know, or whose
+// scope the app lacks, is notFound; a missing handler is ERROR_ARGUMENT.
+func (p *Portal) bindArgs(c *callCtx, codeName, handlerName string, scopes map[string]string, notFound *apiError, argStatus int) (code, handler string, _ *apiError) {
+	code = c.code(codeName)
+	if scope, known := scopes[code]; !known || !p.s.hasScope(scope) {
+		return "", "", notFound
+	}
+	if handler = strings.TrimSpace(c.str(handlerName)); handler == "" {
+		return "", "", argumentError(handlerName, argStatus)
+	}
+	return code, handler, nil
+}
+
 func (p *Portal) mPlacementBind(c *callCtx) (result, *apiError) {
-	code := c.code("PLACEMENT")
-	if code == "" {
+	if c.code("PLACEMENT") == "" {
 		return result{}, argumentError("PLACEMENT", 200)
 	}
-	scope, known := placementScopes()[code]
-	if !known || !p.s.hasScope(scope) {
-		// The docs: unknown code, or the app lacks the tool scope.
-		return result{}, apiErr(400, "ERROR_PLACEMENT_NOT_FOUND", "Placement not found")
-	}
-	handler := strings.TrimSpace(c.str("HANDLER"))
-	if handler == "" {
-		return result{}, argumentError("HANDLER", 200)
+	code, handler, e := p.bindArgs(c, "PLACEMENT", "HANDLER", placementScopes(), apiErr(400, "ERROR_PLACEMENT_NOT_FOUND", "Placement not found"), 200)
+	if e != nil {
+		return result{}, e
 	}
 	if c.int("USER_ID") != 0 && code != "PAGE_BACKGROUND_WORKER" {
 		return result{}, apiErr(400, "ERROR_PLACEMENT_USER_MODE", "User mode is not available")
@@ -252,15 +260,10 @@ func eventScopes() map[string]string {
 }
 
 func (p *Portal) mEventBind(c *callCtx) (result, *apiError) {
-	event := c.code("event")
-	scope, known := eventScopes()[event]
-	if !known || !p.s.hasScope(scope) {
-		return result{}, apiErr(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
-	}
-	handler := strings.TrimSpace(c.str("handler"))
-	if handler == "" {
-		// SILENT: the error for a missing handler is undocumented.
-		return result{}, argumentError("handler", 400)
+	// SILENT: the error for a missing handler is undocumented; 400.
+	event, handler, e := p.bindArgs(c, "event", "handler", eventScopes(), apiErr(400, "ERROR_EVENT_NOT_FOUND", "Event not found"), 400)
+	if e != nil {
+		return result{}, e
 	}
 	authType := c.int("auth_type")
 	offline := strings.EqualFold(c.str("event_type"), "offline")
@@ -301,11 +304,7 @@ func (p *Portal) mEventUnbind(c *callCtx) (result, *apiError) {
 func (p *Portal) mEventGet(c *callCtx) (result, *apiError) {
 	out := []any{}
 	for _, e := range p.events {
-		off := 0
-		if e.Offline {
-			off = 1
-		}
-		out = append(out, fields("event", e.Event, "handler", e.Handler, "auth_type", strconv.Itoa(e.AuthType), "offline", off))
+		out = append(out, fields("event", e.Event, "handler", e.Handler, "auth_type", strconv.Itoa(e.AuthType), "offline", bit(e.Offline)))
 	}
 	return okResult(out)
 }

@@ -27,9 +27,7 @@ type Call struct {
 
 // Calls returns every REST call recorded so far, oldest first.
 func (p *Portal) Calls() []Call {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return append([]Call(nil), p.calls...)
+	return locked(p.s, func() []Call { return append([]Call(nil), p.calls...) })
 }
 
 // CallsTo returns the recorded calls of one method (case-insensitive).
@@ -245,10 +243,10 @@ func (p *Portal) serveREST(w http.ResponseWriter, r *http.Request) {
 
 // record appends a call and returns its index.
 func (p *Portal) record(c Call) int {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	p.calls = append(p.calls, c)
-	return len(p.calls) - 1
+	return locked(p.s, func() int {
+		p.calls = append(p.calls, c)
+		return len(p.calls) - 1
+	})
 }
 
 // failed records an error answer.
