@@ -78,29 +78,19 @@ func (p *Portal) frameLocked(userID int, kind frameKind, handler, placement stri
 	tok := p.s.issueLocked(p, userID)
 	sid := randomHex(16)
 	p.frames[sid] = frameInfo{kind: kind, userID: userID, placement: placement, options: opts, handler: handler}
-	q := url.Values{}
-	q.Set("DOMAIN", p.Domain())
-	q.Set("PROTOCOL", "0") // the simulator speaks plain http
-	q.Set("LANG", cmp.Or(lang, p.lang))
-	q.Set("APP_SID", sid)
+	// PROTOCOL 0: the simulator speaks plain http.
+	q := url.Values{"DOMAIN": {p.Domain()}, "PROTOCOL": {"0"}, "LANG": {cmp.Or(lang, p.lang)}, "APP_SID": {sid}}
 	// The body as the server template app.layout builds it
 	// (testdata/recorded/frame_*.json); older servers send no
 	// SERVER_ENDPOINT, APPLICATION_TOKEN or APPLICATION_SCOPE.
-	form := url.Values{}
-	form.Set("AUTH_ID", tok.AccessToken)
-	form.Set("AUTH_EXPIRES", strconv.Itoa(tok.ExpiresIn))
-	form.Set("REFRESH_ID", tok.RefreshToken)
-	if !p.legacy {
-		form.Set("SERVER_ENDPOINT", p.s.serverEndpoint())
-	}
-	form.Set("member_id", p.memberID)
-	form.Set("status", p.s.app.Status)
-	form.Set("PLACEMENT", placement)
+	form := url.Values{"AUTH_ID": {tok.AccessToken}, "AUTH_EXPIRES": {strconv.Itoa(tok.ExpiresIn)},
+		"REFRESH_ID": {tok.RefreshToken}, "member_id": {p.memberID}, "status": {p.s.app.Status}, "PLACEMENT": {placement}}
 	if len(opts) > 0 {
 		// Sent only when there are options: the installer has none.
 		form.Set("PLACEMENT_OPTIONS", phpJSONString(opts))
 	}
 	if !p.legacy {
+		form.Set("SERVER_ENDPOINT", p.s.serverEndpoint())
 		form.Set("APPLICATION_TOKEN", p.appToken)
 		form.Set("APPLICATION_SCOPE", p.s.scopeString())
 	}

@@ -3,7 +3,6 @@ package simulator
 import (
 	"net/http"
 	"strings"
-	"time"
 )
 
 func (s *Simulator) oauthMux() *http.ServeMux {
@@ -176,9 +175,7 @@ func (s *Simulator) serveOAuthREST(w http.ResponseWriter, r *http.Request) {
 
 // serveShim serves the BX24 JS shim.
 func serveShim(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/javascript; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "bx24.js", time.Time{}, strings.NewReader(assetText("bx24.js")))
+	serveAsset(w, r, "bx24.js", "application/javascript; charset=utf-8")
 }

@@ -41,13 +41,8 @@ func (p *Portal) authorize(w http.ResponseWriter, r *http.Request, base pageBase
 	if p.s.app.RedirectURI == "" {
 		return p.message(base, http.StatusBadRequest, "Authorization failed", "The application has no redirect URI.", false)
 	}
-	v := url.Values{}
-	v.Set("code", code)
-	v.Set("state", q.Get("state"))
-	v.Set("domain", p.Domain())
-	v.Set("member_id", p.memberID)
-	v.Set("scope", p.s.scopeString())
-	v.Set("server_domain", strings.TrimPrefix(p.s.url, "http://"))
+	v := url.Values{"code": {code}, "state": {q.Get("state")}, "domain": {p.Domain()}, "member_id": {p.memberID},
+		"scope": {p.s.scopeString()}, "server_domain": {strings.TrimPrefix(p.s.url, "http://")}}
 	sep := "?"
 	if strings.Contains(p.s.app.RedirectURI, "?") {
 		sep = "&"
@@ -64,7 +59,12 @@ func (p *Portal) static(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	w.Header().Set("Content-Type", ct)
+	serveAsset(w, r, name, ct)
+}
+
+// serveAsset serves one embedded asset.
+func serveAsset(w http.ResponseWriter, r *http.Request, name, contentType string) {
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(w, r, name, time.Time{}, strings.NewReader(assetText(name)))
 }
