@@ -46,9 +46,6 @@ func (p *Portal) openAppLocked(userID int, lang string) (Frame, error) {
 	if _, ok := p.users[userID]; !ok {
 		return Frame{}, errors.New("simulator: no such user")
 	}
-	if lang == "" {
-		lang = p.lang
-	}
 	return p.frameLocked(userID, frameApp, p.s.app.AppURL, "DEFAULT", nil, lang), nil
 }
 

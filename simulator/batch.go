@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -25,9 +26,8 @@ var resultRef = regexp.MustCompile(`\$result\[([^\]\[]+)\]((?:\[[^\]\[]*\])*)`)
 // fault that hit the whole request.
 func (p *Portal) runBatch(w http.ResponseWriter, r *http.Request, token string, params *omap, start time.Time, rec *Call) (status int, body any, written bool) {
 	s := p.s
-	cmdParam, _ := params.GetFold("cmd")
 	cmds := newOmap()
-	switch t := cmdParam.(type) {
+	switch t := params.fold("cmd").(type) {
 	case *omap:
 		for _, k := range t.keys {
 			cmds.Set(k, t.vals[k])
@@ -38,11 +38,11 @@ func (p *Portal) runBatch(w http.ResponseWriter, r *http.Request, token string, 
 		}
 	}
 	if cmds.Len() > maxBatch {
-		e := &apiError{status: 400, code: "ERROR_BATCH_LENGTH_EXCEEDED", desc: "Max batch length exceeded"}
-		rec.Error, rec.ErrorDescription = e.code, e.desc
-		return e.status, errorBody(e.code, e.desc, nil), false
+		e := apiErr(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
+		rec.failed(e)
+		return e.status, e.body(), false
 	}
-	haltV, _ := params.GetFold("halt")
+	haltV := params.fold("halt")
 	halt := phpInt(haltV) != 0 || strings.EqualFold(str(haltV), "true")
 
 	results, errs, totals, nexts, times := newOmap(), newOmap(), newOmap(), newOmap(), newOmap()
@@ -82,33 +82,28 @@ func (p *Portal) runBatch(w http.ResponseWriter, r *http.Request, token string, 
 				return 0, nil, true
 			}
 			if !f.delayOnly() {
-				status := f.Status
-				if status == 0 {
-					status = http.StatusInternalServerError
-				}
-				aerr = &apiError{status: status, code: f.Code, desc: f.Description}
+				aerr = apiErr(cmp.Or(f.Status, http.StatusInternalServerError), f.Code, f.Description)
 				ran = true
 			}
 		}
 		s.mu.Lock()
 		t, st := s.checkTokenLocked(token, p)
-		if !ran {
-			switch st {
-			case tokenOK:
-				subRec.UserID = t.userID
-				res, aerr = p.callMethodLocked(method, t, sub)
-			default:
-				aerr = authError(token, st)
-			}
-		} else if st == tokenOK {
+		if st == tokenOK {
 			subRec.UserID = t.userID
+		}
+		switch {
+		case ran:
+		case st == tokenOK:
+			res, aerr = p.runLocked(method, t, sub, true)
+		default:
+			aerr = authError(token, st)
 		}
 		subFinish := s.nowLocked()
 		s.mu.Unlock()
 
 		if aerr != nil {
-			errs.Set(key, errorBody(aerr.code, aerr.desc, aerr.extra))
-			subRec.HTTPStatus, subRec.Error, subRec.ErrorDescription = aerr.status, aerr.code, aerr.desc
+			errs.Set(key, aerr.body())
+			subRec.failed(aerr)
 			p.record(subRec)
 			if halt {
 				break
@@ -127,15 +122,8 @@ func (p *Portal) runBatch(w http.ResponseWriter, r *http.Request, token string, 
 		}
 		times.Set(key, timeInfo(subStart, subFinish, false))
 	}
-	out := newObj().
-		Set("result", newObj().
-			Set("result", results).
-			Set("result_error", errs).
-			Set("result_total", totals).
-			Set("result_next", nexts).
-			Set("result_time", times)).
-		Set("time", timeInfo(start, s.Now(), true))
-	return http.StatusOK, out, false
+	return http.StatusOK, fields("result", fields("result", results, "result_error", errs, "result_total", totals,
+		"result_next", nexts, "result_time", times), "time", timeInfo(start, s.Now(), true)), false
 }
 
 // substituteRefs replaces $result[key][path] references in string leaves,

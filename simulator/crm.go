@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"strconv"
 	"time"
 )
@@ -11,21 +12,14 @@ const pageSize = 50
 // CRM errors. crm.lead.get / crm.contact.get use an empty code
 // (crm-lead-get.md); the crm.lead.contact.* family uses NOT_FOUND and
 // ACCESS_DENIED (crm-lead-contact-items-delete.md).
-func errEmptyCode(status int, desc string) *apiError {
-	return &apiError{status: status, code: "", desc: desc}
-}
-
-func errIDInvalid() *apiError { return errEmptyCode(400, "ID is not defined or invalid") }
-func errNotFound() *apiError  { return errEmptyCode(400, "Not found") }
+func errEmptyCode(desc string) *apiError { return apiErr(400, "", desc) }
+func errNOTFOUND() *apiError             { return apiErr(400, "NOT_FOUND", "Not found.") }
 
 // SILENT: crm-lead-get.md says only "40x" for "Access denied"; 403.
-func errGetDenied() *apiError { return errEmptyCode(403, "Access denied") }
-func errNOTFOUND() *apiError  { return &apiError{status: 400, code: "NOT_FOUND", desc: "Not found."} }
+func errGetDenied() *apiError { return apiErr(403, "", "Access denied") }
 
 // SILENT: the status of ACCESS_DENIED in this family is undocumented; 403.
-func errDenied() *apiError {
-	return &apiError{status: 403, code: "ACCESS_DENIED", desc: "Access denied."}
-}
+func errDenied() *apiError { return apiErr(403, "ACCESS_DENIED", "Access denied.") }
 
 func nz(s string) any {
 	if s == "" {
@@ -43,158 +37,71 @@ func nzID(id int) any {
 
 func dateTime(t time.Time) string { return t.Format("2006-01-02T15:04:05-07:00") }
 
-// leadRecordLocked renders a lead as crm.lead.get does: IDs as strings, unset
+// leadRecord renders a lead as crm.lead.get does: IDs as strings, unset
 // optional fields as null, CONTACT_ID mirroring the primary contact.
-func (p *Portal) leadRecordLocked(rec *leadRec) obj {
+func leadRecord(rec *leadRec) obj {
 	var contactID any
 	for _, lc := range rec.contacts {
 		if lc.Primary {
 			contactID = strconv.Itoa(lc.ContactID)
 		}
 	}
-	semantic := "P"
-	switch rec.StatusID {
-	case "CONVERTED":
-		semantic = "S"
-	case "JUNK":
-		semantic = "F"
-	}
-	assigned := rec.AssignedByID
-	if assigned == 0 {
-		assigned = 1
-	}
-	return newObj().
-		Set("ID", strconv.Itoa(rec.ID)).
-		Set("TITLE", rec.Title).
-		Set("HONORIFIC", nil).
-		Set("NAME", rec.Name).
-		Set("SECOND_NAME", nil).
-		Set("LAST_NAME", nz(rec.LastName)).
-		Set("COMPANY_TITLE", nil).
-		Set("COMPANY_ID", nil).
-		Set("CONTACT_ID", contactID).
-		Set("IS_RETURN_CUSTOMER", "N").
-		Set("BIRTHDATE", "").
-		Set("SOURCE_ID", "WEB").
-		Set("SOURCE_DESCRIPTION", nil).
-		Set("STATUS_ID", rec.StatusID).
-		Set("STATUS_DESCRIPTION", nil).
-		Set("POST", nil).
-		Set("COMMENTS", nil).
-		Set("CURRENCY_ID", "USD").
-		Set("OPPORTUNITY", "0.00").
-		Set("IS_MANUAL_OPPORTUNITY", "N").
-		Set("HAS_PHONE", "N").
-		Set("HAS_EMAIL", "N").
-		Set("HAS_IMOL", "N").
-		Set("ASSIGNED_BY_ID", strconv.Itoa(assigned)).
-		Set("CREATED_BY_ID", strconv.Itoa(assigned)).
-		Set("MODIFY_BY_ID", strconv.Itoa(assigned)).
-		Set("DATE_CREATE", dateTime(rec.created)).
-		Set("DATE_MODIFY", dateTime(rec.modified)).
-		Set("DATE_CLOSED", "").
-		Set("STATUS_SEMANTIC_ID", semantic).
-		Set("OPENED", "Y").
-		Set("ORIGINATOR_ID", nil).
-		Set("ORIGIN_ID", nil).
-		Set("MOVED_BY_ID", strconv.Itoa(assigned)).
-		Set("MOVED_TIME", dateTime(rec.created)).
-		Set("ADDRESS", nil).
-		Set("UTM_SOURCE", nil).
-		Set("LAST_ACTIVITY_BY", strconv.Itoa(assigned)).
-		Set("LAST_ACTIVITY_TIME", dateTime(rec.modified))
+	semantic := map[string]string{"CONVERTED": "S", "JUNK": "F"}[rec.StatusID]
+	by := strconv.Itoa(cmp.Or(rec.AssignedByID, 1))
+	created, modified := dateTime(rec.created), dateTime(rec.modified)
+	return fields("ID", strconv.Itoa(rec.ID), "TITLE", rec.Title, "HONORIFIC", nil, "NAME", rec.Name,
+		"SECOND_NAME", nil, "LAST_NAME", nz(rec.LastName), "COMPANY_TITLE", nil, "COMPANY_ID", nil,
+		"CONTACT_ID", contactID, "IS_RETURN_CUSTOMER", "N", "BIRTHDATE", "", "SOURCE_ID", "WEB",
+		"SOURCE_DESCRIPTION", nil, "STATUS_ID", rec.StatusID, "STATUS_DESCRIPTION", nil, "POST", nil,
+		"COMMENTS", nil, "CURRENCY_ID", "USD", "OPPORTUNITY", "0.00", "IS_MANUAL_OPPORTUNITY", "N",
+		"HAS_PHONE", "N", "HAS_EMAIL", "N", "HAS_IMOL", "N", "ASSIGNED_BY_ID", by, "CREATED_BY_ID", by,
+		"MODIFY_BY_ID", by, "DATE_CREATE", created, "DATE_MODIFY", modified, "DATE_CLOSED", "",
+		"STATUS_SEMANTIC_ID", cmp.Or(semantic, "P"), "OPENED", "Y", "ORIGINATOR_ID", nil, "ORIGIN_ID", nil,
+		"MOVED_BY_ID", by, "MOVED_TIME", created, "ADDRESS", nil, "UTM_SOURCE", nil,
+		"LAST_ACTIVITY_BY", by, "LAST_ACTIVITY_TIME", modified)
 }
 
-func (p *Portal) contactRecordLocked(c Contact) obj {
-	return newObj().
-		Set("ID", strconv.Itoa(c.ID)).
-		Set("HONORIFIC", nil).
-		Set("NAME", c.Name).
-		Set("SECOND_NAME", nz(c.SecondName)).
-		Set("LAST_NAME", nz(c.LastName)).
-		Set("PHOTO", nil).
-		Set("BIRTHDATE", "").
-		Set("TYPE_ID", "CLIENT").
-		Set("SOURCE_ID", "SELF").
-		Set("SOURCE_DESCRIPTION", nil).
-		Set("POST", nz(c.Post)).
-		Set("COMMENTS", nil).
-		Set("OPENED", "Y").
-		Set("EXPORT", "Y").
-		Set("HAS_PHONE", "N").
-		Set("HAS_EMAIL", "N").
-		Set("HAS_IMOL", "N").
-		Set("ASSIGNED_BY_ID", "1").
-		Set("CREATED_BY_ID", "1").
-		Set("MODIFY_BY_ID", "1").
-		Set("COMPANY_ID", nzID(c.CompanyID)).
-		Set("LEAD_ID", nil)
+func contactRecord(c Contact) obj {
+	return fields("ID", strconv.Itoa(c.ID), "HONORIFIC", nil, "NAME", c.Name, "SECOND_NAME", nz(c.SecondName),
+		"LAST_NAME", nz(c.LastName), "PHOTO", nil, "BIRTHDATE", "", "TYPE_ID", "CLIENT", "SOURCE_ID", "SELF",
+		"SOURCE_DESCRIPTION", nil, "POST", nz(c.Post), "COMMENTS", nil, "OPENED", "Y", "EXPORT", "Y",
+		"HAS_PHONE", "N", "HAS_EMAIL", "N", "HAS_IMOL", "N", "ASSIGNED_BY_ID", "1", "CREATED_BY_ID", "1",
+		"MODIFY_BY_ID", "1", "COMPANY_ID", nzID(c.CompanyID), "LEAD_ID", nil)
 }
 
-// entityID reads "id" or "ID" as crm.lead.get / crm.contact.get accept both.
-func entityID(c *callCtx) int {
-	if v, ok := c.params.Get("id"); ok {
-		return phpInt(v)
+// crmGet is crm.lead.get or crm.contact.get: "id" or "ID", then the read
+// permission (Bitrix24 checks it before existence), then the record.
+func crmGet[R any](recs map[int]R, render func(R) obj) methodFunc {
+	return func(c *callCtx) (result, *apiError) {
+		v, ok := c.params.Get("id")
+		if !ok {
+			v = c.params.vals["ID"]
+		}
+		id := phpInt(v)
+		rec, ok := recs[id]
+		switch {
+		case id <= 0:
+			return result{}, errEmptyCode("ID is not defined or invalid")
+		case !c.user.canRead():
+			return result{}, errGetDenied()
+		case !ok:
+			return result{}, errEmptyCode("Not found")
+		}
+		return okResult(render(rec))
 	}
-	if v, ok := c.params.Get("ID"); ok {
-		return phpInt(v)
-	}
-	return 0
 }
 
-func (p *Portal) mLeadGet(c *callCtx) (result, *apiError) {
-	id := entityID(c)
-	if id <= 0 {
-		return result{}, errIDInvalid()
+// crmList is crm.lead.list or crm.contact.list. SILENT: a user without read
+// rights gets an error rather than an empty list.
+func crmList[R any](recs map[int]R, render func(R) obj) methodFunc {
+	return func(c *callCtx) (result, *apiError) {
+		if !c.user.canRead() {
+			return result{}, errGetDenied()
+		}
+		all := make([]obj, 0, len(recs))
+		for _, rec := range recs {
+			all = append(all, render(rec))
+		}
+		return listResult(c, all)
 	}
-	// Bitrix24 checks the read permission before existence.
-	if !c.user.canRead() {
-		return result{}, errGetDenied()
-	}
-	rec, ok := p.leads[id]
-	if !ok {
-		return result{}, errNotFound()
-	}
-	return okResult(p.leadRecordLocked(rec))
 }
-
-func (p *Portal) mContactGet(c *callCtx) (result, *apiError) {
-	id := entityID(c)
-	if id <= 0 {
-		return result{}, errIDInvalid()
-	}
-	if !c.user.canRead() {
-		return result{}, errGetDenied()
-	}
-	ct, found := p.contacts[id]
-	if !found {
-		return result{}, errNotFound()
-	}
-	return okResult(p.contactRecordLocked(ct))
-}
-
-func (p *Portal) mLeadList(c *callCtx) (result, *apiError) {
-	if !c.user.canRead() {
-		// SILENT: a user without read rights gets an error rather than an
-		// empty list.
-		return result{}, errGetDenied()
-	}
-	recs := make([]obj, 0, len(p.leads))
-	for _, rec := range p.leads {
-		recs = append(recs, p.leadRecordLocked(rec))
-	}
-	return listResult(c, recs)
-}
-
-func (p *Portal) mContactList(c *callCtx) (result, *apiError) {
-	if !c.user.canRead() {
-		return result{}, errGetDenied()
-	}
-	recs := make([]obj, 0, len(p.contacts))
-	for _, ct := range p.contacts {
-		recs = append(recs, p.contactRecordLocked(ct))
-	}
-	return listResult(c, recs)
-}
-
-// ---- crm.lead.contact.* ----

@@ -10,15 +10,15 @@ const entityTypeLead = 1
 // links' order. Errors as crm-item-get.md lists them: NOT_FOUND for an
 // unknown type or item and ACCESS_DENIED without read permission, both 400.
 func (p *Portal) mItemGet(c *callCtx) (result, *apiError) {
-	if phpInt(first(c.param("entityTypeId"))) != entityTypeLead {
-		return result{}, &apiError{status: 400, code: "NOT_FOUND", desc: "SPA not found"}
+	if c.int("entityTypeId") != entityTypeLead {
+		return result{}, apiErr(400, "NOT_FOUND", "SPA not found")
 	}
 	if !c.user.canRead() {
-		return result{}, &apiError{status: 400, code: "ACCESS_DENIED", desc: "Access denied"}
+		return result{}, apiErr(400, "ACCESS_DENIED", "Access denied")
 	}
-	rec, ok := p.leads[phpInt(first(c.param("id")))]
+	rec, ok := p.leads[c.int("id")]
 	if !ok {
-		return result{}, &apiError{status: 400, code: "NOT_FOUND", desc: "Element not found"}
+		return result{}, apiErr(400, "NOT_FOUND", "Element not found")
 	}
 	contactIDs := make([]any, 0, len(rec.contacts))
 	contactID := 0
@@ -29,31 +29,21 @@ func (p *Portal) mItemGet(c *callCtx) (result, *apiError) {
 		}
 	}
 	// The classic record carries the semantic and the defaults.
-	classic := p.leadRecordLocked(rec)
+	classic := leadRecord(rec)
 	by := max(rec.AssignedByID, 1)
 	created, modified := dateTime(rec.created), dateTime(rec.modified)
-	item := newObj()
-	for _, kv := range []struct {
-		k string
-		v any
-	}{
-		{"id", rec.ID}, {"createdTime", created}, {"dateCreateShort", nil}, {"updatedTime", modified},
-		{"dateModifyShort", nil}, {"createdBy", by}, {"updatedBy", by}, {"assignedById", by},
-		{"opened", "Y"}, {"companyId", 0}, {"contactId", contactID}, {"stageId", rec.StatusID},
-		{"isConvert", nil}, {"statusDescription", nil}, {"stageSemanticId", classic.vals["STATUS_SEMANTIC_ID"]},
-		{"productId", nil}, {"opportunity", 0}, {"currencyId", "USD"}, {"sourceId", "WEB"},
-		{"sourceDescription", nil}, {"title", rec.Title}, {"name", rec.Name}, {"lastName", nz(rec.LastName)},
-		{"secondName", nil}, {"shortName", nil}, {"companyTitle", nil}, {"post", nil}, {"address", nil},
-		{"comments", nil}, {"webformId", 0}, {"originatorId", nil}, {"originId", nil}, {"dateClosed", nil},
-		{"birthdate", nil}, {"honorific", nil}, {"hasPhone", "N"}, {"hasEmail", "N"}, {"hasImol", "N"},
-		{"login", nil}, {"isReturnCustomer", "N"}, {"searchContent", rec.Title}, {"isManualOpportunity", "N"},
-		{"movedBy", by}, {"movedTime", created}, {"lastActivityBy", by}, {"lastActivityTime", modified},
-		{"phoneMobile", ""}, {"phoneWork", ""}, {"phoneMailing", ""}, {"emailHome", ""}, {"emailWork", ""},
-		{"emailMailing", ""}, {"skype", nil}, {"icq", nil}, {"imol", ""}, {"email", ""}, {"phone", ""},
-		{"fm", []any{}}, {"utmSource", nil}, {"utmMedium", nil}, {"utmCampaign", nil}, {"utmContent", nil},
-		{"utmTerm", nil}, {"observers", []any{}}, {"contactIds", contactIDs}, {"entityTypeId", entityTypeLead},
-	} {
-		item.Set(kv.k, kv.v)
-	}
-	return okResult(newObj().Set("item", item))
+	item := fields("id", rec.ID, "createdTime", created, "dateCreateShort", nil, "updatedTime", modified,
+		"dateModifyShort", nil, "createdBy", by, "updatedBy", by, "assignedById", by, "opened", "Y", "companyId", 0,
+		"contactId", contactID, "stageId", rec.StatusID, "isConvert", nil, "statusDescription", nil,
+		"stageSemanticId", classic.vals["STATUS_SEMANTIC_ID"], "productId", nil, "opportunity", 0, "currencyId", "USD",
+		"sourceId", "WEB", "sourceDescription", nil, "title", rec.Title, "name", rec.Name, "lastName", nz(rec.LastName),
+		"secondName", nil, "shortName", nil, "companyTitle", nil, "post", nil, "address", nil, "comments", nil,
+		"webformId", 0, "originatorId", nil, "originId", nil, "dateClosed", nil, "birthdate", nil, "honorific", nil,
+		"hasPhone", "N", "hasEmail", "N", "hasImol", "N", "login", nil, "isReturnCustomer", "N",
+		"searchContent", rec.Title, "isManualOpportunity", "N", "movedBy", by, "movedTime", created, "lastActivityBy", by,
+		"lastActivityTime", modified, "phoneMobile", "", "phoneWork", "", "phoneMailing", "", "emailHome", "",
+		"emailWork", "", "emailMailing", "", "skype", nil, "icq", nil, "imol", "", "email", "", "phone", "", "fm", []any{},
+		"utmSource", nil, "utmMedium", nil, "utmCampaign", nil, "utmContent", nil, "utmTerm", nil, "observers", []any{},
+		"contactIds", contactIDs, "entityTypeId", entityTypeLead)
+	return okResult(fields("item", item))
 }

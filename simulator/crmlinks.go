@@ -11,7 +11,7 @@ func (p *Portal) leadForLinks(c *callCtx, write bool) (*leadRec, *apiError) {
 	v, has := c.params.Get("id")
 	id := phpInt(v)
 	if !has || id <= 0 {
-		return nil, errEmptyCode(400, "The parameter 'id' is not defined or invalid.")
+		return nil, errEmptyCode("The parameter 'id' is not defined or invalid.")
 	}
 	rec, found := p.leads[id]
 	if !found {
@@ -23,8 +23,6 @@ func (p *Portal) leadForLinks(c *callCtx, write bool) (*leadRec, *apiError) {
 	return rec, nil
 }
 
-func (p *Portal) touch(rec *leadRec) { rec.modified = p.s.nowLocked() }
-
 func (p *Portal) mLeadContactItemsGet(c *callCtx) (result, *apiError) {
 	rec, e := p.leadForLinks(c, false)
 	if e != nil {
@@ -32,141 +30,122 @@ func (p *Portal) mLeadContactItemsGet(c *callCtx) (result, *apiError) {
 	}
 	out := []any{}
 	for _, lc := range rec.contacts {
-		prim := "N"
-		if lc.Primary {
-			prim = "Y"
-		}
-		out = append(out, newObj().
-			Set("CONTACT_ID", lc.ContactID).
-			Set("SORT", lc.Sort).
-			Set("ROLE_ID", lc.RoleID).
-			Set("IS_PRIMARY", prim))
+		out = append(out, fields("CONTACT_ID", lc.ContactID, "SORT", lc.Sort, "ROLE_ID", lc.RoleID, "IS_PRIMARY", yn(lc.Primary)))
 	}
 	return okResult(out)
+}
+
+// linkEdit computes a lead's new links from its current ones.
+type linkEdit func(c *callCtx, have []LeadContact) ([]LeadContact, *apiError)
+
+// editLinks is one of the methods that change a lead's links: the lead is
+// resolved for writing, then the new links are stored and the lead touched.
+func (p *Portal) editLinks(edit linkEdit) methodFunc {
+	return func(c *callCtx) (result, *apiError) {
+		rec, e := p.leadForLinks(c, true)
+		if e != nil {
+			return result{}, e
+		}
+		links, e := edit(c, rec.contacts)
+		if e != nil {
+			return result{}, e
+		}
+		rec.contacts, rec.modified = links, p.s.nowLocked()
+		return okResult(true)
+	}
 }
 
 // linkFields reads {CONTACT_ID*, SORT, IS_PRIMARY} of one item.
 func (p *Portal) linkFields(v any, defSort int) (LeadContact, *apiError) {
 	m, isMap := v.(*omap)
 	if !isMap {
-		return LeadContact{}, errEmptyCode(400, "The parameter 'fields' must be array.")
+		return LeadContact{}, errEmptyCode("The parameter 'fields' must be array.")
 	}
-	id := phpInt(first(m.GetFold("CONTACT_ID")))
+	id := phpInt(m.fold("CONTACT_ID"))
 	if id <= 0 {
-		return LeadContact{}, errEmptyCode(400, "The field 'CONTACT_ID' is required.")
+		return LeadContact{}, errEmptyCode("The field 'CONTACT_ID' is required.")
 	}
 	if _, found := p.contacts[id]; !found {
 		// SILENT: linking a missing contact is undocumented; NOT_FOUND.
 		return LeadContact{}, errNOTFOUND()
 	}
-	sortV, hasSort := m.GetFold("SORT")
 	srt := defSort
-	if hasSort {
+	if sortV, hasSort := m.GetFold("SORT"); hasSort {
 		srt = phpInt(sortV)
 	}
-	return LeadContact{ContactID: id, Sort: srt, Primary: strings.EqualFold(str(first(m.GetFold("IS_PRIMARY"))), "Y")}, nil
+	return LeadContact{ContactID: id, Sort: srt, Primary: strings.EqualFold(str(m.fold("IS_PRIMARY")), "Y")}, nil
 }
 
-func (p *Portal) mLeadContactItemsSet(c *callCtx) (result, *apiError) {
-	rec, e := p.leadForLinks(c, true)
-	if e != nil {
-		return result{}, e
-	}
+// itemsSet is crm.lead.contact.items.set. SILENT: an empty items list
+// clears the links, and a contact listed twice is linked once.
+func (p *Portal) itemsSet(c *callCtx, _ []LeadContact) ([]LeadContact, *apiError) {
 	itemsV, has := c.params.Get("items")
 	_, isList := itemsV.([]any)
 	_, isMap := itemsV.(*omap)
 	if !has || (!isList && !isMap) {
-		return result{}, errEmptyCode(400, "The parameter 'items' must be array.")
+		return nil, errEmptyCode("The parameter 'items' must be array.")
 	}
-	// SILENT: an empty items list clears the links, and a contact listed
-	// twice is linked once.
 	var links []LeadContact
 	seen := map[int]bool{}
 	for i, it := range list(itemsV) {
 		lc, e := p.linkFields(it, 10*(i+1))
 		if e != nil {
-			return result{}, e
+			return nil, e
 		}
-		if seen[lc.ContactID] {
-			continue
+		if !seen[lc.ContactID] {
+			seen[lc.ContactID] = true
+			links = append(links, lc)
 		}
-		seen[lc.ContactID] = true
-		links = append(links, lc)
 	}
-	rec.contacts = normalizeLinks(links, 0, false)
-	p.touch(rec)
-	return okResult(true)
+	return normalizeLinks(links, 0, false), nil
 }
 
-func (p *Portal) mLeadContactItemsDelete(c *callCtx) (result, *apiError) {
-	rec, e := p.leadForLinks(c, true)
-	if e != nil {
-		return result{}, e
-	}
-	// SILENT: on a lead with no contacts the docs do not say; true.
-	rec.contacts = nil
-	p.touch(rec)
-	return okResult(true)
-}
+// itemsDelete is crm.lead.contact.items.delete. SILENT: on a lead with no
+// contacts the docs do not say; true.
+func itemsDelete(*callCtx, []LeadContact) ([]LeadContact, *apiError) { return nil, nil }
 
-func (p *Portal) mLeadContactAdd(c *callCtx) (result, *apiError) {
-	rec, e := p.leadForLinks(c, true)
+// linkAdd is crm.lead.contact.add.
+func (p *Portal) linkAdd(c *callCtx, have []LeadContact) ([]LeadContact, *apiError) {
+	fieldsV, _ := c.params.Get("fields")
+	lc, e := p.linkFields(fieldsV, 10)
 	if e != nil {
-		return result{}, e
+		return nil, e
 	}
-	lc, e := p.linkFields(first(c.params.Get("fields")), 10)
-	if e != nil {
-		return result{}, e
-	}
-	for _, have := range rec.contacts {
-		if have.ContactID == lc.ContactID {
+	for _, l := range have {
+		if l.ContactID == lc.ContactID {
 			// SILENT: adding an existing link is undocumented; an error.
-			return result{}, errEmptyCode(400, "The contact is already bound to the lead.")
+			return nil, errEmptyCode("The contact is already bound to the lead.")
 		}
 	}
-	rec.contacts = normalizeLinks(append(rec.contacts, lc), lc.ContactID, lc.Primary)
-	p.touch(rec)
-	return okResult(true)
+	return normalizeLinks(append(have, lc), lc.ContactID, lc.Primary), nil
 }
 
-func (p *Portal) mLeadContactDelete(c *callCtx) (result, *apiError) {
-	rec, e := p.leadForLinks(c, true)
-	if e != nil {
-		return result{}, e
-	}
-	fields, _ := first(c.params.Get("fields")).(*omap)
-	id := phpInt(first(fields.GetFold("CONTACT_ID")))
+// linkDelete is crm.lead.contact.delete.
+func linkDelete(c *callCtx, have []LeadContact) ([]LeadContact, *apiError) {
+	fieldsV, _ := c.params.Get("fields")
+	m, _ := fieldsV.(*omap)
+	id := phpInt(m.fold("CONTACT_ID"))
 	if id <= 0 {
-		return result{}, errEmptyCode(400, "The field 'CONTACT_ID' is required.")
+		return nil, errEmptyCode("The field 'CONTACT_ID' is required.")
 	}
 	kept := []LeadContact{}
-	for _, lc := range rec.contacts {
+	for _, lc := range have {
 		if lc.ContactID != id {
 			kept = append(kept, lc)
 		}
 	}
-	if len(kept) == len(rec.contacts) {
+	if len(kept) == len(have) {
 		// SILENT: deleting a link that does not exist is undocumented.
-		return result{}, errNOTFOUND()
+		return nil, errNOTFOUND()
 	}
-	rec.contacts = normalizeLinks(kept, 0, false)
-	p.touch(rec)
-	return okResult(true)
+	return normalizeLinks(kept, 0, false), nil
 }
 
-func (p *Portal) mLeadContactFields(c *callCtx) (result, *apiError) {
+func mLeadContactFields(*callCtx) (result, *apiError) {
 	field := func(typ string, required bool, title string) obj {
-		return newObj().
-			Set("type", typ).
-			Set("isRequired", required).
-			Set("isReadOnly", false).
-			Set("isImmutable", false).
-			Set("isMultiple", false).
-			Set("isDynamic", false).
-			Set("title", title)
+		return fields("type", typ, "isRequired", required, "isReadOnly", false, "isImmutable", false,
+			"isMultiple", false, "isDynamic", false, "title", title)
 	}
-	return okResult(newObj().
-		Set("SORT", field("integer", false, "Sorting")).
-		Set("IS_PRIMARY", field("char", false, "Primary")).
-		Set("CONTACT_ID", field("integer", true, "Contact")))
+	return okResult(fields("SORT", field("integer", false, "Sorting"), "IS_PRIMARY", field("char", false, "Primary"),
+		"CONTACT_ID", field("integer", true, "Contact")))
 }

@@ -9,23 +9,23 @@ import (
 // listResult applies filter, order, select and start like the classic CRM
 // list methods, 50 per page, with total and (when more remain) next.
 func listResult(c *callCtx, recs []obj) (result, *apiError) {
-	filter, _ := first(c.param("filter")).(*omap)
+	filter, _ := c.param("filter").(*omap)
 	var kept []obj
 	for _, r := range recs {
 		if matchFilter(r, filter) {
 			kept = append(kept, r)
 		}
 	}
-	order, _ := first(c.param("order")).(*omap)
+	order, _ := c.param("order").(*omap)
 	sortRecords(kept, order)
 	total := len(kept)
-	start := phpInt(first(c.param("start")))
+	start := c.int("start")
 	if start < 0 {
 		start = 0
 	}
 	end := min(start+pageSize, total)
 	page := []any{}
-	sel := selectFields(first(c.param("select")))
+	sel := selectFields(c.param("select"))
 	for i := start; i < end; i++ {
 		page = append(page, project(kept[i], sel))
 	}

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 )
@@ -46,18 +47,17 @@ func (p *Portal) AddUser(u User) {
 func (p *Portal) AddContact(c Contact) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
-	p.addContactLocked(c)
+	c.ID = claimID(c.ID, &p.nextCont)
+	p.contacts[c.ID] = c
 }
 
-func (p *Portal) addContactLocked(c Contact) int {
-	if c.ID == 0 {
-		c.ID = p.nextCont
+// claimID picks the next free ID for 0 and keeps next past every ID used.
+func claimID(id int, next *int) int {
+	if id == 0 {
+		id = *next
 	}
-	if c.ID >= p.nextCont {
-		p.nextCont = c.ID + 1
-	}
-	p.contacts[c.ID] = c
-	return c.ID
+	*next = max(*next, id+1)
+	return id
 }
 
 // AddLead adds or replaces a lead (keeping existing contact links); ID 0 picks
@@ -65,27 +65,14 @@ func (p *Portal) addContactLocked(c Contact) int {
 func (p *Portal) AddLead(l Lead) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
-	p.addLeadLocked(l)
-}
-
-func (p *Portal) addLeadLocked(l Lead) int {
-	if l.ID == 0 {
-		l.ID = p.nextLead
-	}
-	if l.ID >= p.nextLead {
-		p.nextLead = l.ID + 1
-	}
-	if l.StatusID == "" {
-		l.StatusID = "NEW"
-	}
+	l.ID = claimID(l.ID, &p.nextLead)
+	l.StatusID = cmp.Or(l.StatusID, "NEW")
 	now := p.s.nowLocked()
 	if rec, ok := p.leads[l.ID]; ok {
-		rec.Lead = l
-		rec.modified = now
-		return l.ID
+		rec.Lead, rec.modified = l, now
+		return
 	}
 	p.leads[l.ID] = &leadRec{Lead: l, created: now, modified: now}
-	return l.ID
 }
 
 // LinkContact links a contact to a lead (or updates the link). Making it
@@ -145,22 +132,20 @@ func normalizeLinks(links []LeadContact, preferID int, preferPrimary bool) []Lea
 func (p *Portal) LeadContacts(leadID int) []LeadContact {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
-	rec, ok := p.leads[leadID]
-	if !ok {
-		return nil
+	if rec, ok := p.leads[leadID]; ok {
+		return append([]LeadContact(nil), rec.contacts...)
 	}
-	return append([]LeadContact(nil), rec.contacts...)
+	return nil
 }
 
 // Lead returns a lead by ID.
 func (p *Portal) Lead(leadID int) (Lead, bool) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
-	rec, ok := p.leads[leadID]
-	if !ok {
-		return Lead{}, false
+	if rec, ok := p.leads[leadID]; ok {
+		return rec.Lead, true
 	}
-	return rec.Lead, true
+	return Lead{}, false
 }
 
 // Contact returns a contact by ID.

@@ -18,38 +18,46 @@ func (p *Portal) OnAppInstallEvent(userID int) url.Values {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	tok := p.s.issueLocked(p, userID)
-	installedFlag := "N"
-	if p.state == installed {
-		installedFlag = "Y"
-	}
 	// Shaped like the recording (mesilov/bitrix24-php-sdk#296,
 	// testdata/recorded/event_onappinstall.json): no event_handler_id,
 	// auth[expires] and auth[user_id] present.
-	f := url.Values{}
-	f.Set("event", "ONAPPINSTALL")
-	f.Set("data[VERSION]", p.s.app.Version)
-	f.Set("data[ACTIVE]", "Y")
-	f.Set("data[INSTALLED]", installedFlag)
-	f.Set("data[LANGUAGE_ID]", p.lang)
-	f.Set("ts", strconv.FormatInt(p.s.nowLocked().Unix(), 10))
-	p.eventAuthLocked(f)
-	f.Set("auth[access_token]", tok.AccessToken)
-	f.Set("auth[expires]", strconv.FormatInt(p.s.nowLocked().Add(accessTokenTTL).Unix(), 10))
-	f.Set("auth[expires_in]", strconv.Itoa(tok.ExpiresIn))
-	f.Set("auth[scope]", p.s.scopeString())
-	f.Set("auth[user_id]", strconv.Itoa(userID))
-	f.Set("auth[status]", p.s.app.Status)
-	f.Set("auth[refresh_token]", tok.RefreshToken)
+	_, f := p.eventLocked("ONAPPINSTALL")
+	for k, v := range map[string]string{
+		"data[VERSION]":       p.s.app.Version,
+		"data[ACTIVE]":        "Y",
+		"data[INSTALLED]":     yn(p.state == installed),
+		"data[LANGUAGE_ID]":   p.lang,
+		"auth[access_token]":  tok.AccessToken,
+		"auth[expires]":       strconv.FormatInt(p.s.nowLocked().Add(accessTokenTTL).Unix(), 10),
+		"auth[expires_in]":    strconv.Itoa(tok.ExpiresIn),
+		"auth[scope]":         p.s.scopeString(),
+		"auth[user_id]":       strconv.Itoa(userID),
+		"auth[status]":        p.s.app.Status,
+		"auth[refresh_token]": tok.RefreshToken,
+	} {
+		f.Set(k, v)
+	}
 	return f
 }
 
-// eventAuthLocked adds the auth[...] keys every event carries.
-func (p *Portal) eventAuthLocked(f url.Values) {
-	f.Set("auth[domain]", p.Domain())
-	f.Set("auth[server_endpoint]", p.s.serverEndpoint())
-	f.Set("auth[client_endpoint]", p.RESTEndpoint())
-	f.Set("auth[member_id]", p.memberID)
-	f.Set("auth[application_token]", p.appToken)
+// eventLocked is what every event POST shares: the handlers bound for the
+// event, and its form with event, ts and the auth[...] keys of every event.
+func (p *Portal) eventLocked(event string) ([]EventBinding, url.Values) {
+	var handlers []EventBinding
+	for _, e := range p.events {
+		if e.Event == event {
+			handlers = append(handlers, e)
+		}
+	}
+	return handlers, url.Values{
+		"event":                   {event},
+		"ts":                      {strconv.FormatInt(p.s.nowLocked().Unix(), 10)},
+		"auth[domain]":            {p.Domain()},
+		"auth[server_endpoint]":   {p.s.serverEndpoint()},
+		"auth[client_endpoint]":   {p.RESTEndpoint()},
+		"auth[member_id]":         {p.memberID},
+		"auth[application_token]": {p.appToken},
+	}
 }
 
 // Fire delivers an event to every handler bound for it, with the common
@@ -62,14 +70,7 @@ func (p *Portal) Fire(ctx context.Context, event string, data url.Values) error 
 		p.s.mu.Unlock()
 		return nil
 	}
-	var handlers []EventBinding
-	for _, e := range p.events {
-		if e.Event == event {
-			handlers = append(handlers, e)
-		}
-	}
-	form := url.Values{}
-	form.Set("event", event)
+	handlers, form := p.eventLocked(event)
 	for k, vs := range data {
 		if !strings.HasPrefix(k, "data[") {
 			// FIELDS[ID] becomes data[FIELDS][ID].
@@ -81,8 +82,6 @@ func (p *Portal) Fire(ctx context.Context, event string, data url.Values) error 
 		}
 		form[k] = vs
 	}
-	form.Set("ts", strconv.FormatInt(p.s.nowLocked().Unix(), 10))
-	p.eventAuthLocked(form)
 	p.s.mu.Unlock()
 	return p.deliverAll(ctx, handlers, form)
 }
@@ -150,7 +149,5 @@ func (p *Portal) Deliver(ctx context.Context, handlerURL string, form url.Values
 
 // Deliveries returns every event POST made so far.
 func (p *Portal) Deliveries() []Delivery {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return append([]Delivery(nil), p.deliveries...)
+	return locked(p.s, func() []Delivery { return append([]Delivery(nil), p.deliveries...) })
 }

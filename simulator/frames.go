@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -12,17 +13,7 @@ import (
 // opens our CRM_LEAD_DETAIL_TAB on a lead card. It fails when the install is
 // not finished, no such placement is bound, or the user cannot see the lead.
 func (p *Portal) OpenLeadTab(userID, leadID int, lang string) (Frame, error) {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	b, err := p.leadTabLocked(userID, leadID, 0)
-	if err != nil {
-		return Frame{}, err
-	}
-	if lang == "" {
-		lang = p.lang
-	}
-	opts := p.leadTabOptions(leadID)
-	return p.frameLocked(userID, framePlacement, b.Handler, b.Placement, opts, lang), nil
+	return p.openLeadTab(userID, leadID, 0, lang)
 }
 
 // leadTabOptions is the lead tab's PLACEMENT_OPTIONS: the ID as a string
@@ -37,29 +28,31 @@ func (p *Portal) leadTabOptions(leadID int) map[string]string {
 	return opts
 }
 
-// leadTabLocked finds the n-th CRM_LEAD_DETAIL_TAB binding a user may open.
-func (p *Portal) leadTabLocked(userID, leadID, n int) (PlacementBinding, error) {
+// openLeadTab opens the n-th CRM_LEAD_DETAIL_TAB bound, if the user may.
+func (p *Portal) openLeadTab(userID, leadID, n int, lang string) (Frame, error) {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
 	// SILENT (docs disagree): placement-bind.md lets admins see widgets of an
 	// unfinished install, widgets/index.md and app-info.md hide them from
 	// everyone; the strict reading is used.
 	if p.state != installed {
-		return PlacementBinding{}, errors.New("simulator: app install is not finished; placements are hidden")
+		return Frame{}, errors.New("simulator: app install is not finished; placements are hidden")
 	}
 	u, ok := p.users[userID]
 	if !ok {
-		return PlacementBinding{}, fmt.Errorf("simulator: no user %d", userID)
+		return Frame{}, fmt.Errorf("simulator: no user %d", userID)
 	}
 	if _, ok := p.leads[leadID]; !ok {
-		return PlacementBinding{}, fmt.Errorf("simulator: no lead %d", leadID)
+		return Frame{}, fmt.Errorf("simulator: no lead %d", leadID)
 	}
-	if !u.Admin && !u.CanRead {
-		return PlacementBinding{}, fmt.Errorf("simulator: user %d cannot read lead %d", userID, leadID)
+	if !u.canRead() {
+		return Frame{}, fmt.Errorf("simulator: user %d cannot read lead %d", userID, leadID)
 	}
 	tabs := p.bindingsLocked("CRM_LEAD_DETAIL_TAB")
 	if n >= len(tabs) {
-		return PlacementBinding{}, errors.New("simulator: no CRM_LEAD_DETAIL_TAB placement is bound")
+		return Frame{}, errors.New("simulator: no CRM_LEAD_DETAIL_TAB placement is bound")
 	}
-	return tabs[n], nil
+	return p.frameLocked(userID, framePlacement, tabs[n].Handler, tabs[n].Placement, p.leadTabOptions(leadID), lang), nil
 }
 
 func (p *Portal) bindingsLocked(placement string) []PlacementBinding {
@@ -79,34 +72,25 @@ var frameFieldOrder = []string{"AUTH_ID", "AUTH_EXPIRES", "REFRESH_ID", "SERVER_
 
 // frameLocked builds a frame POST: the query/body split follows
 // api-reference/widgets/index.md ("some parameters come in the handler URL
-// query string, the rest in the request body").
+// query string, the rest in the request body"). An empty lang is the
+// portal's.
 func (p *Portal) frameLocked(userID int, kind frameKind, handler, placement string, opts map[string]string, lang string) Frame {
 	tok := p.s.issueLocked(p, userID)
 	sid := randomHex(16)
 	p.frames[sid] = frameInfo{kind: kind, userID: userID, placement: placement, options: opts, handler: handler}
-	q := url.Values{}
-	q.Set("DOMAIN", p.Domain())
-	q.Set("PROTOCOL", "0") // the simulator speaks plain http
-	q.Set("LANG", lang)
-	q.Set("APP_SID", sid)
+	// PROTOCOL 0: the simulator speaks plain http.
+	q := url.Values{"DOMAIN": {p.Domain()}, "PROTOCOL": {"0"}, "LANG": {cmp.Or(lang, p.lang)}, "APP_SID": {sid}}
 	// The body as the server template app.layout builds it
 	// (testdata/recorded/frame_*.json); older servers send no
 	// SERVER_ENDPOINT, APPLICATION_TOKEN or APPLICATION_SCOPE.
-	form := url.Values{}
-	form.Set("AUTH_ID", tok.AccessToken)
-	form.Set("AUTH_EXPIRES", strconv.Itoa(tok.ExpiresIn))
-	form.Set("REFRESH_ID", tok.RefreshToken)
-	if !p.legacy {
-		form.Set("SERVER_ENDPOINT", p.s.serverEndpoint())
-	}
-	form.Set("member_id", p.memberID)
-	form.Set("status", p.s.app.Status)
-	form.Set("PLACEMENT", placement)
+	form := url.Values{"AUTH_ID": {tok.AccessToken}, "AUTH_EXPIRES": {strconv.Itoa(tok.ExpiresIn)},
+		"REFRESH_ID": {tok.RefreshToken}, "member_id": {p.memberID}, "status": {p.s.app.Status}, "PLACEMENT": {placement}}
 	if len(opts) > 0 {
 		// Sent only when there are options: the installer has none.
 		form.Set("PLACEMENT_OPTIONS", phpJSONString(opts))
 	}
 	if !p.legacy {
+		form.Set("SERVER_ENDPOINT", p.s.serverEndpoint())
 		form.Set("APPLICATION_TOKEN", p.appToken)
 		form.Set("APPLICATION_SCOPE", p.s.scopeString())
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
+	"slices"
 	"strconv"
 )
 
@@ -23,19 +23,18 @@ func (p *Portal) BeginInstall(userID int) (Frame, error) {
 	if p.s.app.InstallURL == "" {
 		return Frame{}, errors.New("simulator: App.InstallURL is empty")
 	}
-	if err := p.beginInstallLocked(userID); err != nil {
-		return Frame{}, err
-	}
-	return p.frameLocked(userID, frameInstaller, p.s.app.InstallURL, "DEFAULT", nil, p.lang), nil
+	return p.beginInstallLocked(userID)
 }
 
-func (p *Portal) beginInstallLocked(userID int) error {
+// beginInstallLocked begins an install; the Frame is empty without
+// App.InstallURL.
+func (p *Portal) beginInstallLocked(userID int) (Frame, error) {
 	u, ok := p.users[userID]
 	if !ok {
-		return fmt.Errorf("simulator: no user %d", userID)
+		return Frame{}, fmt.Errorf("simulator: no user %d", userID)
 	}
 	if !u.Admin {
-		return errors.New("simulator: only an administrator can install apps")
+		return Frame{}, errors.New("simulator: only an administrator can install apps")
 	}
 	// SILENT: running the installer again on an installed app (a reinstall
 	// or version update flow) is undocumented in detail. It is modelled as a
@@ -43,21 +42,16 @@ func (p *Portal) beginInstallLocked(userID int) error {
 	// app must cope with its own stale or duplicate bindings.
 	p.appToken = randomHex(16)
 	p.state = installing
-	if p.s.app.InstallURL != "" {
-		// Recorded (server 26.800.0, bitrix-tools/b24-rest-docs PR #370):
-		// an install or update drops the ONAPPINSTALL binding, and only
-		// apps without an installer page get it back. The event is
-		// optional for an app with an installer.
-		kept := p.events[:0]
-		for _, e := range p.events {
-			if e.Event != "ONAPPINSTALL" {
-				kept = append(kept, e)
-			}
-		}
-		p.events = kept
-	}
 	p.s.log("portal %s: install begun by user %d", p.memberID, userID)
-	return nil
+	if p.s.app.InstallURL == "" {
+		return Frame{}, nil
+	}
+	// Recorded (server 26.800.0, bitrix-tools/b24-rest-docs PR #370): an
+	// install or update drops the ONAPPINSTALL binding, and only apps
+	// without an installer page get it back. The event is optional for an
+	// app with an installer.
+	p.events = slices.DeleteFunc(p.events, func(e EventBinding) bool { return e.Event == "ONAPPINSTALL" })
+	return p.frameLocked(userID, frameInstaller, p.s.app.InstallURL, "DEFAULT", nil, p.lang), nil
 }
 
 // Install is BeginInstall followed by FinishInstall, for tests that only need
@@ -65,16 +59,11 @@ func (p *Portal) beginInstallLocked(userID int) error {
 func (p *Portal) Install(userID int) (Frame, error) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
-	if err := p.beginInstallLocked(userID); err != nil {
-		return Frame{}, err
+	f, err := p.beginInstallLocked(userID)
+	if err == nil {
+		p.finishInstallLocked()
 	}
-	var f Frame
-	if p.s.app.InstallURL != "" {
-		f = p.frameLocked(userID, frameInstaller, p.s.app.InstallURL, "DEFAULT", nil, p.lang)
-	}
-	p.state = installed
-	p.s.log("portal %s: install finished", p.memberID)
-	return f, nil
+	return f, err
 }
 
 // FinishInstall is what BX24.installFinish() does: INSTALLED becomes true,
@@ -82,6 +71,10 @@ func (p *Portal) Install(userID int) (Frame, error) {
 func (p *Portal) FinishInstall() {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
+	p.finishInstallLocked()
+}
+
+func (p *Portal) finishInstallLocked() {
 	if p.state == installing {
 		p.state = installed
 		p.s.log("portal %s: install finished", p.memberID)
@@ -89,54 +82,34 @@ func (p *Portal) FinishInstall() {
 }
 
 // Installed reports whether the install was finished.
-func (p *Portal) Installed() bool {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return p.state == installed
-}
+func (p *Portal) Installed() bool { return locked(p.s, func() bool { return p.state == installed }) }
 
 // InstallStarted reports whether the app is installed, finished or not.
-func (p *Portal) InstallStarted() bool {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return p.state != notInstalled
-}
+func (p *Portal) InstallStarted() bool { return locked(p.s, p.appPresentLocked) }
 
 // ApplicationToken is the current application_token ("" when not installed).
-func (p *Portal) ApplicationToken() string {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return p.appToken
-}
+func (p *Portal) ApplicationToken() string { return locked(p.s, func() string { return p.appToken }) }
 
 // Placements returns the bound placement handlers.
 func (p *Portal) Placements() []PlacementBinding {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return append([]PlacementBinding(nil), p.placements...)
+	return locked(p.s, func() []PlacementBinding { return append([]PlacementBinding(nil), p.placements...) })
 }
 
 // Events returns the bound event handlers.
 func (p *Portal) Events() []EventBinding {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return append([]EventBinding(nil), p.events...)
+	return locked(p.s, func() []EventBinding { return append([]EventBinding(nil), p.events...) })
 }
 
 // IssueTokens issues a fresh AUTH_ID/REFRESH_ID pair for a user, as Bitrix24
 // does on every frame open. Tokens only work while the app is installed.
 func (p *Portal) IssueTokens(userID int) TokenPair {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return p.s.issueLocked(p, userID)
+	return locked(p.s, func() TokenPair { return p.s.issueLocked(p, userID) })
 }
 
 // IssueAuthCode returns an authorization code for the user, as the redirect
 // of /oauth/authorize/ would carry it (it lives 30 s of simulated time).
 func (p *Portal) IssueAuthCode(userID int) string {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return p.issueCodeLocked(userID)
+	return locked(p.s, func() string { return p.issueCodeLocked(userID) })
 }
 
 func (p *Portal) issueCodeLocked(userID int) string {
@@ -157,22 +130,9 @@ func (p *Portal) Uninstall(ctx context.Context, clean bool) error {
 	// Events are only delivered to finished installs (installation-finish.md),
 	// SILENT: so uninstalling an unfinished install delivers nothing.
 	deliver := p.state == installed
-	var handlers []EventBinding
-	for _, e := range p.events {
-		if e.Event == "ONAPPUNINSTALL" {
-			handlers = append(handlers, e)
-		}
-	}
-	form := url.Values{}
-	form.Set("event", "ONAPPUNINSTALL")
+	handlers, form := p.eventLocked("ONAPPUNINSTALL")
 	form.Set("data[LANGUAGE_ID]", p.lang)
-	if clean {
-		form.Set("data[CLEAN]", "1")
-	} else {
-		form.Set("data[CLEAN]", "0")
-	}
-	form.Set("ts", strconv.FormatInt(p.s.nowLocked().Unix(), 10))
-	p.eventAuthLocked(form)
+	form.Set("data[CLEAN]", strconv.Itoa(bit(clean)))
 	p.s.revokePortalLocked(p)
 	p.placements = nil
 	p.events = nil

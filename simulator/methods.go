@@ -1,44 +1,45 @@
 package simulator
 
 import (
+	"cmp"
+	"maps"
 	"net"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// methods returns the portal's method table (built once in routes).
-func (p *Portal) methods() map[string]methodDef { return p.table }
-
+// buildMethods is the portal's method table; batch is not in it, runLocked
+// and runBatch handle it.
 func (p *Portal) buildMethods() map[string]methodDef {
 	return map[string]methodDef{
-		"batch":        {scope: "basic"}, // handled by runBatch
 		"app.info":     {scope: "basic", fn: p.mAppInfo},
 		"profile":      {scope: "basic", fn: p.mProfile},
 		"scope":        {scope: "basic", fn: p.mScope},
 		"user.current": {scope: "user", fn: p.mUserCurrent},
 
-		"placement.bind":   {scope: "placement", fn: p.mPlacementBind},
-		"placement.unbind": {scope: "placement", fn: p.mPlacementUnbind},
-		"placement.get":    {scope: "placement", fn: p.mPlacementGet},
+		"placement.bind":   {scope: "placement", admin: true, fn: p.mPlacementBind},
+		"placement.unbind": {scope: "placement", admin: true, fn: p.mPlacementUnbind},
+		"placement.get":    {scope: "placement", admin: true, fn: p.mPlacementGet},
 		"placement.list":   {scope: "placement", fn: p.mPlacementList},
 
 		"event.bind":   {scope: "basic", fn: p.mEventBind},
 		"event.unbind": {scope: "basic", fn: p.mEventUnbind},
 		"event.get":    {scope: "basic", fn: p.mEventGet},
 
-		"crm.lead.get":                  {scope: "crm", fn: p.mLeadGet},
+		// The maps of leads and contacts live as long as the portal.
+		"crm.lead.get":                  {scope: "crm", fn: crmGet(p.leads, leadRecord)},
+		"crm.lead.list":                 {scope: "crm", fn: crmList(p.leads, leadRecord)},
+		"crm.contact.get":               {scope: "crm", fn: crmGet(p.contacts, contactRecord)},
+		"crm.contact.list":              {scope: "crm", fn: crmList(p.contacts, contactRecord)},
 		"crm.item.get":                  {scope: "crm", fn: p.mItemGet},
-		"crm.lead.list":                 {scope: "crm", fn: p.mLeadList},
 		"crm.lead.contact.items.get":    {scope: "crm", fn: p.mLeadContactItemsGet},
-		"crm.lead.contact.items.set":    {scope: "crm", fn: p.mLeadContactItemsSet},
-		"crm.lead.contact.items.delete": {scope: "crm", fn: p.mLeadContactItemsDelete},
-		"crm.lead.contact.add":          {scope: "crm", fn: p.mLeadContactAdd},
-		"crm.lead.contact.delete":       {scope: "crm", fn: p.mLeadContactDelete},
-		"crm.lead.contact.fields":       {scope: "crm", fn: p.mLeadContactFields},
-		"crm.contact.get":               {scope: "crm", fn: p.mContactGet},
-		"crm.contact.list":              {scope: "crm", fn: p.mContactList},
+		"crm.lead.contact.items.set":    {scope: "crm", fn: p.editLinks(p.itemsSet)},
+		"crm.lead.contact.items.delete": {scope: "crm", fn: p.editLinks(itemsDelete)},
+		"crm.lead.contact.add":          {scope: "crm", fn: p.editLinks(p.linkAdd)},
+		"crm.lead.contact.delete":       {scope: "crm", fn: p.editLinks(linkDelete)},
+		"crm.lead.contact.fields":       {scope: "crm", fn: mLeadContactFields},
 	}
 }
 
@@ -48,6 +49,8 @@ func okResult(v any) (result, *apiError) { return result{value: v}, nil }
 func (u User) canRead() bool { return u.Admin || u.CanRead }
 func (u User) canEdit() bool { return u.Admin || u.CanEdit }
 
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K { return slices.Sorted(maps.Keys(m)) }
+
 // ---- app.info, profile, user.current, scope ----
 
 func (p *Portal) appInfoLocked() obj {
@@ -56,18 +59,9 @@ func (p *Portal) appInfoLocked() obj {
 	if p.bucket.burst == 250 {
 		license, ltype, family = p.lang+"_ent250", "ent250", "ent"
 	}
-	return newObj().
-		Set("ID", 1).
-		Set("CODE", app.Code).
-		Set("VERSION", appVersion(app.Version)).
-		Set("STATUS", app.Status).
-		Set("INSTALLED", p.state == installed).
-		Set("PAYMENT_EXPIRED", "N").
-		Set("DAYS", nil).
-		Set("LANGUAGE_ID", p.lang).
-		Set("LICENSE", license).
-		Set("LICENSE_TYPE", ltype).
-		Set("LICENSE_FAMILY", family)
+	return fields("ID", 1, "CODE", app.Code, "VERSION", appVersion(app.Version), "STATUS", app.Status,
+		"INSTALLED", p.state == installed, "PAYMENT_EXPIRED", "N", "DAYS", nil, "LANGUAGE_ID", p.lang,
+		"LICENSE", license, "LICENSE_TYPE", ltype, "LICENSE_FAMILY", family)
 }
 
 // appVersion is numeric when it can be: the docs show VERSION as a number.
@@ -80,43 +74,35 @@ func appVersion(v string) any {
 
 func (p *Portal) mAppInfo(c *callCtx) (result, *apiError) { return okResult(p.appInfoLocked()) }
 
+// mProfile: recorded (CRestProvider::getProfile), TIME_ZONE is empty when
+// the zone is automatic; the offset is a number of seconds.
 func (p *Portal) mProfile(c *callCtx) (result, *apiError) {
-	return okResult(newObj().
-		Set("ID", strconv.Itoa(c.userID)).
-		Set("ADMIN", c.user.Admin).
-		Set("NAME", c.user.Name).
-		Set("LAST_NAME", c.user.LastName).
-		Set("PERSONAL_GENDER", "").
-		// Recorded (CRestProvider::getProfile): TIME_ZONE is empty when the
-		// zone is automatic; the offset is a number of seconds.
-		Set("TIME_ZONE", "").
-		Set("TIME_ZONE_OFFSET", 0))
+	return okResult(fields("ID", strconv.Itoa(c.userID), "ADMIN", c.user.Admin, "NAME", c.user.Name,
+		"LAST_NAME", c.user.LastName, "PERSONAL_GENDER", "", "TIME_ZONE", "", "TIME_ZONE_OFFSET", 0))
 }
 
 func (p *Portal) mScope(c *callCtx) (result, *apiError) {
-	return okResult(append([]string(nil), p.s.app.Scope...))
+	return okResult(slices.Clone(p.s.app.Scope))
 }
 
 func (p *Portal) mUserCurrent(c *callCtx) (result, *apiError) {
-	return okResult(newObj().
-		Set("ID", strconv.Itoa(c.userID)).
-		Set("ACTIVE", true).
-		Set("NAME", c.user.Name).
-		Set("LAST_NAME", c.user.LastName).
-		Set("IS_ONLINE", "Y"))
+	return okResult(fields("ID", strconv.Itoa(c.userID), "ACTIVE", true, "NAME", c.user.Name,
+		"LAST_NAME", c.user.LastName, "IS_ONLINE", "Y"))
 }
 
 // ---- handler URL check shared by placement.bind and event.bind ----
 
 // checkHandlerURL applies the documented rule: an http(s) URL with a domain;
 // localhost and local addresses fail unless AllowLocalHandlers.
+// SILENT: the HTTP status of the local-address error is undocumented; 400.
 func (p *Portal) checkHandlerURL(raw string) *apiError {
+	wrong := apiErr(400, "ERROR_WRONG_HANDLER_URL", "Wrong handler URL")
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return &apiError{status: 400, code: "ERROR_WRONG_HANDLER_URL", desc: "Wrong handler URL"}
+		return wrong
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return &apiError{status: 400, code: "ERROR_UNSUPPORTED_PROTOCOL", desc: "Unsupported event handler protocol"}
+		return apiErr(400, "ERROR_UNSUPPORTED_PROTOCOL", "Unsupported event handler protocol")
 	}
 	if p.s.allowLocal {
 		return nil
@@ -127,10 +113,24 @@ func (p *Portal) checkHandlerURL(raw string) *apiError {
 		local = ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()
 	}
 	if local {
-		// SILENT: the HTTP status of this error is undocumented; 400.
-		return &apiError{status: 400, code: "ERROR_WRONG_HANDLER_URL", desc: "Wrong handler URL"}
+		return wrong
 	}
 	return nil
+}
+
+// errAlreadyBound is recorded from rest/lib/api/placement.php and event.php
+// (bitrix24/b24phpsdk#446; the docs' example ERROR_HANDLER_ALREADY_EXIST is
+// not what the server sends).
+func errAlreadyBound(what string) *apiError {
+	return apiErr(400, "ERROR_CORE", "Unable to set "+what+" handler: Handler already binded")
+}
+
+// argumentError is ERROR_ARGUMENT, which placement-bind.md documents with
+// HTTP 200.
+func argumentError(name string, status int) *apiError {
+	e := apiErr(status, "ERROR_ARGUMENT", "Argument '"+name+"' is null or empty")
+	e.extra = map[string]any{"argument": name}
+	return e
 }
 
 // ---- placement.* ----
@@ -147,59 +147,46 @@ func placementScopes() map[string]string {
 	return m
 }
 
-func argumentError(name string) *apiError {
-	// placement-bind.md documents ERROR_ARGUMENT with HTTP 200.
-	return &apiError{status: 200, code: "ERROR_ARGUMENT", desc: "Argument '" + name + "' is null or empty", extra: map[string]any{"argument": name}}
+// bindArgs reads the code and the handler of placement.bind or event.bind,
+// named as each documents them: a code the simulator does not know, or whose
+// scope the app lacks, is notFound; a missing handler is ERROR_ARGUMENT.
+func (p *Portal) bindArgs(c *callCtx, codeName, handlerName string, scopes map[string]string, notFound *apiError, argStatus int) (code, handler string, _ *apiError) {
+	code = c.code(codeName)
+	if scope, known := scopes[code]; !known || !p.s.hasScope(scope) {
+		return "", "", notFound
+	}
+	if handler = strings.TrimSpace(c.str(handlerName)); handler == "" {
+		return "", "", argumentError(handlerName, argStatus)
+	}
+	return code, handler, nil
 }
 
 func (p *Portal) mPlacementBind(c *callCtx) (result, *apiError) {
-	if !c.user.Admin {
-		return result{}, errAdminOnly()
+	if c.code("PLACEMENT") == "" {
+		return result{}, argumentError("PLACEMENT", 200)
 	}
-	code := strings.ToUpper(strings.TrimSpace(str(first(c.param("PLACEMENT")))))
-	if code == "" {
-		return result{}, argumentError("PLACEMENT")
+	code, handler, e := p.bindArgs(c, "PLACEMENT", "HANDLER", placementScopes(), apiErr(400, "ERROR_PLACEMENT_NOT_FOUND", "Placement not found"), 200)
+	if e != nil {
+		return result{}, e
 	}
-	scope, known := placementScopes()[code]
-	if !known || !p.s.hasScope(scope) {
-		// The docs: unknown code, or the app lacks the tool scope.
-		return result{}, &apiError{status: 400, code: "ERROR_PLACEMENT_NOT_FOUND", desc: "Placement not found"}
-	}
-	handler := strings.TrimSpace(str(first(c.param("HANDLER"))))
-	if handler == "" {
-		return result{}, argumentError("HANDLER")
-	}
-	if uid := phpInt(first(c.param("USER_ID"))); uid != 0 && code != "PAGE_BACKGROUND_WORKER" {
-		return result{}, &apiError{status: 400, code: "ERROR_PLACEMENT_USER_MODE", desc: "User mode is not available"}
+	if c.int("USER_ID") != 0 && code != "PAGE_BACKGROUND_WORKER" {
+		return result{}, apiErr(400, "ERROR_PLACEMENT_USER_MODE", "User mode is not available")
 	}
 	if e := p.checkHandlerURL(handler); e != nil {
 		return result{}, e
 	}
-	for _, b := range p.placements {
-		if b.Placement == code && b.Handler == handler {
-			// Recorded: rest/lib/api/placement.php, bitrix24/b24phpsdk#446.
-			return result{}, &apiError{status: 400, code: "ERROR_CORE", desc: "Unable to set placement handler: Handler already binded"}
-		}
+	if slices.ContainsFunc(p.placements, func(b PlacementBinding) bool { return b.Placement == code && b.Handler == handler }) {
+		return result{}, errAlreadyBound("placement")
 	}
-	b := PlacementBinding{
-		Placement:   code,
-		Handler:     handler,
-		Title:       str(first(c.param("TITLE"))),
-		Description: str(first(c.param("DESCRIPTION"))),
-		GroupName:   str(first(c.param("GROUP_NAME"))),
-	}
-	if la, ok := first(c.param("LANG_ALL")).(*omap); ok {
+	b := PlacementBinding{Placement: code, Handler: handler, Title: c.str("TITLE"), Description: c.str("DESCRIPTION"), GroupName: c.str("GROUP_NAME")}
+	if la, ok := c.param("LANG_ALL").(*omap); ok {
 		b.LangAll = map[string]PlacementLang{}
 		for _, lang := range la.keys {
 			e, _ := la.vals[lang].(*omap)
-			b.LangAll[lang] = PlacementLang{
-				Title:       str(first(e.GetFold("TITLE"))),
-				Description: str(first(e.GetFold("DESCRIPTION"))),
-				GroupName:   str(first(e.GetFold("GROUP_NAME"))),
-			}
+			b.LangAll[lang] = PlacementLang{Title: str(e.fold("TITLE")), Description: str(e.fold("DESCRIPTION")), GroupName: str(e.fold("GROUP_NAME"))}
 		}
 	}
-	if o, ok := first(c.param("OPTIONS")).(*omap); ok {
+	if o, ok := c.param("OPTIONS").(*omap); ok {
 		b.Options = map[string]any{}
 		for k, v := range o.vals {
 			b.Options[k] = toGeneric(v)
@@ -210,70 +197,40 @@ func (p *Portal) mPlacementBind(c *callCtx) (result, *apiError) {
 	return okResult(true)
 }
 
-// first drops the "found" flag of a lookup, for optional parameters.
-func first(v any, _ bool) any { return v }
+// removeWhere deletes the matching elements and answers their count.
+func removeWhere[T any](s *[]T, match func(T) bool) (result, *apiError) {
+	n := len(*s)
+	*s = slices.DeleteFunc(*s, match)
+	return okResult(fields("count", n-len(*s)))
+}
 
 func (p *Portal) mPlacementUnbind(c *callCtx) (result, *apiError) {
-	if !c.user.Admin {
-		return result{}, errAdminOnly()
-	}
-	code := strings.ToUpper(strings.TrimSpace(str(first(c.param("PLACEMENT")))))
+	code := c.code("PLACEMENT")
 	if code == "" {
-		return result{}, argumentError("PLACEMENT")
+		return result{}, argumentError("PLACEMENT", 200)
 	}
-	handler := strings.TrimSpace(str(first(c.param("HANDLER"))))
-	kept := p.placements[:0]
-	n := 0
-	for _, b := range p.placements {
-		if b.Placement == code && (handler == "" || b.Handler == handler) {
-			n++
-			continue
-		}
-		kept = append(kept, b)
-	}
-	p.placements = kept
-	return okResult(newObj().Set("count", n))
+	handler := strings.TrimSpace(c.str("HANDLER"))
+	return removeWhere(&p.placements, func(b PlacementBinding) bool {
+		return b.Placement == code && (handler == "" || b.Handler == handler)
+	})
 }
 
 func (p *Portal) mPlacementGet(c *callCtx) (result, *apiError) {
-	if !c.user.Admin {
-		return result{}, errAdminOnly()
-	}
 	out := []any{}
 	for _, b := range p.placements {
 		opts := newOmap() // [] when empty, as in the docs
-		keys := make([]string, 0, len(b.Options))
-		for k := range b.Options {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range sortedKeys(b.Options) {
 			opts.Set(k, b.Options[k])
 		}
 		langs := newOmap()
 		for _, l := range sortedKeys(b.LangAll) {
 			e := b.LangAll[l]
-			langs.Set(l, newObj().Set("TITLE", e.Title).Set("DESCRIPTION", e.Description).Set("GROUP_NAME", e.GroupName))
+			langs.Set(l, fields("TITLE", e.Title, "DESCRIPTION", e.Description, "GROUP_NAME", e.GroupName))
 		}
-		out = append(out, newObj().
-			Set("placement", b.Placement).
-			Set("userId", b.UserID).
-			Set("handler", b.Handler).
-			Set("options", opts).
-			Set("title", b.Title).
-			Set("description", b.Description).
-			Set("langAll", langs))
+		out = append(out, fields("placement", b.Placement, "userId", b.UserID, "handler", b.Handler,
+			"options", opts, "title", b.Title, "description", b.Description, "langAll", langs))
 	}
 	return okResult(out)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func (p *Portal) mPlacementList(c *callCtx) (result, *apiError) {
@@ -283,7 +240,7 @@ func (p *Portal) mPlacementList(c *callCtx) (result, *apiError) {
 			codes = append(codes, code)
 		}
 	}
-	sort.Strings(codes)
+	slices.Sort(codes)
 	return okResult(codes)
 }
 
@@ -303,33 +260,26 @@ func eventScopes() map[string]string {
 }
 
 func (p *Portal) mEventBind(c *callCtx) (result, *apiError) {
-	event := strings.ToUpper(strings.TrimSpace(str(first(c.param("event")))))
-	scope, known := eventScopes()[event]
-	if !known || !p.s.hasScope(scope) {
-		return result{}, &apiError{status: 400, code: "ERROR_EVENT_NOT_FOUND", desc: "Event not found"}
+	// SILENT: the error for a missing handler is undocumented; 400.
+	event, handler, e := p.bindArgs(c, "event", "handler", eventScopes(), apiErr(400, "ERROR_EVENT_NOT_FOUND", "Event not found"), 400)
+	if e != nil {
+		return result{}, e
 	}
-	handler := strings.TrimSpace(str(first(c.param("handler"))))
-	if handler == "" {
-		// SILENT: the error for a missing handler is undocumented.
-		return result{}, argumentErrorStatus("handler", 400)
-	}
-	authType := phpInt(first(c.param("auth_type")))
-	offline := strings.EqualFold(str(first(c.param("event_type"))), "offline")
+	authType := c.int("auth_type")
+	offline := strings.EqualFold(c.str("event_type"), "offline")
 	// event-bind.md: non-admins may bind, but only online events authorized as
 	// themselves (unlike placement.*, event.bind is not admin-only).
 	if !c.user.Admin && (offline || (authType != 0 && authType != c.userID)) {
-		return result{}, &apiError{status: 403, code: "ACCESS_DENIED", desc: "Access denied!"}
+		return result{}, errAdminOnly()
 	}
 	// SILENT: the handler-URL rule of placement.bind is applied here too.
 	if e := p.checkHandlerURL(handler); e != nil {
 		return result{}, e
 	}
-	for _, e := range p.events {
-		if e.Event == event && e.Handler == handler && e.AuthType == authType {
-			// Recorded from rest/lib/api/event.php (the docs' example
-			// ERROR_HANDLER_ALREADY_EXIST is not what the server sends).
-			return result{}, &apiError{status: 400, code: "ERROR_CORE", desc: "Unable to set event handler: Handler already binded"}
-		}
+	if slices.ContainsFunc(p.events, func(e EventBinding) bool {
+		return e.Event == event && e.Handler == handler && e.AuthType == authType
+	}) {
+		return result{}, errAlreadyBound("event")
 	}
 	p.nextEvent++
 	p.events = append(p.events, EventBinding{ID: p.nextEvent, Event: event, Handler: handler, AuthType: authType, Offline: offline})
@@ -337,47 +287,24 @@ func (p *Portal) mEventBind(c *callCtx) (result, *apiError) {
 	return okResult(true)
 }
 
-func argumentErrorStatus(name string, status int) *apiError {
-	e := argumentError(name)
-	e.status = status
-	return e
-}
-
 func (p *Portal) mEventUnbind(c *callCtx) (result, *apiError) {
-	event := strings.ToUpper(strings.TrimSpace(str(first(c.param("event")))))
-	handler := strings.TrimSpace(str(first(c.param("handler"))))
+	event, handler := c.code("event"), strings.TrimSpace(c.str("handler"))
 	if event == "" {
-		return result{}, argumentErrorStatus("event", 400)
+		return result{}, argumentError("event", 400)
 	}
 	if handler == "" {
-		return result{}, argumentErrorStatus("handler", 400)
+		return result{}, argumentError("handler", 400)
 	}
-	authV, hasAuth := c.param("auth_type")
-	kept := p.events[:0]
-	n := 0
-	for _, e := range p.events {
-		if e.Event == event && e.Handler == handler && (!hasAuth || e.AuthType == phpInt(authV)) {
-			n++
-			continue
-		}
-		kept = append(kept, e)
-	}
-	p.events = kept
-	return okResult(newObj().Set("count", n))
+	authV, hasAuth := c.params.GetFold("auth_type")
+	return removeWhere(&p.events, func(e EventBinding) bool {
+		return e.Event == event && e.Handler == handler && (!hasAuth || e.AuthType == phpInt(authV))
+	})
 }
 
 func (p *Portal) mEventGet(c *callCtx) (result, *apiError) {
 	out := []any{}
 	for _, e := range p.events {
-		off := 0
-		if e.Offline {
-			off = 1
-		}
-		out = append(out, newObj().
-			Set("event", e.Event).
-			Set("handler", e.Handler).
-			Set("auth_type", strconv.Itoa(e.AuthType)).
-			Set("offline", off))
+		out = append(out, fields("event", e.Event, "handler", e.Handler, "auth_type", strconv.Itoa(e.AuthType), "offline", bit(e.Offline)))
 	}
 	return okResult(out)
 }

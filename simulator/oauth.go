@@ -3,7 +3,6 @@ package simulator
 import (
 	"net/http"
 	"strings"
-	"time"
 )
 
 func (s *Simulator) oauthMux() *http.ServeMux {
@@ -16,21 +15,17 @@ func (s *Simulator) oauthMux() *http.ServeMux {
 	return mux
 }
 
-func oauthError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSONResponse(w, status, newObj().Set("error", code).Set("error_description", desc))
-}
-
 // serveToken is /oauth/token/: GET with a query as documented
 // (settings/oauth/auto-renewal.md) or a POST form as CRest and x/oauth2 send.
 func (s *Simulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "Method not allowed")
+		apiErr(http.StatusMethodNotAllowed, "invalid_request", "Method not allowed").write(w)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "Malformed request")
+		apiErr(http.StatusBadRequest, "invalid_request", "Malformed request").write(w)
 		return
 	}
 	grant := r.Form.Get("grant_type")
@@ -68,7 +63,7 @@ func (s *Simulator) token(r *http.Request, rec *Refresh) (int, any) {
 	// carry no error_description (testdata/recorded/oauth_*.json).
 	fail := func(status int, code, desc string) (int, any) {
 		rec.Error = code
-		body := newObj().Set("error", code)
+		body := fields("error", code)
 		if desc != "" {
 			body.Set("error_description", desc)
 		}
@@ -128,20 +123,12 @@ func (s *Simulator) token(r *http.Request, rec *Refresh) (int, any) {
 	}
 	rec.UserID, rec.MemberID = userID, p.memberID
 	tok := s.issueLocked(p, userID)
-	return http.StatusOK, newObj().
-		Set("access_token", tok.AccessToken).
-		Set("expires", now.Add(accessTokenTTL).Unix()).
-		Set("expires_in", tok.ExpiresIn).
-		// Recorded: the literal "app", never the granted list (platform
-		// doc §2.2; testdata/recorded/token_refresh_*.json).
-		Set("scope", "app").
-		Set("domain", strings.TrimPrefix(s.url, "http://")).
-		Set("server_endpoint", s.serverEndpoint()).
-		Set("status", s.app.Status).
-		Set("client_endpoint", p.RESTEndpoint()).
-		Set("member_id", p.memberID).
-		Set("user_id", userID).
-		Set("refresh_token", tok.RefreshToken)
+	// scope is recorded as the literal "app", never the granted list
+	// (platform doc §2.2; testdata/recorded/token_refresh_*.json).
+	return http.StatusOK, fields("access_token", tok.AccessToken, "expires", now.Add(accessTokenTTL).Unix(),
+		"expires_in", tok.ExpiresIn, "scope", "app", "domain", strings.TrimPrefix(s.url, "http://"),
+		"server_endpoint", s.serverEndpoint(), "status", s.app.Status, "client_endpoint", p.RESTEndpoint(),
+		"member_id", p.memberID, "user_id", userID, "refresh_token", tok.RefreshToken)
 }
 
 // serveOAuthREST is the OAuth server's own REST: only app.info, which apps use
@@ -159,47 +146,36 @@ func (s *Simulator) serveOAuthREST(w http.ResponseWriter, r *http.Request) {
 	}
 	params, err := parseRequestParams(r)
 	if err != nil {
-		oauthError(w, http.StatusBadRequest, "INVALID_REQUEST", "Request body could not be parsed")
+		apiErr(http.StatusBadRequest, "INVALID_REQUEST", "Request body could not be parsed").write(w)
 		return
 	}
 	if method != "app.info" {
-		e := errMethodNotFound()
-		oauthError(w, e.status, e.code, e.desc)
+		errMethodNotFound().write(w)
 		return
 	}
-	token := str(firstParam(params, "auth"))
+	auth, _ := params.Get("auth")
+	token := str(auth)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, st := s.checkTokenLocked(token, nil)
-	if token == "" || st != tokenOK {
-		e := authError(token, st)
-		oauthError(w, e.status, e.code, e.desc)
+	if st != tokenOK {
+		authError(token, st).write(w)
 		return
 	}
 	p := t.portal
 	// SILENT: the response shape is undocumented. The documented app.info
 	// fields plus "install" with what b24phpsdk checks (install.uri), and
 	// member_id so a token can be tied to its portal.
-	info := p.appInfoLocked().
-		Set("scope", s.scopeString()).
-		Set("client_id", s.app.ClientID).
-		Set("user_id", t.userID).
-		Set("expires", t.expires.Unix()).
-		Set("install", newObj().
-			Set("installed", p.state == installed).
-			Set("version", appVersion(s.app.Version)).
-			Set("status", s.app.Status).
-			Set("uri", p.URL()).
-			Set("domain", p.Domain()).
-			Set("member_id", p.memberID))
-	writeJSONResponse(w, http.StatusOK, newObj().Set("result", info).Set("time", timeInfo(start, s.nowLocked(), false)))
+	info := p.appInfoLocked().Set("scope", s.scopeString()).Set("client_id", s.app.ClientID).
+		Set("user_id", t.userID).Set("expires", t.expires.Unix()).
+		Set("install", fields("installed", p.state == installed, "version", appVersion(s.app.Version),
+			"status", s.app.Status, "uri", p.URL(), "domain", p.Domain(), "member_id", p.memberID))
+	writeJSONResponse(w, http.StatusOK, fields("result", info, "time", timeInfo(start, s.nowLocked(), false)))
 }
 
 // serveShim serves the BX24 JS shim.
 func serveShim(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/javascript; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "bx24.js", time.Time{}, strings.NewReader(assetText("bx24.js")))
+	serveAsset(w, r, "bx24.js", "application/javascript; charset=utf-8")
 }

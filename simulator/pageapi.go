@@ -41,13 +41,8 @@ func (p *Portal) authorize(w http.ResponseWriter, r *http.Request, base pageBase
 	if p.s.app.RedirectURI == "" {
 		return p.message(base, http.StatusBadRequest, "Authorization failed", "The application has no redirect URI.", false)
 	}
-	v := url.Values{}
-	v.Set("code", code)
-	v.Set("state", q.Get("state"))
-	v.Set("domain", p.Domain())
-	v.Set("member_id", p.memberID)
-	v.Set("scope", p.s.scopeString())
-	v.Set("server_domain", strings.TrimPrefix(p.s.url, "http://"))
+	v := url.Values{"code": {code}, "state": {q.Get("state")}, "domain": {p.Domain()}, "member_id": {p.memberID},
+		"scope": {p.s.scopeString()}, "server_domain": {strings.TrimPrefix(p.s.url, "http://")}}
 	sep := "?"
 	if strings.Contains(p.s.app.RedirectURI, "?") {
 		sep = "&"
@@ -64,7 +59,12 @@ func (p *Portal) static(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	w.Header().Set("Content-Type", ct)
+	serveAsset(w, r, name, ct)
+}
+
+// serveAsset serves one embedded asset.
+func serveAsset(w http.ResponseWriter, r *http.Request, name, contentType string) {
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(w, r, name, time.Time{}, strings.NewReader(assetText(name)))
 }
@@ -77,11 +77,11 @@ func (p *Portal) apiLeadContacts(w http.ResponseWriter, r *http.Request) {
 	defer p.s.mu.Unlock()
 	rec, found := p.leads[id]
 	if !found {
-		writeJSONResponse(w, http.StatusNotFound, newObj().Set("error", "not found"))
+		writeJSONResponse(w, http.StatusNotFound, fields("error", "not found"))
 		return
 	}
 	if !p.users[uid].canRead() {
-		writeJSONResponse(w, http.StatusForbidden, newObj().Set("error", "access denied"))
+		writeJSONResponse(w, http.StatusForbidden, fields("error", "access denied"))
 		return
 	}
 	writeJSONResponse(w, http.StatusOK, p.contactRowsLocked(rec))
@@ -99,25 +99,26 @@ func (p *Portal) frameOf(r *http.Request) (frameInfo, bool) {
 func (p *Portal) apiInstallFinish(w http.ResponseWriter, r *http.Request) {
 	fi, ok := p.frameOf(r)
 	if !ok || fi.kind != frameInstaller {
-		writeJSONResponse(w, http.StatusForbidden, newObj().Set("error", "unknown installer APP_SID"))
+		writeJSONResponse(w, http.StatusForbidden, fields("error", "unknown installer APP_SID"))
 		return
 	}
 	p.FinishInstall()
-	writeJSONResponse(w, http.StatusOK, newObj().Set("installed", true))
+	writeJSONResponse(w, http.StatusOK, fields("installed", true))
 }
 
 // apiAuth answers getAuth/refreshAuth with fresh tokens for the frame's user.
 func (p *Portal) apiAuth(w http.ResponseWriter, r *http.Request) {
 	fi, ok := p.frameOf(r)
 	if !ok {
-		writeJSONResponse(w, http.StatusForbidden, newObj().Set("error", "unknown APP_SID"))
+		writeJSONResponse(w, http.StatusForbidden, fields("error", "unknown APP_SID"))
 		return
 	}
 	tok := p.IssueTokens(fi.userID)
-	writeJSONResponse(w, http.StatusOK, newObj().
-		Set("access_token", tok.AccessToken).
-		Set("refresh_token", tok.RefreshToken).
-		Set("expires_in", tok.ExpiresIn).
-		Set("domain", p.Domain()).
-		Set("member_id", p.memberID))
+	writeJSONResponse(w, http.StatusOK, p.authData(tok.AccessToken, tok.RefreshToken, tok.ExpiresIn))
+}
+
+// authData is the auth object BX24.getAuth() answers with.
+func (p *Portal) authData(access, refresh string, expiresIn int) obj {
+	return fields("access_token", access, "refresh_token", refresh, "expires_in", expiresIn,
+		"domain", p.Domain(), "member_id", p.memberID)
 }

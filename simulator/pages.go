@@ -2,12 +2,13 @@ package simulator
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"encoding/json"
 	"html/template"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -82,6 +83,7 @@ type framePage struct {
 	pageBase
 	FrameName   string
 	FrameURL    string
+	FrameTitle  string // the iframe's accessible name
 	Fields      []formField
 	FrameData   template.JS // JSON for <script type="application/json">
 	Error       string
@@ -178,7 +180,7 @@ func (p *Portal) base(w http.ResponseWriter, r *http.Request) pageBase {
 		u = User{ID: uid, Name: "Unknown user", LastName: strconv.Itoa(uid)}
 	}
 	users := make([]User, 0, len(p.users))
-	for _, id := range sortedIntKeys(p.users) {
+	for _, id := range sortedKeys(p.users) {
 		users = append(users, p.users[id])
 	}
 	status := map[installState]string{notInstalled: "App not installed", installing: "App installed, not finished", installed: "App installed"}[p.state]
@@ -186,21 +188,12 @@ func (p *Portal) base(w http.ResponseWriter, r *http.Request) pageBase {
 		AppMenu: p.appMenuLocked()}
 }
 
-func sortedIntKeys[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Ints(keys)
-	return keys
-}
-
 func (p *Portal) home(w http.ResponseWriter, r *http.Request, base pageBase) (string, any, int) {
 	base.Title = "Home"
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	pg := homePage{pageBase: base, State: map[installState]string{notInstalled: "none", installing: "installing", installed: "installed"}[p.state]}
-	for _, id := range sortedIntKeys(p.leads) {
+	for _, id := range sortedKeys(p.leads) {
 		rec := p.leads[id]
 		pg.Leads = append(pg.Leads, leadRow{ID: id, Title: rec.Title, Contacts: len(rec.contacts)})
 	}
@@ -216,6 +209,10 @@ func (p *Portal) message(base pageBase, status int, heading, text string, okFlag
 func (p *Portal) frameFields(pg *framePage, f Frame, kind, placement string, opts map[string]string, leadID int) {
 	pg.FrameName = f.Query.Get("DOMAIN") + "|" + f.Query.Get("PROTOCOL") + "|" + f.Query.Get("APP_SID")
 	pg.FrameURL = f.URL
+	pg.FrameTitle = "Application"
+	if kind == "installer" {
+		pg.FrameTitle = "Application installer"
+	}
 	for _, k := range frameFieldOrder {
 		if v, ok := f.Form[k]; ok {
 			pg.Fields = append(pg.Fields, formField{k, v[0]})
@@ -226,24 +223,10 @@ func (p *Portal) frameFields(pg *framePage, f Frame, kind, placement string, opt
 		origin = u.Scheme + "://" + u.Host
 	}
 	u, _ := p.User(f.UserID)
-	data := newObj().
-		Set("sid", f.Query.Get("APP_SID")).
-		Set("handlerOrigin", origin).
-		Set("kind", kind).
-		Set("placement", placement).
-		Set("options", opts).
-		Set("lang", f.Query.Get("LANG")).
-		Set("domain", p.Domain()).
-		Set("protocol", f.Query.Get("PROTOCOL")).
-		Set("memberId", p.memberID).
-		Set("isAdmin", u.Admin).
-		Set("leadId", leadID).
-		Set("auth", newObj().
-			Set("access_token", f.Form.Get("AUTH_ID")).
-			Set("refresh_token", f.Form.Get("REFRESH_ID")).
-			Set("expires_in", accessTokenTTL/time.Second).
-			Set("domain", p.Domain()).
-			Set("member_id", p.memberID))
+	data := fields("sid", f.Query.Get("APP_SID"), "handlerOrigin", origin, "kind", kind, "placement", placement,
+		"options", opts, "lang", f.Query.Get("LANG"), "domain", p.Domain(), "protocol", f.Query.Get("PROTOCOL"),
+		"memberId", p.memberID, "isAdmin", u.Admin, "leadId", leadID,
+		"auth", p.authData(f.Form.Get("AUTH_ID"), f.Form.Get("REFRESH_ID"), int(accessTokenTTL/time.Second)))
 	// json.Marshal escapes <, > and & as \u003c..., so nothing in the data can
 	// end or confuse the <script type="application/json"> block.
 	b, _ := json.Marshal(data)
@@ -280,10 +263,7 @@ func (p *Portal) leadCard(w http.ResponseWriter, r *http.Request, base pageBase)
 	if !base.User.canRead() {
 		return p.message(base, http.StatusForbidden, "Access denied", "You may not view this lead.", false)
 	}
-	lang := r.URL.Query().Get("lang")
-	if lang == "" {
-		lang = p.lang
-	}
+	lang := cmp.Or(r.URL.Query().Get("lang"), p.lang)
 	base.Title = lead.Title
 	pg := framePage{pageBase: base, LeadID: id, Lead: lead, Contacts: rows, InstallDone: installedNow}
 	active := r.URL.Query().Get("tab")
@@ -298,32 +278,22 @@ func (p *Portal) leadCard(w http.ResponseWriter, r *http.Request, base pageBase)
 			pg.Tabs = append(pg.Tabs, tabRow{Key: key, Title: tabTitle(b, lang), Href: self + "?tab=" + key})
 		}
 	}
-	pg.ActiveTab = "general"
-	for i := range pg.Tabs {
-		if pg.Tabs[i].Key == active {
-			pg.ActiveTab = active
-		}
+	if !slices.ContainsFunc(pg.Tabs, func(t tabRow) bool { return t.Key == active }) {
+		active = "general"
 	}
+	pg.ActiveTab = active
 	for i := range pg.Tabs {
-		pg.Tabs[i].Active = pg.Tabs[i].Key == pg.ActiveTab
+		pg.Tabs[i].Active = pg.Tabs[i].Key == active
 	}
-	if pg.ActiveTab != "general" {
+	if active != "general" {
 		n := 0
-		if rest, cut := strings.CutPrefix(pg.ActiveTab, "app-"); cut {
+		if rest, cut := strings.CutPrefix(active, "app-"); cut {
 			n, _ = strconv.Atoi(rest)
 		}
-		p.s.mu.Lock()
-		b, err := p.leadTabLocked(base.User.ID, id, n)
-		var f Frame
-		opts := p.leadTabOptions(id)
-		if err == nil {
-			f = p.frameLocked(base.User.ID, framePlacement, b.Handler, b.Placement, opts, lang)
-		}
-		p.s.mu.Unlock()
-		if err != nil {
+		if f, err := p.openLeadTab(base.User.ID, id, n, lang); err != nil {
 			pg.Error = strings.TrimPrefix(err.Error(), "simulator: ")
 		} else {
-			p.frameFields(&pg, f, "placement", b.Placement, opts, id)
+			p.frameFields(&pg, f, "placement", "CRM_LEAD_DETAIL_TAB", p.leadTabOptions(id), id)
 		}
 	}
 	return "lead", pg, http.StatusOK
@@ -357,7 +327,7 @@ func (p *Portal) contactCard(w http.ResponseWriter, r *http.Request, base pageBa
 	p.s.mu.Lock()
 	c, found := p.contacts[id]
 	var leads []leadRow
-	for _, lid := range sortedIntKeys(p.leads) {
+	for _, lid := range sortedKeys(p.leads) {
 		for _, lc := range p.leads[lid].contacts {
 			if lc.ContactID == id {
 				leads = append(leads, leadRow{ID: lid, Title: p.leads[lid].Title})

@@ -68,6 +68,12 @@ func (m *omap) GetFold(k string) (any, bool) {
 	return nil, false
 }
 
+// fold is GetFold without the flag, for optional parameters (nil if absent).
+func (m *omap) fold(k string) any {
+	v, _ := m.GetFold(k)
+	return v
+}
+
 func (m *omap) Len() int {
 	if m == nil {
 		return 0
@@ -92,66 +98,56 @@ func (m *omap) MarshalJSON() ([]byte, error) {
 	if m == nil {
 		return []byte("null"), nil
 	}
+	return m.marshal(!m.isList())
+}
+
+// marshal writes the values in key order, as an object or as a list.
+func (m *omap) marshal(object bool) ([]byte, error) {
 	var buf bytes.Buffer
-	if m.isList() {
-		buf.WriteByte('[')
-		for i, k := range m.keys {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			if err := writeJSON(&buf, m.vals[k]); err != nil {
-				return nil, err
-			}
-		}
-		buf.WriteByte(']')
-		return buf.Bytes(), nil
+	open, end := byte('['), byte(']')
+	if object {
+		open, end = '{', '}'
 	}
-	buf.WriteByte('{')
+	buf.WriteByte(open)
 	for i, k := range m.keys {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		if err := writeJSON(&buf, k); err != nil {
-			return nil, err
+		if object {
+			_ = writeJSON(&buf, k) // a string always encodes
+			buf.WriteByte(':')
 		}
-		buf.WriteByte(':')
 		if err := writeJSON(&buf, m.vals[k]); err != nil {
 			return nil, err
 		}
 	}
-	buf.WriteByte('}')
+	buf.WriteByte(end)
 	return buf.Bytes(), nil
 }
 
-// obj is a JSON object that stays an object even when empty (Bitrix24 records).
+// obj is a JSON object that stays an object even when empty or when its
+// keys are numeric (Bitrix24 records).
 type obj struct{ *omap }
 
 func newObj() obj { return obj{newOmap()} }
 
+// fields builds an object from alternating keys and values, in that order:
+// records are written as data, one line holding several fields.
+func fields(kv ...any) obj {
+	o := newObj()
+	for i := 0; i < len(kv); i += 2 {
+		o.Set(kv[i].(string), kv[i+1])
+	}
+	return o
+}
+
 func (o obj) Set(k string, v any) obj { o.omap.Set(k, v); return o }
 
 func (o obj) MarshalJSON() ([]byte, error) {
-	if o.Len() == 0 {
+	if o.omap == nil {
 		return []byte("{}"), nil
 	}
-	if o.isList() {
-		// Force object form: numeric keys in an object are still keys.
-		var buf bytes.Buffer
-		buf.WriteByte('{')
-		for i, k := range o.keys {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			_ = writeJSON(&buf, k)
-			buf.WriteByte(':')
-			if err := writeJSON(&buf, o.vals[k]); err != nil {
-				return nil, err
-			}
-		}
-		buf.WriteByte('}')
-		return buf.Bytes(), nil
-	}
-	return o.omap.MarshalJSON()
+	return o.marshal(true)
 }
 
 func writeJSON(buf *bytes.Buffer, v any) error {
@@ -296,12 +292,9 @@ func parseRequestParams(r *http.Request) (*omap, error) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch ct {
 	case "application/json":
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+		body, err := readBody(r)
 		if err != nil {
 			return nil, err
-		}
-		if len(body) > maxBodyBytes {
-			return nil, errors.New("body too large")
 		}
 		if len(bytes.TrimSpace(body)) == 0 {
 			return params, nil
@@ -342,14 +335,20 @@ func parseRequestParams(r *http.Request) (*omap, error) {
 		if ct != "application/x-www-form-urlencoded" {
 			return params, nil
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+		body, err := readBody(r)
 		if err != nil {
 			return nil, err
-		}
-		if len(body) > maxBodyBytes {
-			return nil, errors.New("body too large")
 		}
 		parsePHPQuery(string(body), params)
 	}
 	return params, nil
+}
+
+// readBody reads a request body of at most maxBodyBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err == nil && len(body) > maxBodyBytes {
+		err = errors.New("body too large")
+	}
+	return body, err
 }

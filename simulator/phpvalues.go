@@ -53,10 +53,7 @@ func phpInt(v any) int {
 		}
 		return 0
 	case bool:
-		if t {
-			return 1
-		}
-		return 0
+		return bit(t)
 	case *omap:
 		// intval() of an array: 1 when it has elements, else 0. A batch
 		// reference that did not resolve can hand a method a whole list.
@@ -85,6 +82,22 @@ func phpInt(v any) int {
 			}
 		}
 		return sign * n
+	}
+	return 0
+}
+
+// yn is a Bitrix24 "Y"/"N" flag.
+func yn(b bool) string {
+	if b {
+		return "Y"
+	}
+	return "N"
+}
+
+// bit is a 1/0 flag.
+func bit(b bool) int {
+	if b {
+		return 1
 	}
 	return 0
 }

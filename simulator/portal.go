@@ -181,11 +181,11 @@ func (s *Simulator) AddPortal(o PortalOptions) (*Portal, error) {
 	p.bucket = newLeakyBucket(burst, drain, time.Now)
 	p.mux = p.routes()
 	p.srv = &http.Server{Handler: p.frontDoor(addr), ReadHeaderTimeout: 10 * time.Second}
+	if o.Seed {
+		p.seed()
+	}
 	s.mu.Lock()
 	s.portals = append(s.portals, p)
-	if o.Seed {
-		p.seedLocked()
-	}
 	s.mu.Unlock()
 	go func() { _ = p.srv.Serve(ln) }()
 	s.log("portal %s started at %s", p.memberID, addr.url)

@@ -192,7 +192,7 @@ func (s *Simulator) serveFault(ctx context.Context, w http.ResponseWriter, f Fau
 		_, _ = w.Write([]byte(f.RawBody))
 		return true, status, "fault: raw body"
 	}
-	writeJSONResponse(w, status, errorBody(f.Code, f.Description, nil))
+	apiErr(status, f.Code, f.Description).write(w)
 	return true, status, f.Code
 }
 

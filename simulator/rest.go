@@ -27,9 +27,7 @@ type Call struct {
 
 // Calls returns every REST call recorded so far, oldest first.
 func (p *Portal) Calls() []Call {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return append([]Call(nil), p.calls...)
+	return locked(p.s, func() []Call { return append([]Call(nil), p.calls...) })
 }
 
 // CallsTo returns the recorded calls of one method (case-insensitive).
@@ -52,23 +50,28 @@ type apiError struct {
 	extra  map[string]any // e.g. "argument" of ERROR_ARGUMENT
 }
 
-func errorBody(code, desc string, extra map[string]any) obj {
-	o := newObj().Set("error", code).Set("error_description", desc)
-	for k, v := range extra {
+func apiErr(status int, code, desc string) *apiError {
+	return &apiError{status: status, code: code, desc: desc}
+}
+
+// body is the error's JSON, extra keys after the two standard ones.
+func (e *apiError) body() obj {
+	o := fields("error", e.code, "error_description", e.desc)
+	for k, v := range e.extra {
 		o.Set(k, v)
 	}
 	return o
 }
 
+func (e *apiError) write(w http.ResponseWriter) { writeJSONResponse(w, e.status, e.body()) }
+
 // System errors, as in _includes/system-errors.md and the fact sheet §3.3.
-func errNoAuth() *apiError {
-	return &apiError{status: 401, code: "NO_AUTH_FOUND", desc: "Wrong authorization data"}
-}
+func errNoAuth() *apiError { return apiErr(401, "NO_AUTH_FOUND", "Wrong authorization data") }
 
 // errInvalidToken is the recorded answer for a token the portal does not
 // know (never issued, revoked by a refresh or by an uninstall).
 func errInvalidToken() *apiError {
-	return &apiError{status: 401, code: "invalid_token", desc: "Unable to get application by token"}
+	return apiErr(401, "invalid_token", "Unable to get application by token")
 }
 
 // authError is the answer for a token that did not check out.
@@ -77,31 +80,21 @@ func authError(token string, st tokenState) *apiError {
 	case token == "":
 		return errNoAuth()
 	case st == tokenExpired:
-		return errExpired()
+		return apiErr(401, "expired_token", "The access token provided has expired.")
 	}
 	return errInvalidToken()
 }
 
-func errExpired() *apiError {
-	return &apiError{status: 401, code: "expired_token", desc: "The access token provided has expired."}
-}
-func errMethodNotFound() *apiError {
-	return &apiError{status: 404, code: "ERROR_METHOD_NOT_FOUND", desc: "Method not found!"}
-}
-func errQueryLimit() *apiError {
-	return &apiError{status: 503, code: "QUERY_LIMIT_EXCEEDED", desc: "Too many requests"}
-}
+func errMethodNotFound() *apiError { return apiErr(404, "ERROR_METHOD_NOT_FOUND", "Method not found!") }
 
 // SILENT (docs disagree): the older system-errors page gives 403 for
 // insufficient_scope, the newer one 401; the fact sheet's 403 is used.
 func errScope() *apiError {
-	return &apiError{status: 403, code: "insufficient_scope", desc: "The request requires higher privileges than provided by the access token"}
+	return apiErr(403, "insufficient_scope", "The request requires higher privileges than provided by the access token")
 }
 
 // errAdminOnly is Bitrix24's AccessException.
-func errAdminOnly() *apiError {
-	return &apiError{status: 403, code: "ACCESS_DENIED", desc: "Access denied!"}
-}
+func errAdminOnly() *apiError { return apiErr(403, "ACCESS_DENIED", "Access denied!") }
 
 // result is what a method returns: the value plus list paging fields.
 type result struct {
@@ -112,33 +105,36 @@ type result struct {
 
 // callCtx is one method invocation. Methods run with Simulator.mu held.
 type callCtx struct {
-	p      *Portal
 	userID int
 	user   User
 	params *omap
-	token  *accessToken
 }
 
-// param returns a parameter by exact name, or case-insensitively.
-func (c *callCtx) param(name string) (any, bool) { return c.params.GetFold(name) }
+// param returns a parameter by exact name, or case-insensitively (nil when
+// absent); str and int read it as PHP's casts would, code as an upper-case
+// code such as a placement or event name.
+func (c *callCtx) param(name string) any  { return c.params.fold(name) }
+func (c *callCtx) str(name string) string { return str(c.param(name)) }
+func (c *callCtx) int(name string) int    { return phpInt(c.param(name)) }
+func (c *callCtx) code(name string) string {
+	return strings.ToUpper(strings.TrimSpace(c.str(name)))
+}
 
 type methodFunc func(c *callCtx) (result, *apiError)
 
+// methodDef is one row of the method table: the scope the app needs, and
+// admin for the methods only administrators may call (AccessException).
 type methodDef struct {
 	scope string
+	admin bool
 	fn    methodFunc
 }
 
 // timeInfo is the "time" object of every response (data-types.md#time).
 func timeInfo(start, finish time.Time, withOperating bool) obj {
 	dur := finish.Sub(start).Seconds()
-	o := newObj().
-		Set("start", unixFloat(start)).
-		Set("finish", unixFloat(finish)).
-		Set("duration", dur).
-		Set("processing", dur).
-		Set("date_start", start.Format("2006-01-02T15:04:05-07:00")).
-		Set("date_finish", finish.Format("2006-01-02T15:04:05-07:00"))
+	o := fields("start", unixFloat(start), "finish", unixFloat(finish), "duration", dur, "processing", dur,
+		"date_start", dateTime(start), "date_finish", dateTime(finish))
 	if withOperating {
 		o.Set("operating_reset_at", start.Add(10*time.Minute).Unix()).Set("operating", 0)
 	}
@@ -189,7 +185,8 @@ func (p *Portal) serveREST(w http.ResponseWriter, r *http.Request) {
 	if params == nil {
 		params = newOmap()
 	}
-	token := str(firstParam(params, "auth"))
+	auth, _ := params.Get("auth")
+	token := str(auth)
 	rec := Call{Time: start, Method: method, TokenPrefix: prefix4(token), Params: flatten(params)}
 
 	s.mu.Lock()
@@ -244,85 +241,85 @@ func (p *Portal) serveREST(w http.ResponseWriter, r *http.Request) {
 	respond(status, body)
 }
 
-func firstParam(m *omap, name string) any {
-	v, _ := m.Get(name)
-	return v
-}
-
 // record appends a call and returns its index.
 func (p *Portal) record(c Call) int {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	p.calls = append(p.calls, c)
-	return len(p.calls) - 1
+	return locked(p.s, func() int {
+		p.calls = append(p.calls, c)
+		return len(p.calls) - 1
+	})
+}
+
+// failed records an error answer.
+func (c *Call) failed(e *apiError) {
+	c.HTTPStatus, c.Error, c.ErrorDescription = e.status, e.code, e.desc
 }
 
 // dispatchLocked runs the checks and the method. For batch it only checks
 // (status 200 with a nil body means "go on with runBatch").
 func (p *Portal) dispatchLocked(method, token string, params *omap, perr error, start time.Time, rec *Call) (int, any) {
 	s := p.s
-	fail := func(e *apiError) (int, any) {
-		rec.Error, rec.ErrorDescription = e.code, e.desc
-		return e.status, errorBody(e.code, e.desc, e.extra)
-	}
 	// SILENT: the order of checks is undocumented; the limiter counts every
 	// request, authenticated or not, as limits.md counts "requests".
-	if !p.bucket.allow() {
-		return fail(errQueryLimit())
-	}
-	if perr != nil {
+	var aerr *apiError
+	var res result
+	switch t, st := s.checkTokenLocked(token, p); {
+	case !p.bucket.allow():
+		aerr = apiErr(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+	case perr != nil:
 		// SILENT: Bitrix24's answer to an unparsable body is undocumented.
-		return fail(&apiError{status: 400, code: "INVALID_REQUEST", desc: "Request body could not be parsed"})
+		aerr = apiErr(400, "INVALID_REQUEST", "Request body could not be parsed")
+	case st != tokenOK:
+		// SILENT: "Authorization: Bearer" is undocumented (only an SDK comment
+		// mentions it), so only the documented auth parameter is accepted.
+		aerr = authError(token, st)
+	default:
+		res, aerr = p.runLocked(method, t, params, false)
 	}
-	// SILENT: "Authorization: Bearer" is undocumented (only an SDK comment
-	// mentions it), so only the documented auth parameter is accepted.
-	t, st := s.checkTokenLocked(token, p)
-	if token == "" || st != tokenOK {
-		return fail(authError(token, st))
-	}
-	def, ok := p.methods()[method]
-	if !ok {
-		return fail(errMethodNotFound())
-	}
-	if !s.hasScope(def.scope) {
-		return fail(errScope())
+	if aerr != nil {
+		rec.failed(aerr)
+		return aerr.status, aerr.body()
 	}
 	if method == "batch" {
 		return http.StatusOK, nil
-	}
-	c := &callCtx{p: p, userID: t.userID, user: p.users[t.userID], params: params, token: t}
-	res, aerr := def.fn(c)
-	if aerr != nil {
-		return fail(aerr)
 	}
 	return http.StatusOK, envelope(res, start, s.nowLocked())
 }
 
 func envelope(res result, start, finish time.Time) obj {
-	o := newObj().Set("result", res.value)
+	o := fields("result", res.value)
 	if res.next != nil {
 		o.Set("next", *res.next)
 	}
 	if res.total != nil {
 		o.Set("total", *res.total)
 	}
-	o.Set("time", timeInfo(start, finish, true))
-	return o
+	return o.Set("time", timeInfo(start, finish, true))
 }
 
-// callMethodLocked runs one method with a checked token, for batch sub-calls.
-func (p *Portal) callMethodLocked(method string, t *accessToken, params *omap) (result, *apiError) {
+// runLocked runs a method with a checked token, as a direct call or (sub) a
+// batch sub-call, which differ only in the answers to a batch in a batch and
+// to a missing scope. A direct batch passes with a zero result: runBatch
+// does its work.
+func (p *Portal) runLocked(method string, t *accessToken, params *omap, sub bool) (result, *apiError) {
 	if method == "batch" {
-		return result{}, &apiError{status: 405, code: "ERROR_BATCH_METHOD_NOT_ALLOWED", desc: "Method is not allowed for batch usage"}
+		if sub {
+			return result{}, apiErr(405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage")
+		}
+		return result{}, nil
 	}
-	def, ok := p.methods()[method]
-	if !ok {
+	def, ok := p.table[method]
+	switch {
+	case !ok:
 		return result{}, errMethodNotFound()
-	}
-	if !p.s.hasScope(def.scope) {
+	case !p.s.hasScope(def.scope) && sub:
 		// The batch docs show this sub-call error with an empty description.
-		return result{}, &apiError{status: 403, code: "insufficient_scope", desc: ""}
+		return result{}, apiErr(403, "insufficient_scope", "")
+	case !p.s.hasScope(def.scope):
+		return result{}, errScope()
 	}
-	c := &callCtx{p: p, userID: t.userID, user: p.users[t.userID], params: params, token: t}
+	c := &callCtx{userID: t.userID, user: p.users[t.userID], params: params}
+	if def.admin && !c.user.Admin {
+		return result{}, errAdminOnly()
+	}
 	return def.fn(c)
 }

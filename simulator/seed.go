@@ -12,15 +12,16 @@ const (
 	SeedLeadSixContacts   = 4 // 6 contacts
 )
 
-// seedLocked fills a portal with demo data. Names include non-ASCII letters
-// and HTML metacharacters on purpose, so escaping bugs show up in the demo.
-func (p *Portal) seedLocked() {
+// seed fills a portal with demo data through the API tests use. Names
+// include non-ASCII letters and HTML metacharacters on purpose, so escaping
+// bugs show up in the demo.
+func (p *Portal) seed() {
 	for _, u := range []User{
 		{ID: SeedAdmin, Name: "Alice", LastName: "Admin", Admin: true, CanRead: true, CanEdit: true},
 		{ID: SeedSales, Name: "Bob", LastName: "Sales", CanRead: true, CanEdit: true},
 		{ID: SeedViewer, Name: "Carol", LastName: "Viewer", CanRead: true},
 	} {
-		p.users[u.ID] = u
+		p.AddUser(u)
 	}
 	contacts := []Contact{
 		{ID: 1, Name: "Jürgen", LastName: "Groß", Post: "Einkaufsleiter"},
@@ -36,7 +37,7 @@ func (p *Portal) seedLocked() {
 		{ID: 11, Name: "Chloé", LastName: "Dubois", Post: "Marketing"},
 	}
 	for _, c := range contacts {
-		p.addContactLocked(c)
+		p.AddContact(c)
 	}
 	leads := []struct {
 		lead     Lead
@@ -49,11 +50,9 @@ func (p *Portal) seedLocked() {
 		{Lead{ID: SeedLeadSixContacts, Title: "Big conference <deal> & partners", AssignedByID: SeedAdmin}, []int{5, 6, 7, 8, 9, 10}, 5},
 	}
 	for _, l := range leads {
-		p.addLeadLocked(l.lead)
-		var links []LeadContact
+		p.AddLead(l.lead)
 		for i, cid := range l.contacts {
-			links = append(links, LeadContact{ContactID: cid, Sort: 10 * (i + 1), Primary: cid == l.primary})
+			_ = p.LinkContact(l.lead.ID, cid, 10*(i+1), cid == l.primary) // both exist
 		}
-		p.leads[l.lead.ID].contacts = normalizeLinks(links, 0, false)
 	}
 }

@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -222,12 +223,15 @@ func (s *Simulator) JSURL() string { return s.url + "/api/v1/" }
 // serverEndpoint is what Bitrix24 calls SERVER_ENDPOINT / server_endpoint.
 func (s *Simulator) serverEndpoint() string { return s.url + "/rest/" }
 
-// Now is the simulated clock: real time plus the offset added by Advance.
-func (s *Simulator) Now() time.Time {
+// locked runs fn under the simulator's one lock and returns its result.
+func locked[T any](s *Simulator, fn func() T) T {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.nowLocked()
+	return fn()
 }
+
+// Now is the simulated clock: real time plus the offset added by Advance.
+func (s *Simulator) Now() time.Time { return locked(s, s.nowLocked) }
 
 func (s *Simulator) nowLocked() time.Time { return time.Now().Add(s.offset) }
 
@@ -240,9 +244,7 @@ func (s *Simulator) Advance(d time.Duration) {
 
 // Refreshes returns every token-endpoint request so far, oldest first.
 func (s *Simulator) Refreshes() []Refresh {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Refresh(nil), s.refreshes...)
+	return locked(s, func() []Refresh { return append([]Refresh(nil), s.refreshes...) })
 }
 
 // InjectOAuthFault queues a fault for the OAuth server. f.Method matches the
@@ -347,12 +349,7 @@ func (s *Simulator) hasScope(scope string) bool {
 		// app.info and batch, which are treated the same way.
 		return true
 	}
-	for _, sc := range s.app.Scope {
-		if sc == scope {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(s.app.Scope, scope)
 }
 
 // waitOrDone sleeps for d unless ctx ends or the simulator closes first; it
