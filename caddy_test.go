@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,7 +21,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/b24apps/leadcontacts/internal/reqid"
-	"github.com/b24apps/leadcontacts/manifest"
 	"github.com/b24apps/leadcontacts/simulator"
 )
 
@@ -105,36 +103,9 @@ func TestHTTPSBehindCaddy(t *testing.T) {
 
 	// The app, with the simulator around it; the simulator's event POSTs
 	// go through the proxy too, trusting the same root.
-	m, err := manifest.Parse(appJSON)
-	require.NoError(t, err)
-	sim, err := simulator.New(simulator.Options{
-		App: simulator.App{ClientID: harnessClientID, ClientSecret: harnessClientSecret, Scope: m.Scope,
-			InstallURL: manifest.Absolute(mustURL(t, base), m.Install)},
-		AllowLocalHandlers: true,
-		EventTransport:     client.Transport,
-	})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
-	a := &appProc{t: t, sim: sim, base: "http://" + appAddr, out: &bytes.Buffer{}, env: map[string]string{
-		"B24_CLIENT_ID":     harnessClientID,
-		"B24_CLIENT_SECRET": harnessClientSecret,
-		"APP_BASE_URL":      base,
-		"APP_SECRET":        hex.EncodeToString(bytes.Repeat([]byte{9}, 32)),
-		"DATABASE_URL":      "sqlite:" + filepath.Join(dir, "app.db"),
-		"ADDR":              appAddr,
-		"B24_OAUTH_SERVERS": sim.OAuthURL(),
-		"B24_ALLOW_HTTP":    "true", // the simulated portal and OAuth server speak http
-		"B24_JS_URL":        sim.JSURL(),
-		"TRUSTED_PROXIES":   "127.0.0.1/32",
-	}}
-	t.Cleanup(func() {
-		if a.cancel != nil {
-			_ = a.stop()
-		}
-		if t.Failed() {
-			t.Logf("app output:\n%s", a.output())
-		}
-	})
+	a := newAppProcAt(t, appAddr, base, client.Transport)
+	a.env["TRUSTED_PROXIES"] = "127.0.0.1/32"
+	sim := a.sim
 	a.start()
 	require.Eventually(t, func() bool {
 		resp, err := client.Get(base + "/healthz")

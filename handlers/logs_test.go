@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/b24apps/leadcontacts/internal/testsync"
 	"github.com/b24apps/leadcontacts/simulator"
 )
 
@@ -25,7 +26,7 @@ func TestLogsStayCleanThroughEverything(t *testing.T) {
 	// gin writes to these globals in its debug printing and default
 	// middleware; the app uses neither, and this proves it. Restored after
 	// the env's cleanup has stopped the server.
-	var ginOut syncBuffer
+	var ginOut testsync.Buffer
 	oldOut, oldErr := gin.DefaultWriter, gin.DefaultErrorWriter
 	t.Cleanup(func() { gin.DefaultWriter, gin.DefaultErrorWriter = oldOut, oldErr })
 	gin.DefaultWriter, gin.DefaultErrorWriter = &ginOut, &ginOut

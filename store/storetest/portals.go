@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/b24apps/leadcontacts/internal/testsync"
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
@@ -187,20 +188,7 @@ func testUpdatePortalTokensConcurrent(t *testing.T, open func(t *testing.T) stor
 // gets ErrConflict. It returns the winner's index.
 func raceCAS(t *testing.T, update func(i int) error) int {
 	t.Helper()
-	const n = 20
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		errs  = make([]error, n)
-	)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = update(i)
-		})
-	}
-	close(start)
-	wg.Wait()
+	errs := testsync.AtOnce(20, update)
 
 	winner := -1
 	for i, err := range errs {
