@@ -18,6 +18,7 @@ import (
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 	"github.com/b24apps/leadcontacts/store/postgres"
+	"github.com/b24apps/leadcontacts/store/storetest"
 )
 
 // probe GETs a probe path and returns its status and body.
@@ -48,14 +49,14 @@ func TestReadyzFollowsSQLite(t *testing.T) {
 // then 503 at once when the server is stopped (connections reset, new
 // ones refused), and 200 again when it is back.
 func TestReadyzFollowsPostgreSQL(t *testing.T) {
-	server, err := url.Parse(testDatabaseURL(t))
+	server, err := url.Parse(storetest.PostgresURL(t))
 	require.NoError(t, err)
 	relay := newRelay(t, server.Host)
 	e := newTestEnv(t, func(e *testEnv) {
 		var dsn string
 		e.openStore = func(t testing.TB, keys *secret.Keyring) store.Store {
 			if dsn == "" {
-				u, err := url.Parse(freshSchema(t))
+				u, err := url.Parse(storetest.FreshSchema(t, "handlers_"))
 				require.NoError(t, err)
 				u.Host = relay.addr()
 				dsn = u.String()
