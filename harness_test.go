@@ -6,18 +6,17 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/stretchr/testify/require"
 
+	"github.com/b24apps/leadcontacts/internal/testsync"
 	"github.com/b24apps/leadcontacts/manifest"
 	"github.com/b24apps/leadcontacts/simulator"
 )
@@ -30,8 +29,7 @@ type appProc struct {
 	sim    *simulator.Simulator
 	env    map[string]string
 	base   string
-	out    *bytes.Buffer
-	outMu  sync.Mutex
+	out    testsync.Buffer // what the app logs
 	cancel context.CancelFunc
 	exited chan error
 }
@@ -42,17 +40,22 @@ const harnessClientID, harnessClientSecret = "app.harness", "harness-client-secr
 // a SQLite file in a temporary directory.
 func newAppProc(t testing.TB) *appProc {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	base := "http://" + addr
+	addr := freeAddr(t)
+	return newAppProcAt(t, addr, "http://"+addr, nil)
+}
+
+// newAppProcAt prepares the app to listen on addr and to be reached at
+// base (its APP_BASE_URL: a proxy's address, or addr itself). events, when
+// not nil, carries the simulator's event POSTs (to trust a proxy's CA).
+func newAppProcAt(t testing.TB, addr, base string, events http.RoundTripper) *appProc {
+	t.Helper()
 	m, err := manifest.Parse(appJSON)
 	require.NoError(t, err)
 	sim, err := simulator.New(simulator.Options{
 		App: simulator.App{ClientID: harnessClientID, ClientSecret: harnessClientSecret, Scope: m.Scope,
 			InstallURL: manifest.Absolute(mustURL(t, base), m.Install)},
 		AllowLocalHandlers: true,
+		EventTransport:     events,
 	})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
@@ -60,7 +63,7 @@ func newAppProc(t testing.TB) *appProc {
 	for i := range master {
 		master[i] = byte(i + 1)
 	}
-	a := &appProc{t: t, sim: sim, base: base, out: &bytes.Buffer{}, env: map[string]string{
+	a := &appProc{t: t, sim: sim, base: "http://" + addr, env: map[string]string{
 		"B24_CLIENT_ID":     harnessClientID,
 		"B24_CLIENT_SECRET": harnessClientSecret,
 		"APP_BASE_URL":      base,
@@ -68,7 +71,7 @@ func newAppProc(t testing.TB) *appProc {
 		"DATABASE_URL":      "sqlite:" + filepath.Join(t.TempDir(), "app.db"),
 		"ADDR":              addr,
 		"B24_OAUTH_SERVERS": sim.OAuthURL(),
-		"B24_ALLOW_HTTP":    "true",
+		"B24_ALLOW_HTTP":    "true", // the simulated portal and OAuth server speak http
 		"B24_JS_URL":        sim.JSURL(),
 	}}
 	t.Cleanup(func() {
@@ -88,17 +91,7 @@ func mustURL(t testing.TB, s string) *url.URL {
 	return u
 }
 
-func (a *appProc) Write(p []byte) (int, error) {
-	a.outMu.Lock()
-	defer a.outMu.Unlock()
-	return a.out.Write(p)
-}
-
-func (a *appProc) output() string {
-	a.outMu.Lock()
-	defer a.outMu.Unlock()
-	return a.out.String()
-}
+func (a *appProc) output() string { return a.out.String() }
 
 // start runs the app and waits until it answers.
 func (a *appProc) start() {
@@ -106,7 +99,7 @@ func (a *appProc) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	a.exited = make(chan error, 1)
-	go func() { a.exited <- run(ctx, nil, func(k string) string { return a.env[k] }, a) }()
+	go func() { a.exited <- run(ctx, nil, func(k string) string { return a.env[k] }, &a.out) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := http.Get(a.base + "/healthz")

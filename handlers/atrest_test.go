@@ -13,6 +13,7 @@ import (
 
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/simulator"
+	"github.com/b24apps/leadcontacts/store/storetest"
 )
 
 // runInstallAndRefresh drives what writes tokens: an install, a tab, and a
@@ -48,10 +49,10 @@ func TestNoSecretInTheSQLiteFile(t *testing.T) {
 // F1 (PostgreSQL): the same run on the PostgreSQL store, checked with a
 // real pg_dump of the app's schema: what a leaked backup would show.
 func TestNoSecretInAPostgresDump(t *testing.T) {
-	base := testDatabaseURL(t)
+	base := storetest.PostgresURL(t)
 	pgDump, err := exec.LookPath("pg_dump")
 	require.NoError(t, err, "pg_dump is needed to check what a backup holds (Debian: postgresql-client)")
-	dsn := freshSchema(t)
+	dsn := storetest.FreshSchema(t, "handlers_")
 	u, err := url.Parse(dsn)
 	require.NoError(t, err)
 	schema := u.Query().Get("search_path")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/handlers"
+	"github.com/b24apps/leadcontacts/internal/testsync"
 	"github.com/b24apps/leadcontacts/lang"
 	"github.com/b24apps/leadcontacts/manifest"
 	"github.com/b24apps/leadcontacts/secret"
@@ -36,24 +37,6 @@ const (
 	testClientID     = "app.test.leadcontacts"
 	testClientSecret = "sentinel-client-secret-0123456789"
 )
-
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // clock is a settable time source for the app side (the simulator has its
 // own clock for token lifetimes).
@@ -83,7 +66,7 @@ type testEnv struct {
 	base    string
 	dbPath  string
 	keys    *secret.Keyring
-	logs    *syncBuffer
+	logs    *testsync.Buffer
 	clock   *clock
 	srv     *httptest.Server
 	st      store.Store
@@ -146,7 +129,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	e := &testEnv{
-		t: t, base: "http://" + ln.Addr().String(), logs: &syncBuffer{}, m: m,
+		t: t, base: "http://" + ln.Addr().String(), logs: &testsync.Buffer{}, m: m,
 		clock:        &clock{t: time.Now()},
 		dbPath:       filepath.Join(t.TempDir(), "app.db"),
 		secrets:      []string{testClientSecret},
@@ -438,21 +421,4 @@ func (e *testEnv) addInstalledPortal(t testing.TB) *simulator.Portal {
 	require.Equal(t, http.StatusOK, e.postFrame(f).status)
 	other.FinishInstall()
 	return other
-}
-
-// atOnce calls fn(0) … fn(n-1) concurrently, released together, and
-// returns what each returned.
-func atOnce[T any](n int, fn func(i int) T) []T {
-	out := make([]T, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range out {
-		wg.Go(func() {
-			<-start
-			out[i] = fn(i)
-		})
-	}
-	close(start)
-	wg.Wait()
-	return out
 }

@@ -1,6 +1,6 @@
 package handlers_test
 
-// Helpers of the security tests (security_test.go, logs_test.go): a
+// Helpers of the security tests (security_test.go, ops_test.go): a
 // recorder of every request the app sends out, raw access to the SQLite
 // file, page-context minting with the app's own keys, and the header
 // checks every HTML page must pass.

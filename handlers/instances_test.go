@@ -2,20 +2,15 @@ package handlers_test
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
@@ -27,6 +22,7 @@ import (
 	"github.com/b24apps/leadcontacts/static"
 	"github.com/b24apps/leadcontacts/store"
 	"github.com/b24apps/leadcontacts/store/postgres"
+	"github.com/b24apps/leadcontacts/store/storetest"
 )
 
 // restClient is the app's REST client in the test env. The outbound
@@ -70,56 +66,10 @@ func withStoreWrapper(fn func(store.Store) store.Store) envOption {
 	return func(e *testEnv) { e.wrapStore = fn }
 }
 
-// testDatabaseURL returns TEST_DATABASE_URL. Without it PostgreSQL tests
-// skip, except in CI, which must never skip them.
-func testDatabaseURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("TEST_DATABASE_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_DATABASE_URL is not set; CI must run the PostgreSQL handler tests")
-		}
-		t.Skip("TEST_DATABASE_URL is not set; skipping PostgreSQL handler tests " +
-			"(e.g. TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/test?sslmode=disable')")
-	}
-	return u
-}
-
-// freshSchema creates a schema of its own for the test, dropped when the
-// test ends, and returns a DATABASE_URL-style URL whose search_path points
-// at it: what the app gets in production, isolated from parallel tests.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	base := testDatabaseURL(t)
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "handlers_" + hex.EncodeToString(b)
-	pgExec(t, base, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
-	t.Cleanup(func() { pgExec(t, base, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`) })
-	u, err := url.Parse(base)
-	require.NoError(t, err)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func pgExec(t testing.TB, dsn, query string) {
-	t.Helper()
-	db, err := sql.Open("pgx", dsn)
-	require.NoError(t, err)
-	defer db.Close()
-	// Not t.Context(): cleanups run after it is cancelled.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = db.ExecContext(ctx, query)
-	require.NoError(t, err)
-}
-
 // withPostgres runs the env on PostgreSQL (a fresh schema) instead of the
 // SQLite file; every instance of the env (addInstance) shares it.
 func withPostgres() envOption {
-	return func(e *testEnv) { withPostgresAt(freshSchema(e.t))(e) }
+	return func(e *testEnv) { withPostgresAt(storetest.FreshSchema(e.t, "handlers_"))(e) }
 }
 
 // withPostgresAt runs the env on the PostgreSQL database at dsn.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/handlers"
+	"github.com/b24apps/leadcontacts/internal/testsync"
 	"github.com/b24apps/leadcontacts/oauth"
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/simulator"
@@ -33,7 +34,7 @@ func (e *testEnv) clickAll(tab page, n int, bases ...string) []int {
 	if len(bases) == 0 {
 		bases = []string{e.base}
 	}
-	return atOnce(n, func(i int) int { return e.clickRemoveOn(bases[i%len(bases)], tab).status })
+	return testsync.AtOnce(n, func(i int) int { return e.clickRemoveOn(bases[i%len(bases)], tab).status })
 }
 
 // clickRefusedLocally clicks the tab's button n times; each click must be
@@ -581,7 +582,7 @@ func TestH14DoubleClickIsCoalesced(t *testing.T) {
 	e, lead, tab := newTestTab(t, 3)
 	mark := len(e.portal.Calls())
 	e.portal.InjectFault(simulator.Fault{Method: "batch", Delay: 300 * time.Millisecond})
-	pages := atOnce(2, func(int) page { return e.clickRemoveOn(e.base, tab) })
+	pages := testsync.AtOnce(2, func(int) page { return e.clickRemoveOn(e.base, tab) })
 	l, _ := e.portal.Lead(lead)
 	for _, p := range pages {
 		require.Equal(t, http.StatusOK, p.status, p.body)

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/b24apps/leadcontacts/internal/testsync"
 	"github.com/b24apps/leadcontacts/simulator"
 	"github.com/b24apps/leadcontacts/store"
 )
@@ -764,7 +765,7 @@ func TestConcurrentInstallEventsMakeOneInstall(t *testing.T) {
 		forms[i] = e.portal.OnAppInstallEvent(simulator.SeedAdmin)
 		e.remember(forms[i].Get("auth[access_token]"), forms[i].Get("auth[refresh_token]"), forms[i].Get("auth[application_token]"))
 	}
-	statuses := atOnce(len(forms), func(i int) int { return e.postForm(e.base+"/events/install", forms[i]).status })
+	statuses := testsync.AtOnce(len(forms), func(i int) int { return e.postForm(e.base+"/events/install", forms[i]).status })
 	for i, s := range statuses {
 		assert.Equal(t, http.StatusOK, s, "delivery %d", i)
 	}

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -26,14 +27,23 @@ var dbPath = storetest.PerTest(func(t *testing.T) string {
 
 func openTest(t *testing.T, keys *secret.Keyring) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), dbPath(t), keys)
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-	return s
+	return storetest.MustOpen(t, Open, dbPath(t), keys)
 }
 
-var atRest = storetest.AtRest{
-	Open: func(t *testing.T, keys *secret.Keyring) store.Store { return openTest(t, keys) },
+// backend is SQLite as the shared suites see it; its locks hold within one
+// Store (one process).
+var backend = storetest.Backend{
+	Database: dbPath,
+	Open: func(ctx context.Context, path string, keys *secret.Keyring) (store.Store, error) {
+		return Open(ctx, path, keys)
+	},
+	Migrations: migrations,
+	Raw: func(t *testing.T) *sql.DB {
+		db, err := sql.Open("sqlite", dbPath(t)+"?_pragma=busy_timeout(5000)")
+		require.NoError(t, err)
+		t.Cleanup(func() { db.Close() })
+		return db
+	},
 	// The main file and the write-ahead log, where recent pages live until
 	// a checkpoint copies them over.
 	Dump: func(t *testing.T) []byte {
@@ -48,21 +58,10 @@ var atRest = storetest.AtRest{
 		}
 		return all
 	},
-	Exec: func(t *testing.T, query string) {
-		db, err := sql.Open("sqlite", dbPath(t)+"?_pragma=busy_timeout(5000)")
-		require.NoError(t, err)
-		defer db.Close()
-		_, err = db.ExecContext(t.Context(), query)
-		require.NoError(t, err)
-	},
 }
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, storetest.Keys(t, "current")) })
-}
-
-func TestAtRest(t *testing.T) {
-	storetest.RunAtRest(t, atRest)
+	storetest.Run(t, backend)
 }
 
 func TestOpenConfiguresDatabase(t *testing.T) {
@@ -91,23 +90,6 @@ func TestOpenConfiguresDatabase(t *testing.T) {
 			require.Equal(t, want, got, pragma)
 		}
 	}
-}
-
-func TestMigrationsRunOnce(t *testing.T) {
-	keys := storetest.Keys(t, "current")
-	dsn := dbPath(t)
-	storetest.RunMigrations(t, migrations, 4, func() error {
-		s, err := Open(t.Context(), dsn, keys)
-		if err == nil {
-			err = s.Close()
-		}
-		return err
-	}, func(t *testing.T) (int, int) {
-		var count, highest int
-		require.NoError(t, openTest(t, keys).DB().QueryRowContext(t.Context(),
-			`SELECT count(*), max(version) FROM schema_migrations`).Scan(&count, &highest))
-		return count, highest
-	})
 }
 
 // Two Store values on one file stand in for two processes: their writes,

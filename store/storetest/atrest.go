@@ -12,30 +12,11 @@ import (
 	"github.com/b24apps/leadcontacts/store"
 )
 
-// AtRest is the access to a backend's database that RunAtRest needs beyond
-// the store itself. Like Run's open, each function reaches a fresh database
-// on its first call for a test and that same database on later calls with
-// the same test.
-//
-// The suite's SQL (for Exec) assumes the schema both backends share: tables
-// portals (member_id, access_token, refresh_token) and sessions
-// (id_lookup = Keyring.Lookup of the raw id, access_token, refresh_token).
-type AtRest struct {
-	// Open returns a new store on the test's database using keys.
-	Open func(t *testing.T, keys *secret.Keyring) store.Store
-	// Dump returns everything the database holds at rest: the bytes of its
-	// files, or the text of every row of every table.
-	Dump func(t *testing.T) []byte
-	// Exec runs one SQL statement on the test's database, bypassing the
-	// store, to tamper with rows. Values are inlined as SQL literals.
-	Exec func(t *testing.T, query string)
-}
-
-// RunAtRest checks what the store writes to disk: no token or raw session
+// runAtRest checks what the store writes to disk: no token or raw session
 // id in clear anywhere, ciphertexts that fail to open when moved to
 // another row or column, and reads that survive a key rotation.
-func RunAtRest(t *testing.T, h AtRest) {
-	for name, fn := range map[string]func(*testing.T, AtRest){
+func runAtRest(t *testing.T, b Backend) {
+	for name, fn := range map[string]func(*testing.T, Backend){
 		"NoSecretInClear":      testNoSecretInClear,
 		"MovedCiphertextFails": testMovedCiphertext,
 		"Reseal":               testReseal,
@@ -43,14 +24,14 @@ func RunAtRest(t *testing.T, h AtRest) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			fn(t, h)
+			fn(t, b)
 		})
 	}
 }
 
-func testNoSecretInClear(t *testing.T, h AtRest) {
+func testNoSecretInClear(t *testing.T, b Backend) {
 	keys := Keys(t, "current")
-	s := h.Open(t, keys)
+	s := b.open(t, keys)
 	ctx := t.Context()
 
 	// Distinctive values that cannot appear by chance. The updated pairs
@@ -89,7 +70,7 @@ func testNoSecretInClear(t *testing.T, h AtRest) {
 
 	check := func(when string) {
 		t.Helper()
-		dump := h.Dump(t)
+		dump := b.Dump(t)
 		// The dump must really show the rows, or the search proves nothing.
 		for _, visible := range []string{"m-sentinel", "m-sentinel-other", "v1:" + keys.KeyID() + ":", keys.Lookup(secrets["session id"])} {
 			require.True(t, bytes.Contains(dump, []byte(visible)), "%s: dump does not show %q: Dump sees no data", when, visible)
@@ -103,7 +84,7 @@ func testNoSecretInClear(t *testing.T, h AtRest) {
 	check("store closed")
 }
 
-func testMovedCiphertext(t *testing.T, h AtRest) {
+func testMovedCiphertext(t *testing.T, b Backend) {
 	keys := Keys(t, "current")
 	lookup := func(id string) string { return keys.Lookup(id) }
 	tests := []struct {
@@ -172,14 +153,14 @@ func testMovedCiphertext(t *testing.T, h AtRest) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := h.Open(t, keys)
+			s := b.open(t, keys)
 			mustSavePortal(t, s, "m-a")
 			mustSavePortal(t, s, "m-b")
 			mustCreateSession(t, s, "sess-a", "m-a")
 			mustCreateSession(t, s, "sess-b", "m-a")
 			require.NoError(t, tc.read(t, s), "before tampering")
 
-			h.Exec(t, tc.move)
+			b.exec(t, tc.move)
 			err := tc.read(t, s)
 			require.Error(t, err, "moved ciphertext opened: a token would go to the wrong place")
 			require.ErrorIs(t, err, secret.ErrCorrupt)
@@ -192,17 +173,17 @@ func testMovedCiphertext(t *testing.T, h AtRest) {
 	}
 }
 
-func testKeyRotation(t *testing.T, h AtRest) {
+func testKeyRotation(t *testing.T, b Backend) {
 	ctx := t.Context()
 	oldKeys := Keys(t, "old")
-	s := h.Open(t, oldKeys)
+	s := b.open(t, oldKeys)
 	p := mustSavePortal(t, s, "m-rotate")
 	q := mustSavePortal(t, s, "m-untouched")
 	mustCreateSession(t, s, "sess-rotate", "m-rotate")
 	require.NoError(t, s.Close())
 
 	// New current key, old one kept for reading: every row still opens.
-	s = h.Open(t, Keys(t, "new", "old"))
+	s = b.open(t, Keys(t, "new", "old"))
 	got := mustPortal(t, s, "m-rotate")
 	requireRecord(t, p, got)
 	requireRecord(t, q, mustPortal(t, s, "m-untouched"))
@@ -219,7 +200,7 @@ func testKeyRotation(t *testing.T, h AtRest) {
 
 	// Old key retired: rewritten rows open, the untouched one fails with a
 	// clear error rather than a wrong token.
-	s = h.Open(t, Keys(t, "new"))
+	s = b.open(t, Keys(t, "new"))
 	require.Equal(t, "refresh-new-key", mustPortal(t, s, "m-rotate").RefreshToken.Reveal())
 	mustSession(t, s, "sess-new-key")
 	_, err = s.Portal(ctx, "m-untouched")
@@ -227,7 +208,7 @@ func testKeyRotation(t *testing.T, h AtRest) {
 	require.NoError(t, s.Close())
 
 	// And the old keyring alone cannot read what the new key sealed.
-	s = h.Open(t, oldKeys)
+	s = b.open(t, oldKeys)
 	_, err = s.Portal(ctx, "m-rotate")
 	require.ErrorIs(t, err, secret.ErrUnknownKey)
 	require.NoError(t, s.Close())
@@ -237,16 +218,16 @@ func testKeyRotation(t *testing.T, h AtRest) {
 // current key, so the previous secret can be dropped without a reinstall;
 // a second pass has nothing to do; the application-token hash is renewed
 // with a compare-and-swap.
-func testReseal(t *testing.T, h AtRest) {
+func testReseal(t *testing.T, b Backend) {
 	ctx := t.Context()
 	old := Keys(t, "old")
-	s := h.Open(t, old)
+	s := b.open(t, old)
 	p := mustSavePortal(t, s, "m-reseal")
 	sess := mustCreateSession(t, s, "sess-reseal", "m-reseal")
 	require.NoError(t, s.Close())
 
 	rotated := Keys(t, "new", "old")
-	s = h.Open(t, rotated)
+	s = b.open(t, rotated)
 	r, ok := s.(store.Resealer)
 	require.True(t, ok, "backend implements store.Resealer")
 	n, err := r.ResealTokens(ctx)
@@ -262,7 +243,7 @@ func testReseal(t *testing.T, h AtRest) {
 	require.NoError(t, s.Close())
 
 	// The old key retired: everything still opens.
-	s = h.Open(t, Keys(t, "new"))
+	s = b.open(t, Keys(t, "new"))
 	got := mustPortal(t, s, "m-reseal")
 	require.Equal(t, p.AccessToken.Reveal(), got.AccessToken.Reveal())
 	require.Equal(t, p.RefreshToken.Reveal(), got.RefreshToken.Reveal())

@@ -35,16 +35,15 @@ type lockingStore interface {
 	Locker
 }
 
-// LockFunc is one of WithPortalLock or WithSessionLock with its key bound.
-type LockFunc func(ctx context.Context, fn func(ctx context.Context) error) error
+// lockFunc is one of WithPortalLock or WithSessionLock with its key bound.
+type lockFunc func(ctx context.Context, fn func(ctx context.Context) error) error
 
-// RequireSerializes checks that lockA and lockB, which should take the
+// requireSerializes checks that lockA and lockB, which should take the
 // same lock, never run their callbacks at the same time: while the first
 // callback runs, the second caller waits, and it enters only after the
 // first callback has returned. It also checks that the second callback
-// sees what the first wrote (write, then check). Backends call it directly
-// to show the lock holds across two Store values on one database.
-func RequireSerializes(t *testing.T, lockA, lockB LockFunc, write, check func(ctx context.Context) error) {
+// sees what the first wrote (write, then check).
+func requireSerializes(t *testing.T, lockA, lockB lockFunc, write, check func(ctx context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), lockWait)
 	defer cancel()
@@ -119,26 +118,7 @@ func RequireSerializes(t *testing.T, lockA, lockB LockFunc, write, check func(ct
 
 func testPortalLockSerializes(t *testing.T, open func(t *testing.T) store.Store) {
 	s, ctx := newLockTest(t, open)
-	p := mustPortal(t, s, "m-lock")
-	lock := func(ctx context.Context, fn func(ctx context.Context) error) error {
-		return s.WithPortalLock(ctx, "m-lock", fn)
-	}
-	// The refresh pattern: the first holder refreshes, the second re-reads
-	// under the lock and sees the new pair instead of spending the old one.
-	RequireSerializes(t, lock, lock,
-		func(ctx context.Context) error {
-			return s.UpdatePortalTokens(ctx, "m-lock", p.Version, secret.New("access-A"), secret.New("refresh-A"), time.Now())
-		},
-		func(ctx context.Context) error {
-			got, err := s.Portal(ctx, "m-lock")
-			if err != nil {
-				return err
-			}
-			if got.Version != p.Version+1 || got.RefreshToken.Reveal() != "refresh-A" {
-				return errors.New("second locker did not see the first one's refresh")
-			}
-			return nil
-		})
+	requirePortalLockSerializes(t, s, s)
 
 	// Other portals are not blocked by a held lock.
 	mustSavePortal(t, s, "m-other")
@@ -263,15 +243,62 @@ func testPortalLockContextEnds(t *testing.T, open func(t *testing.T) store.Store
 
 func testSessionLockSerializes(t *testing.T, open func(t *testing.T) store.Store) {
 	s, _ := newLockTest(t, open, "sess-lock")
-	lock := func(ctx context.Context, fn func(ctx context.Context) error) error {
-		return s.WithSessionLock(ctx, "sess-lock", fn)
+	requireSessionLockSerializes(t, s, s)
+}
+
+// testLocksAcrossInstances: two Store values with their own pools on one
+// database take turns, the point of row locks.
+func testLocksAcrossInstances(t *testing.T, open func(t *testing.T) store.Store) {
+	a, _ := newLockTest(t, open, "sess-lock")
+	b, ok := open(t).(lockingStore)
+	require.True(t, ok)
+	t.Run("portal", func(t *testing.T) { requirePortalLockSerializes(t, a, b) })
+	t.Run("session", func(t *testing.T) { requireSessionLockSerializes(t, a, b) })
+}
+
+// requirePortalLockSerializes is the refresh pattern on the portal m-lock,
+// a holding the lock, then b: the first holder refreshes, the second
+// re-reads under the lock and sees the new pair instead of spending the
+// old one. a and b may be one store.
+func requirePortalLockSerializes(t *testing.T, a, b lockingStore) {
+	t.Helper()
+	p := mustPortal(t, a, "m-lock")
+	lock := func(s lockingStore) lockFunc {
+		return func(ctx context.Context, fn func(ctx context.Context) error) error {
+			return s.WithPortalLock(ctx, "m-lock", fn)
+		}
 	}
-	RequireSerializes(t, lock, lock,
+	requireSerializes(t, lock(a), lock(b),
 		func(ctx context.Context) error {
-			return s.UpdateSessionTokens(ctx, "sess-lock", 1, secret.New("user-access-A"), secret.New("user-refresh-A"))
+			return a.UpdatePortalTokens(ctx, "m-lock", p.Version, secret.New("access-A"), secret.New("refresh-A"), time.Now())
 		},
 		func(ctx context.Context) error {
-			got, err := s.Session(ctx, "sess-lock", time.Now())
+			got, err := b.Portal(ctx, "m-lock")
+			if err != nil {
+				return err
+			}
+			if got.Version != p.Version+1 || got.RefreshToken.Reveal() != "refresh-A" {
+				return errors.New("second locker did not see the first one's refresh")
+			}
+			return nil
+		})
+}
+
+// requireSessionLockSerializes is requirePortalLockSerializes for the
+// session sess-lock.
+func requireSessionLockSerializes(t *testing.T, a, b lockingStore) {
+	t.Helper()
+	lock := func(s lockingStore) lockFunc {
+		return func(ctx context.Context, fn func(ctx context.Context) error) error {
+			return s.WithSessionLock(ctx, "sess-lock", fn)
+		}
+	}
+	requireSerializes(t, lock(a), lock(b),
+		func(ctx context.Context) error {
+			return a.UpdateSessionTokens(ctx, "sess-lock", 1, secret.New("user-access-A"), secret.New("user-refresh-A"))
+		},
+		func(ctx context.Context) error {
+			got, err := b.Session(ctx, "sess-lock", time.Now())
 			if err != nil {
 				return err
 			}

@@ -1,5 +1,9 @@
 package storetest
 
+// The contract of the records: portals (install, tokens, uninstall, the
+// reports the handlers keep), frame sessions, and the undo snapshot and
+// history of removals.
+
 import (
 	"errors"
 	"fmt"
@@ -9,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/b24apps/leadcontacts/internal/testsync"
 	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
@@ -187,20 +192,7 @@ func testUpdatePortalTokensConcurrent(t *testing.T, open func(t *testing.T) stor
 // gets ErrConflict. It returns the winner's index.
 func raceCAS(t *testing.T, update func(i int) error) int {
 	t.Helper()
-	const n = 20
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		errs  = make([]error, n)
-	)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = update(i)
-		})
-	}
-	close(start)
-	wg.Wait()
+	errs := testsync.AtOnce(20, update)
 
 	winner := -1
 	for i, err := range errs {
@@ -495,4 +487,378 @@ func testRecentTokens(t *testing.T, open func(t *testing.T) store.Store) {
 	got, err = s.RecentTokens(t.Context(), "m-none", 2, now)
 	require.NoError(t, err)
 	require.Empty(t, got)
+}
+
+func testSessionRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-sess")
+	in := newSession("sess-round-trip", "m-sess")
+	in.TokenVersion = 17 // the store starts every session at 1
+
+	sess := *in
+	require.NoError(t, s.CreateSession(t.Context(), &sess))
+	require.EqualValues(t, 1, sess.TokenVersion)
+	requireAbout(t, in.CreatedAt, sess.CreatedAt, "CreatedAt")
+	requireAbout(t, in.ExpiresAt, sess.ExpiresAt, "ExpiresAt")
+
+	got := mustSession(t, s, "sess-round-trip")
+	requireRecord(t, &sess, got)
+	want := *in
+	want.TokenVersion, want.CreatedAt, want.ExpiresAt = 1, sess.CreatedAt, sess.ExpiresAt
+	requireRecord(t, &want, got)
+}
+
+func testSessionDefaults(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-sess")
+	sess := newSession("sess-defaults", "m-sess")
+	sess.CreatedAt = time.Time{}
+	sess.AccessToken, sess.RefreshToken = secret.String{}, secret.String{}
+	before := time.Now()
+	require.NoError(t, s.CreateSession(t.Context(), sess))
+	after := time.Now()
+	requireBetween(t, before, after, sess.CreatedAt, "CreatedAt")
+	requireRecord(t, sess, mustSession(t, s, "sess-defaults"))
+}
+
+func testSessionPortalNotInstalled(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	err := s.CreateSession(ctx, newSession("sess-x", "m-nobody"))
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	mustSavePortal(t, s, "m-gone")
+	require.NoError(t, s.UninstallPortal(ctx, "m-gone", false, time.Now()))
+	err = s.CreateSession(ctx, newSession("sess-y", "m-gone"))
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	// Nothing was stored that a reinstall could surface.
+	mustSavePortal(t, s, "m-gone")
+	_, err = s.Session(ctx, "sess-y", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testSessionInvalid(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-sess")
+	noID := newSession("", "m-sess")
+	require.Error(t, s.CreateSession(t.Context(), noID))
+
+	noExpiry := newSession("sess-no-expiry", "m-sess")
+	noExpiry.ExpiresAt = time.Time{}
+	require.Error(t, s.CreateSession(t.Context(), noExpiry))
+
+	mustCreateSession(t, s, "sess-dup", "m-sess")
+	require.Error(t, s.CreateSession(t.Context(), newSession("sess-dup", "m-sess")), "duplicate id")
+}
+
+func testSessionNotFound(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-sess", "sess-known")
+	for _, id := range []string{"sess-unknown", "", "SESS-KNOWN", "sess-known "} {
+		_, err := s.Session(t.Context(), id, time.Now())
+		require.ErrorIs(t, err, store.ErrNotFound, "%q", id)
+	}
+}
+
+func testSessionExpired(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-sess")
+	sess := mustCreateSession(t, s, "sess-expiring", "m-sess")
+	exp := sess.ExpiresAt // as stored
+
+	got, err := s.Session(t.Context(), "sess-expiring", exp.Add(-time.Millisecond))
+	require.NoError(t, err)
+	requireRecord(t, sess, got)
+	for _, now := range []time.Time{exp, exp.Add(time.Microsecond), exp.Add(time.Hour)} {
+		_, err := s.Session(t.Context(), "sess-expiring", now)
+		require.ErrorIs(t, err, store.ErrNotFound, "now = expiry + %v", now.Sub(exp))
+	}
+}
+
+func testSessionUninstalledPortal(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-sess", "sess-of-gone")
+	require.NoError(t, s.UninstallPortal(t.Context(), "m-sess", false, time.Now()))
+	_, err := s.Session(t.Context(), "sess-of-gone", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testUpdateSessionTokens(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-sess")
+	ctx := t.Context()
+	sess := mustCreateSession(t, s, "sess-cas", "m-sess")
+
+	require.NoError(t, s.UpdateSessionTokens(ctx, "sess-cas", sess.TokenVersion,
+		secret.New("user-access-2"), secret.New("user-refresh-2")))
+	got := mustSession(t, s, "sess-cas")
+	want := *sess
+	want.TokenVersion = sess.TokenVersion + 1
+	want.AccessToken, want.RefreshToken = secret.New("user-access-2"), secret.New("user-refresh-2")
+	requireRecord(t, &want, got)
+
+	err := s.UpdateSessionTokens(ctx, "sess-cas", sess.TokenVersion,
+		secret.New("user-access-3"), secret.New("user-refresh-3"))
+	require.ErrorIs(t, err, store.ErrConflict)
+	requireRecord(t, got, mustSession(t, s, "sess-cas"))
+
+	err = s.UpdateSessionTokens(ctx, "sess-nobody", 1, secret.New("a"), secret.New("r"))
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testUpdateSessionTokensConcurrent(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-sess")
+	sess := mustCreateSession(t, s, "sess-race", "m-sess")
+	winner := raceCAS(t, func(i int) error {
+		return s.UpdateSessionTokens(t.Context(), "sess-race", sess.TokenVersion,
+			secret.New(fmt.Sprintf("user-access-%d", i)), secret.New(fmt.Sprintf("user-refresh-%d", i)))
+	})
+	got := mustSession(t, s, "sess-race")
+	require.Equal(t, sess.TokenVersion+1, got.TokenVersion)
+	require.Equal(t, fmt.Sprintf("user-access-%d", winner), got.AccessToken.Reveal())
+	require.Equal(t, fmt.Sprintf("user-refresh-%d", winner), got.RefreshToken.Reveal())
+}
+
+func testDeleteExpiredSessions(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-a")
+	ctx := t.Context()
+	mustSavePortal(t, s, "m-b")
+	base := time.Now().Truncate(time.Second)
+	for i, id := range []string{"sess-1", "sess-2", "sess-3"} {
+		sess := newSession(id, []string{"m-a", "m-b", "m-a"}[i])
+		sess.ExpiresAt = base.Add(time.Duration(i+1) * time.Minute)
+		require.NoError(t, s.CreateSession(ctx, sess))
+	}
+
+	n, err := s.DeleteExpiredSessions(ctx, base)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	// ExpiresAt <= now counts as expired.
+	n, err = s.DeleteExpiredSessions(ctx, base.Add(2*time.Minute))
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n)
+
+	_, err = s.Session(ctx, "sess-3", base.Add(2*time.Minute))
+	require.NoError(t, err)
+	n, err = s.DeleteExpiredSessions(ctx, base.Add(2*time.Minute))
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	// Gone, not just expired: still absent when asked with an earlier now.
+	_, err = s.Session(ctx, "sess-1", base)
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testReopen(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	p := mustSavePortal(t, s, "m-durable")
+	require.NoError(t, s.UpdatePortalTokens(ctx, "m-durable", p.Version,
+		secret.New("access-durable"), secret.New("refresh-durable"), p.TokenExpiry))
+	mustSavePortal(t, s, "m-gone")
+	require.NoError(t, s.UninstallPortal(ctx, "m-gone", true, time.Now()))
+	mustCreateSession(t, s, "sess-durable", "m-durable")
+	require.NoError(t, s.UpdateSessionTokens(ctx, "sess-durable", 1,
+		secret.New("user-access-durable"), secret.New("user-refresh-durable")))
+	wantPortal := mustPortal(t, s, "m-durable")
+	wantGone := mustPortal(t, s, "m-gone")
+	wantSession := mustSession(t, s, "sess-durable")
+	require.NoError(t, s.Close())
+
+	s = open(t)
+	requireRecord(t, wantPortal, mustPortal(t, s, "m-durable"))
+	requireRecord(t, wantGone, mustPortal(t, s, "m-gone"))
+	requireRecord(t, wantSession, mustSession(t, s, "sess-durable"))
+	require.NoError(t, s.Close())
+}
+
+func testDeleteSession(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-del", "sess-del")
+	ctx := t.Context()
+	mustCreateSession(t, s, "sess-keep", "m-del")
+
+	require.NoError(t, s.DeleteSession(ctx, "sess-del"))
+	_, err := s.Session(ctx, "sess-del", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, s.UpdateSessionTokens(ctx, "sess-del", 1, newSession("x", "m-del").AccessToken, newSession("x", "m-del").RefreshToken), store.ErrNotFound)
+	mustSession(t, s, "sess-keep") // only that one
+	require.NoError(t, s.DeleteSession(ctx, "sess-del"), "deleting twice is fine")
+	require.NoError(t, s.DeleteSession(ctx, "sess-never"))
+}
+
+func newUndo(sessionID, memberID string) *store.UndoSnapshot {
+	now := time.Now()
+	return &store.UndoSnapshot{
+		SessionID: sessionID, MemberID: memberID, LeadID: 1001, UserID: 42,
+		Items: []store.LeadLink{
+			{ContactID: 7, Sort: 10, Primary: false},
+			{ContactID: 3, Sort: 20, Primary: true},
+			{ContactID: 9, Sort: 20, Primary: false},
+		},
+		CreatedAt: now,
+		ExpiresAt: now.Add(store.UndoTTL),
+	}
+}
+
+func testUndoRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-undo", "sess-undo")
+	ctx := t.Context()
+	in := newUndo("sess-undo", "m-undo")
+	require.NoError(t, s.SaveUndo(ctx, in))
+
+	got, err := s.TakeUndo(ctx, "sess-undo", time.Now())
+	require.NoError(t, err)
+	require.Equal(t, in.MemberID, got.MemberID)
+	require.Equal(t, in.LeadID, got.LeadID)
+	require.Equal(t, in.UserID, got.UserID)
+	require.Equal(t, in.Items, got.Items, "SORT, IS_PRIMARY and the order come back as saved")
+	requireTime(t, in.CreatedAt, got.CreatedAt, "CreatedAt")
+	requireTime(t, in.ExpiresAt, got.ExpiresAt, "ExpiresAt")
+
+	_, err = s.TakeUndo(ctx, "sess-undo", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound, "a snapshot is taken once")
+}
+
+func testUndoReplaceAndExpire(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-undo", "sess-undo")
+	ctx := t.Context()
+	first := newUndo("sess-undo", "m-undo")
+	require.NoError(t, s.SaveUndo(ctx, first))
+	second := newUndo("sess-undo", "m-undo")
+	second.Items = []store.LeadLink{{ContactID: 5, Sort: 10, Primary: true}}
+	require.NoError(t, s.SaveUndo(ctx, second))
+
+	_, err := s.TakeUndo(ctx, "sess-undo", second.ExpiresAt)
+	require.ErrorIs(t, err, store.ErrNotFound, "expired at ExpiresAt")
+
+	require.NoError(t, s.SaveUndo(ctx, second))
+	got, err := s.TakeUndo(ctx, "sess-undo", time.Now())
+	require.NoError(t, err)
+	require.Equal(t, second.Items, got.Items, "the newer snapshot replaced the older one")
+
+	// An empty removal still leaves an (empty) snapshot, never a null one.
+	empty := newUndo("sess-undo", "m-undo")
+	empty.Items = nil
+	require.NoError(t, s.SaveUndo(ctx, empty))
+	got, err = s.TakeUndo(ctx, "sess-undo", time.Now())
+	require.NoError(t, err)
+	require.Empty(t, got.Items)
+}
+
+func testUndoNeedsSession(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-undo")
+	ctx := t.Context()
+	require.ErrorIs(t, s.SaveUndo(ctx, newUndo("sess-none", "m-undo")), store.ErrNotFound)
+	require.Error(t, s.SaveUndo(ctx, newUndo("", "m-undo")))
+
+	// The snapshot goes with its session: uninstall deletes sessions.
+	mustCreateSession(t, s, "sess-undo", "m-undo")
+	require.NoError(t, s.SaveUndo(ctx, newUndo("sess-undo", "m-undo")))
+	require.NoError(t, s.UninstallPortal(ctx, "m-undo", false, time.Now()))
+	mustSavePortal(t, s, "m-undo")
+	_, err := s.TakeUndo(ctx, "sess-undo", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	// ... and so does the expiry sweep.
+	sess := newSession("sess-short", "m-undo")
+	sess.ExpiresAt = time.Now().Add(time.Minute)
+	require.NoError(t, s.CreateSession(ctx, sess))
+	require.NoError(t, s.SaveUndo(ctx, newUndo("sess-short", "m-undo")))
+	_, err = s.DeleteExpiredSessions(ctx, time.Now().Add(2*time.Minute))
+	require.NoError(t, err)
+	_, err = s.TakeUndo(ctx, "sess-short", time.Now())
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testUndoTakenOnce(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-undo", "sess-undo")
+	ctx := t.Context()
+	require.NoError(t, s.SaveUndo(ctx, newUndo("sess-undo", "m-undo")))
+
+	const n = 8
+	var wg sync.WaitGroup
+	got := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			_, err := s.TakeUndo(ctx, "sess-undo", time.Now())
+			got <- err
+		})
+	}
+	wg.Wait()
+	close(got)
+	won := 0
+	for err := range got {
+		if err == nil {
+			won++
+		} else {
+			require.ErrorIs(t, err, store.ErrNotFound)
+		}
+	}
+	require.Equal(t, 1, won, "exactly one of %d racing clicks may undo", n)
+}
+
+func testHistory(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-hist")
+	ctx := t.Context()
+	mustSavePortal(t, s, "m-other")
+	base := time.Now().Add(-time.Hour)
+	var want []store.HistoryEntry
+	for i, e := range []store.HistoryEntry{
+		{Action: store.ActionRemove, ContactIDs: []int64{1, 2, 3}, Outcome: store.OutcomeOK},
+		{Action: store.ActionUndo, ContactIDs: []int64{1, 2, 3}, Outcome: store.OutcomeRefused, ErrorCode: "LEAD_CHANGED"},
+		{Action: store.ActionRemove, ContactIDs: nil, Outcome: store.OutcomeError, ErrorCode: "ACCESS_DENIED"},
+	} {
+		e.MemberID, e.LeadID, e.UserID = "m-hist", int64(10+i), int64(i+1)
+		e.At = base.Add(time.Duration(i) * time.Minute)
+		require.NoError(t, s.AddHistory(ctx, &e))
+		require.NotZero(t, e.ID)
+		want = append([]store.HistoryEntry{e}, want...)
+	}
+	other := store.HistoryEntry{MemberID: "m-other", LeadID: 1, UserID: 1, Action: store.ActionRemove, Outcome: store.OutcomeOK}
+	require.NoError(t, s.AddHistory(ctx, &other))
+
+	got, err := s.History(ctx, "m-hist", 10)
+	require.NoError(t, err)
+	require.Len(t, got, 3, "only the portal's own entries")
+	for i := range want {
+		require.Equal(t, want[i].ID, got[i].ID, "newest first")
+		require.Equal(t, want[i].LeadID, got[i].LeadID)
+		require.Equal(t, want[i].UserID, got[i].UserID)
+		require.Equal(t, want[i].Action, got[i].Action)
+		require.Equal(t, want[i].Outcome, got[i].Outcome)
+		require.Equal(t, want[i].ErrorCode, got[i].ErrorCode)
+		require.ElementsMatch(t, want[i].ContactIDs, got[i].ContactIDs)
+		requireTime(t, want[i].At, got[i].At, "At")
+	}
+	limited, err := s.History(ctx, "m-hist", 2)
+	require.NoError(t, err)
+	require.Len(t, limited, 2)
+
+	// Retention: entries older than the cut go, across portals.
+	n, err := s.DeleteHistoryBefore(ctx, base.Add(90*time.Second))
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n)
+	got, err = s.History(ctx, "m-hist", 10)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, want[0].ID, got[0].ID)
+
+	// Uninstall with CLEAN: all of one portal's history, nobody else's.
+	n, err = s.DeleteHistory(ctx, "m-hist")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	got, err = s.History(ctx, "m-hist", 10)
+	require.NoError(t, err)
+	require.Empty(t, got)
+	got, err = s.History(ctx, "m-other", 10)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+}
+
+func testHistoryDefaultsTime(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-hist")
+	e := store.HistoryEntry{MemberID: "m-hist", LeadID: 1, UserID: 1, Action: store.ActionRemove, Outcome: store.OutcomeOK}
+	before := time.Now()
+	require.NoError(t, s.AddHistory(t.Context(), &e))
+	requireBetween(t, before, time.Now(), e.At, "At")
+	got, err := s.History(t.Context(), "m-hist", 1)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	requireTime(t, e.At, got[0].At, "At")
+	require.NotNil(t, got[0].ContactIDs, "an empty id list reads back as empty, not nil")
 }
