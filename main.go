@@ -149,15 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	srv := &http.Server{
-		Handler:           withDeadline(h.Engine(), requestTimeout+2*time.Second),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newServer(withDeadline(h.Engine(), requestTimeout+2*time.Second), 15*time.Second, 32<<10, logger)
 	for _, c := range chores(st, h, cfg.HistoryRetention) {
 		go runChore(ctx, c, logger, mx.ObserveChore)
 	}
@@ -224,15 +216,21 @@ func metricsServer(addr string, mx *metrics.Metrics, logger *slog.Logger) (*http
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+metrics.Path, mx.Handler())
+	return newServer(mux, 10*time.Second, 16<<10, logger), ln, nil
+}
+
+// newServer is an HTTP server with every timeout set (a slow client
+// cannot hold a connection open) and its errors logged as JSON warnings.
+func newServer(h http.Handler, read time.Duration, maxHeader int, logger *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           mux,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
+		ReadTimeout:       read,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    maxHeader,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}, ln, nil
+	}
 }
 
 // requestTimeout bounds each request's upstream work, retries and a token

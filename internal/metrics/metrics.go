@@ -73,10 +73,10 @@ type Metrics struct {
 	restRequests    *prometheus.CounterVec
 	restDuration    *prometheus.HistogramVec
 	batchErrors     *prometheus.CounterVec
-	limiterWaits    prometheus.Histogram
+	limiterWaits    prometheus.Observer
 	limiterRefusals *prometheus.CounterVec
 	refreshes       *prometheus.CounterVec
-	refreshDuration prometheus.Histogram
+	refreshDuration prometheus.Observer
 	flights         *prometheus.CounterVec
 	choreRuns       *prometheus.CounterVec
 	choreItems      *prometheus.CounterVec
@@ -98,16 +98,14 @@ func New() *Metrics {
 		"Time from sending a REST request to reading its answer, by REST method.", latencyBuckets, "method")
 	m.batchErrors = f.counter("bitrix24_batch_command_errors_total",
 		"Failed commands inside batches that were answered 200, by the command's REST method and error code.", "method", "code")
-	m.limiterWaits = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace,
-		Name: "bitrix24_limiter_wait_seconds", Buckets: waitBuckets,
-		Help: "Waits of REST requests on the app's per-portal leaky bucket before they were sent (only requests that waited)."})
+	m.limiterWaits = f.histogram("bitrix24_limiter_wait_seconds",
+		"Waits of REST requests on the app's per-portal leaky bucket before they were sent (only requests that waited).", waitBuckets).WithLabelValues()
 	m.limiterRefusals = f.counter("bitrix24_limiter_refusals_total",
 		"REST requests not sent: the per-portal bucket could not admit them in time (rate_limit), or the portal blocked the method (operating_limit).", "reason")
 	m.refreshes = f.counter("oauth_refreshes_total",
 		"Token refresh requests sent to the OAuth server, by outcome (ok, invalid_grant, credentials_rejected, payment_required, unreachable, other).", "outcome")
-	m.refreshDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace,
-		Name: "oauth_refresh_duration_seconds", Buckets: latencyBuckets,
-		Help: "Time a token refresh request to the OAuth server took."})
+	m.refreshDuration = f.histogram("oauth_refresh_duration_seconds",
+		"Time a token refresh request to the OAuth server took.", latencyBuckets).WithLabelValues()
 	m.flights = f.counter("flights_coalesced_total",
 		"Requests that joined work already in flight instead of starting their own: a token refresh, or a removal (a double click).", "kind")
 	m.choreRuns = f.counter("chore_runs_total",
@@ -117,7 +115,7 @@ func New() *Metrics {
 	m.choreLast = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace,
 		Name: "chore_last_success_timestamp_seconds",
 		Help: "Unix time of each chore's last run without error."}, []string{"chore"})
-	m.reg.MustRegister(m.limiterWaits, m.refreshDuration, m.choreLast,
+	m.reg.MustRegister(m.choreLast,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

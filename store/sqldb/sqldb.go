@@ -149,7 +149,15 @@ func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 	if tx, ok := ctx.Value(txKey{s}).(*sql.Tx); ok {
 		return fn(dialected{s, tx})
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	return s.runTx(ctx, s.db, fn)
+}
+
+// runTx runs fn in a new transaction of b (the pool or one connection)
+// and commits it when fn succeeds.
+func (s *Store) runTx(ctx context.Context, b interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}, fn func(q querier) error) error {
+	tx, err := b.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -184,15 +192,7 @@ func (s *Store) durable(ctx context.Context, fn func(q querier) error) error {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := fn(dialected{s, tx}); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return s.runTx(ctx, conn, fn)
 }
 
 // dialected rewrites each query for the dialect and runs it as a statement
