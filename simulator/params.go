@@ -135,7 +135,7 @@ func newObj() obj { return obj{newOmap()} }
 // records are written as data, one line holding several fields.
 func fields(kv ...any) obj {
 	o := newObj()
-	for i := 0; i < len(kv); i += 2 {
+	for i := 0; i+1 < len(kv); i += 2 {
 		o.Set(kv[i].(string), kv[i+1])
 	}
 	return o
