@@ -141,14 +141,7 @@ func (h *Handlers) removeOnce(ctx context.Context, sess *store.Session, p *store
 		if err := res.Decode("before", &before); err != nil {
 			return err
 		}
-		var ok bool
-		if err := res.Decode("delete", &ok); err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("crm.lead.contact.items.delete answered false: %w", bitrix24.ErrBadResponse)
-		}
-		return nil
+		return answeredTrue(res, "delete", "crm.lead.contact.items.delete")
 	})
 	if err == nil {
 		return removal{removed: before}, nil
@@ -280,15 +273,24 @@ func (h *Handlers) restore(ctx context.Context, sess *store.Session, p *store.Po
 		if err != nil {
 			return err
 		}
-		var ok bool
-		if err := res.Decode("set", &ok); err != nil {
+		if err := answeredTrue(res, "set", "crm.lead.contact.items.set"); err != nil {
 			return err
-		}
-		if !ok {
-			return fmt.Errorf("crm.lead.contact.items.set answered false: %w", bitrix24.ErrBadResponse)
 		}
 		out = res
 		return nil
 	})
 	return out, err
+}
+
+// answeredTrue reads a write's answer in a batch: anything but true is a
+// bad response, after which whether the write happened is unknown.
+func answeredTrue(res *bitrix24.BatchResult, key, method string) error {
+	var ok bool
+	if err := res.Decode(key, &ok); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s answered false: %w", method, bitrix24.ErrBadResponse)
+	}
+	return nil
 }

@@ -21,11 +21,7 @@ func (s *Store) SaveUndo(ctx context.Context, u *store.UndoSnapshot) error {
 	if err != nil {
 		return fmt.Errorf("store: save undo: %w", err)
 	}
-	created := u.CreatedAt
-	if created.IsZero() {
-		created = time.Now()
-	}
-	created = s.stored(created)
+	created := s.storedOrNow(u.CreatedAt)
 	res, err := s.q(ctx).ExecContext(ctx, `
 		INSERT INTO undo_snapshots (session_lookup, member_id, lead_id, user_id, items, created_at, expires_at)
 		SELECT id_lookup, ?, ?, ?, ?, ?, ?
@@ -76,11 +72,7 @@ func (s *Store) AddHistory(ctx context.Context, e *store.HistoryEntry) error {
 	if err != nil {
 		return fmt.Errorf("store: add history: %w", err)
 	}
-	at := e.At
-	if at.IsZero() {
-		at = time.Now()
-	}
-	at = s.stored(at)
+	at := s.storedOrNow(e.At)
 	err = s.q(ctx).QueryRowContext(ctx, `
 		INSERT INTO history (member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)

@@ -21,11 +21,7 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 	if sess.ExpiresAt.IsZero() {
 		return errors.New("store: create session: no expiry")
 	}
-	created := sess.CreatedAt
-	if created.IsZero() {
-		created = time.Now()
-	}
-	created = s.stored(created)
+	created := s.storedOrNow(sess.CreatedAt)
 	lookup := s.keys.Lookup(sess.ID)
 
 	// Insert through a select of the portal, so a session can only be

@@ -337,6 +337,14 @@ func (s *Store) exists(ctx context.Context, q querier, query string, args ...any
 	return err
 }
 
+// storedOrNow is t, or now when t is zero, as the database stores it.
+func (s *Store) storedOrNow(t time.Time) time.Time {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return s.stored(t)
+}
+
 // t is a time as a query parameter.
 func (s *Store) t(t time.Time) any { return s.d.time(t) }
 
