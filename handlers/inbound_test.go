@@ -163,7 +163,7 @@ func TestRefusedTokensAreNotSentAgain(t *testing.T) {
 }
 
 // TestFloodOfFramesCannotStarveAClick: with the production outbound limit
-// (2/s, burst 5), a flood of frames carrying the portal's application
+// (Bitrix24's bucket: burst 50, drain 2/s), a flood of frames carrying the portal's application
 // token and junk AUTH_IDs takes only what is above the reserve, so a
 // genuine click goes through within a short deadline.
 func TestFloodOfFramesCannotStarveAClick(t *testing.T) {

@@ -678,8 +678,8 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // J1 at the handlers: every request to a portal passes the client's
 // per-portal limiter, whatever route makes it. With a limit of 10/s and a
 // burst of 2, eight tabs opened at once reach the simulated portal spread
-// over at least 0.6 s; the full-scale measurement (2/s, burst 5, with the
-// portal's leaky bucket on) is the load run in docs/load.md.
+// over at least 0.6 s; the full-scale measurement (with the portal's leaky
+// bucket on) is the load run in docs/load.md.
 func TestJ1RequestsToAPortalPassItsLimiter(t *testing.T) {
 	t.Parallel()
 	e := newInstalledEnv(t, withREST(func(o *bitrix24.Options) { o.PortalRate, o.PortalBurst = 10, 2 }))
