@@ -126,6 +126,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	// The other languages are parsed in the background: their first pages
+	// find them ready, and starting does not wait for them.
+	go func() {
+		if err := bundle.Warm(); err != nil {
+			logger.Error("a message catalogue does not parse; that language is shown in English", "err", err)
+		}
+	}()
 	assets, err := static.Load()
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -85,6 +86,16 @@ func TestParseFrameSplitsQueryAndBody(t *testing.T) {
 		mut(b)
 		_, err := ParseFrame(q, b)
 		assert.ErrorIs(t, err, ErrBadFrame)
+	}
+}
+
+// tokenPattern is what isToken checks, as a regular expression: the fuzz
+// oracle.
+var tokenPattern = regexp.MustCompile(`^[\x21-\x7e]{1,512}$`)
+
+func TestIsTokenAsThePatternSays(t *testing.T) {
+	for _, s := range []string{"", "a", "a b", "tok\x7f", "ключ", strings.Repeat("x", 512), strings.Repeat("x", 513), "!~"} {
+		assert.Equal(t, tokenPattern.MatchString(s), isToken(s), "%q", s)
 	}
 }
 

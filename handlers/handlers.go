@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -152,6 +153,7 @@ type Handlers struct {
 	secure    bool // the app is served over https
 	proxies   []netip.Prefix
 	draining  atomic.Bool // /readyz answers 503 (health.go)
+	buffers   sync.Pool   // of *bytes.Buffer, for render
 }
 
 // New validates the configuration and parses the templates.

@@ -40,8 +40,19 @@ const originKey = "frame-origin"
 // a clean 500 instead of half a page, then writes it with the headers every
 // page needs.
 func (h *Handlers) render(c *gin.Context, status int, page string, data any) {
-	var buf bytes.Buffer
-	if err := h.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
+	// Page buffers are kept between requests: a page is 10-20 KB, which
+	// grown from nothing was most of a click's allocations.
+	buf, _ := h.buffers.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = bytes.NewBuffer(make([]byte, 0, 32<<10))
+	}
+	defer func() {
+		if buf.Cap() <= 1<<20 { // a freak page's buffer is not kept
+			buf.Reset()
+			h.buffers.Put(buf)
+		}
+	}()
+	if err := h.pages[page].ExecuteTemplate(buf, "layout", data); err != nil {
 		h.d.Logger.ErrorContext(c.Request.Context(), "render page", "page", page, "err", err)
 		c.Header("Content-Security-Policy", h.csp(""))
 		c.String(http.StatusInternalServerError, "internal error")

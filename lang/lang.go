@@ -9,9 +9,12 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 	"github.com/nicksnyder/go-i18n/v2/i18n"
@@ -51,49 +54,95 @@ var tags = map[string]language.Tag{
 // rtl lists the right-to-left languages among the supported codes.
 var rtl = map[string]bool{"ar": true}
 
-// Bundle holds every catalogue. It is read-only after Load and safe for
-// concurrent use.
+// Bundle holds every catalogue. English, the fallback, is parsed by Load;
+// each other language when it is first asked for (or by Warm), so that
+// starting the app does not wait for nineteen parses (most of its cold
+// start before). It is safe for concurrent use.
 type Bundle struct {
-	bundle *i18n.Bundle
-	codes  []string // codes with a catalogue, sorted
-	keys   map[string]map[string]bool
+	en    []*i18n.Message
+	langs map[string]*catalogue // by code; every code with a file
+	codes []string              // sorted
 }
 
-// Load parses the embedded catalogues (locales/<code>.toml).
+// catalogue is one language's messages, with English under them for any
+// key it lacks, parsed once.
+type catalogue struct {
+	file   string
+	once   sync.Once
+	bundle *i18n.Bundle
+	keys   map[string]bool
+	err    error
+	loc    *Localizer // shared: a Localizer is read-only
+}
+
+// Load parses the English catalogue and lists the others
+// (locales/<code>.toml).
 func Load() (*Bundle, error) {
-	b := &Bundle{bundle: i18n.NewBundle(language.English), keys: map[string]map[string]bool{}}
-	b.bundle.RegisterUnmarshalFunc("toml", toml.Unmarshal)
 	files, err := fs.Glob(locales, "locales/*.toml")
 	if err != nil {
 		return nil, err
 	}
+	b := &Bundle{langs: map[string]*catalogue{}}
 	for _, f := range files {
 		code := strings.TrimSuffix(path.Base(f), ".toml")
-		tag, ok := tags[code]
-		if !ok {
+		if _, ok := tags[code]; !ok {
 			return nil, fmt.Errorf("lang: %s: not a Bitrix24 LANG code", f)
 		}
-		data, err := locales.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		// go-i18n takes the language from the file name, so name it by the
-		// BCP 47 tag rather than the Bitrix24 code.
-		mf, err := b.bundle.ParseMessageFileBytes(data, tag.String()+".toml")
-		if err != nil {
-			return nil, fmt.Errorf("lang: %s: %w", f, err)
-		}
-		b.keys[code] = map[string]bool{}
-		for _, m := range mf.Messages {
-			b.keys[code][m.ID] = true
-		}
+		b.langs[code] = &catalogue{file: f}
 		b.codes = append(b.codes, code)
 	}
 	sort.Strings(b.codes)
-	if b.keys[Fallback] == nil {
+	en, ok := b.langs[Fallback]
+	if !ok {
 		return nil, fmt.Errorf("lang: no %s catalogue", Fallback)
 	}
+	if err := b.load(Fallback, en); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+// Warm parses every catalogue now and reports the first that fails; the
+// app calls it in the background after starting, and tests to check them.
+func (b *Bundle) Warm() error {
+	for _, code := range b.codes {
+		if err := b.load(code, b.langs[code]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// load parses code's catalogue once, on top of the English messages.
+func (b *Bundle) load(code string, c *catalogue) error {
+	c.once.Do(func() {
+		c.bundle = i18n.NewBundle(language.English)
+		c.bundle.RegisterUnmarshalFunc("toml", toml.Unmarshal)
+		if code != Fallback {
+			c.err = c.bundle.AddMessages(language.English, b.en...)
+		}
+		data, err := locales.ReadFile(c.file)
+		if err != nil {
+			c.err = err
+			return
+		}
+		// go-i18n takes the language from the file name, so name it by
+		// the BCP 47 tag rather than the Bitrix24 code.
+		mf, err := c.bundle.ParseMessageFileBytes(data, tags[code].String()+".toml")
+		if err != nil {
+			c.err = fmt.Errorf("lang: %s: %w", c.file, err)
+			return
+		}
+		c.keys = map[string]bool{}
+		for _, m := range mf.Messages {
+			c.keys[m.ID] = true
+		}
+		if code == Fallback {
+			b.en = mf.Messages
+		}
+		c.loc = &Localizer{code: code, loc: i18n.NewLocalizer(c.bundle, tags[code].String(), language.English.String())}
+	})
+	return c.err
 }
 
 // Codes returns the LANG codes that have a catalogue.
@@ -101,37 +150,41 @@ func (b *Bundle) Codes() []string { return append([]string(nil), b.codes...) }
 
 // Keys returns the message ids of one catalogue.
 func (b *Bundle) Keys(code string) []string {
-	var out []string
-	for k := range b.keys[code] {
-		out = append(out, k)
+	c, ok := b.langs[code]
+	if !ok || b.load(code, c) != nil {
+		return nil
 	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(c.keys))
 }
 
 // Normalize turns whatever arrived as LANG into a supported code: lower
 // case, trimmed, and the fallback when unknown.
 func (b *Bundle) Normalize(code string) string {
 	code = strings.ToLower(strings.TrimSpace(code))
-	if _, ok := b.keys[code]; ok {
+	if _, ok := b.langs[code]; ok {
 		return code
 	}
 	return Fallback
 }
 
-// For returns a localizer for a Bitrix24 LANG code.
+// For returns a localizer for a Bitrix24 LANG code. A catalogue that
+// cannot be parsed (caught by the tests, never expected in a build)
+// speaks English rather than fail a page.
 func (b *Bundle) For(code string) *Localizer {
 	code = b.Normalize(code)
-	return &Localizer{
-		code: code,
-		loc:  i18n.NewLocalizer(b.bundle, tags[code].String(), language.English.String()),
+	c := b.langs[code]
+	if b.load(code, c) != nil {
+		c = b.langs[Fallback]
 	}
+	return c.loc
 }
 
-// Localizer renders messages in one language.
+// Localizer renders messages in one language. Messages without template
+// data are rendered once and kept: most of a page's text.
 type Localizer struct {
-	code string
-	loc  *i18n.Localizer
+	code  string
+	loc   *i18n.Localizer
+	plain sync.Map // message id → string
 }
 
 // Code returns the Bitrix24 LANG code.
@@ -150,7 +203,17 @@ func (l *Localizer) Dir() string {
 
 // T renders message id with template data (pairs of key, value).
 func (l *Localizer) T(id string, kv ...any) string {
-	return l.render(id, nil, kv)
+	if len(kv) > 0 {
+		return l.render(id, nil, kv)
+	}
+	if s, ok := l.plain.Load(id); ok {
+		return s.(string)
+	}
+	s := l.render(id, nil, nil)
+	if s != id { // only the catalogue's keys: the cache stays bounded
+		l.plain.Store(id, s)
+	}
+	return s
 }
 
 // N renders a plural message id for count; the template sees .Count too.

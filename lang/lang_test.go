@@ -24,6 +24,7 @@ func mustLoad(t *testing.T) *Bundle {
 
 func TestEveryCatalogueHasEveryKey(t *testing.T) {
 	b := mustLoad(t)
+	require.NoError(t, b.Warm(), "every catalogue parses")
 	want := b.Keys(Fallback)
 	require.NotEmpty(t, want)
 	for _, code := range b.Codes() {
@@ -189,11 +190,12 @@ func TestCataloguesUseTheLanguagesPluralFormsAndPlaceholders(t *testing.T) {
 
 func TestEveryMessageRendersInEveryLanguage(t *testing.T) {
 	b := mustLoad(t)
+	require.NoError(t, b.Warm())
 	en := parseCatalogue(t, Fallback)
 	for _, code := range b.Codes() {
 		t.Run(code, func(t *testing.T) {
 			// No English fallback: a missing key or plural form fails here.
-			strict := i18n.NewLocalizer(b.bundle, tags[code].String())
+			strict := i18n.NewLocalizer(b.langs[code].bundle, tags[code].String())
 			for id, src := range en {
 				counts := []any{nil}
 				if len(forms(src)) > 1 {
