@@ -293,26 +293,31 @@ func endpointHost(endpoint string) string {
 // methods and portals (numbers, numeric strings, absent), and a surprise in
 // this informational block must never make a good answer unreadable.
 func (t *Time) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
+	var raw struct {
+		Duration         lenient `json:"duration"`
+		Operating        lenient `json:"operating"`
+		OperatingResetAt lenient `json:"operating_reset_at"`
+	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		*t = Time{}
 		return nil
 	}
-	t.Duration = number(raw["duration"])
-	t.Operating = number(raw["operating"])
-	t.OperatingResetAt = int64(number(raw["operating_reset_at"]))
+	*t = Time{Duration: float64(raw.Duration), Operating: float64(raw.Operating), OperatingResetAt: int64(raw.OperatingResetAt)}
 	return nil
 }
 
-// number reads a JSON number or numeric string; anything else is 0.
-func number(b json.RawMessage) float64 {
+// lenient is a JSON number or numeric string; anything else reads as 0.
+type lenient float64
+
+func (n *lenient) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 1 && b[0] == '"' {
 		b = b[1 : len(b)-1]
 	}
 	f, err := strconv.ParseFloat(string(b), 64)
 	if err != nil {
-		return 0
+		f = 0
 	}
-	return f
+	*n = lenient(f)
+	return nil
 }

@@ -55,9 +55,10 @@ var tags = map[string]language.Tag{
 var rtl = map[string]bool{"ar": true}
 
 // Bundle holds every catalogue. English, the fallback, is parsed by Load;
-// each other language when it is first asked for (or by Warm), so that
-// starting the app does not wait for nineteen parses (most of its cold
-// start before). It is safe for concurrent use.
+// each other language when it is first asked for, so that starting the
+// app does not wait for nineteen parses (most of its cold start before)
+// and an instance keeps only the languages its portals speak (140 KB
+// each). It is safe for concurrent use.
 type Bundle struct {
 	en    []*i18n.Message
 	langs map[string]*catalogue // by code; every code with a file
@@ -102,8 +103,8 @@ func Load() (*Bundle, error) {
 	return b, nil
 }
 
-// Warm parses every catalogue now and reports the first that fails; the
-// app calls it in the background after starting, and tests to check them.
+// Warm parses every catalogue now and reports the first that fails: the
+// tests' check that every language parses.
 func (b *Bundle) Warm() error {
 	for _, code := range b.codes {
 		if err := b.load(code, b.langs[code]); err != nil {
@@ -168,8 +169,8 @@ func (b *Bundle) Normalize(code string) string {
 }
 
 // For returns a localizer for a Bitrix24 LANG code. A catalogue that
-// cannot be parsed (caught by the tests, never expected in a build)
-// speaks English rather than fail a page.
+// cannot be parsed (caught by the tests through Warm, never expected in a
+// build) speaks English rather than fail a page.
 func (b *Bundle) For(code string) *Localizer {
 	code = b.Normalize(code)
 	c := b.langs[code]
