@@ -2,7 +2,8 @@
 # an unprivileged user, with the CA bundle its outbound TLS calls need.
 #
 # Build it with .ci/image, which compiles the binary with the host's Go
-# (CGO_ENABLED=0, so it needs no libc) and prepares this build context:
+# (CGO_ENABLED=0, so it needs no libc; -tags=nomsgpack drops gin's unused
+# MessagePack codec) and prepares this build context:
 #
 #   leadcontacts          the binary
 #   ca-certificates.crt   the CA bundle (the host's /etc/ssl/certs one)
