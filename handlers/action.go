@@ -112,7 +112,9 @@ func (h *Handlers) startAction(c *gin.Context) (a *action, err error) {
 	c.Set(originKey, portalOrigin(p))
 	a = &action{ctx: ctx, cancel: cancel, sess: sess, p: p, loc: h.d.Lang.For(sess.Lang)}
 	a.page = tabPage{base: h.base(a.loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}
-	if err := h.setPageContext(c, &a.page, sess); err != nil {
+	// The next page keeps the binding checkBrowser just accepted: the
+	// cookie, when the browser sends one, already holds pc.BID.
+	if err := h.setPageContext(&a.page, sess, pc.BID); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -39,10 +39,10 @@ const cookieName = "__Host-lcs"
 // errContextExpired marks a page context past its lifetime.
 var errContextExpired = errors.New("page context expired")
 
-// setPageContext signs the page context into the page and, where the
-// browser accepts cookies, binds it to the browser.
-func (h *Handlers) setPageContext(c *gin.Context, page *tabPage, s *store.Session) error {
-	pc := pageContext{SID: s.ID, MemberID: s.MemberID, LeadID: s.LeadID, UserID: s.UserID, BID: h.browserID(c)}
+// setPageContext signs the page context into the page, bound to the
+// browser id bid (see browserID; "" when the browser takes no cookie).
+func (h *Handlers) setPageContext(page *tabPage, s *store.Session, bid string) error {
+	pc := pageContext{SID: s.ID, MemberID: s.MemberID, LeadID: s.LeadID, UserID: s.UserID, BID: bid}
 	enc, err := securecookie.EncodeMulti(contextName, pc, h.ctxCodecs...)
 	if err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)

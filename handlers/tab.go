@@ -108,7 +108,7 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	if err := h.d.Store.CreateSession(ctx, sess); err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	if err := h.setPageContext(c, &page, sess); err != nil {
+	if err := h.setPageContext(&page, sess, h.browserID(c)); err != nil {
 		return err
 	}
 	h.render(c, http.StatusOK, "tab", page)
