@@ -2,6 +2,8 @@ package simulator
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/url"
 	"testing"
 	"time"
@@ -133,4 +135,20 @@ func TestProfileTimeZone(t *testing.T) {
 	berlin := read(SeedAdmin)
 	assert.Equal(t, "Europe/Berlin", berlin.Zone)
 	assert.Contains(t, []int{3600, 7200}, berlin.Offset)
+}
+
+// TestInstallerInTheAdminsLanguage: the installer page takes ?lang= as
+// the lead and app pages do, and frames the installer with that LANG;
+// without it, the portal's language.
+func TestInstallerInTheAdminsLanguage(t *testing.T) {
+	p := newTestPortal(t, newTestSim(t))
+	for lang, want := range map[string]string{"ar": "LANG=ar", "": "LANG=en"} {
+		resp, err := http.Get(p.URL() + "/marketplace/install/?user=1&lang=" + lang)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+		assert.Contains(t, string(b), want, "lang %q", lang)
+	}
 }
