@@ -75,6 +75,8 @@ type adminPage struct {
 // people, ISO for the datetime attribute.
 type moment struct{ Text, ISO string }
 
+// momentIn is t as the page shows it in zone: to the minute, as
+// Bitrix24's own lists show times.
 func momentIn(t time.Time, zone *time.Location) moment {
 	t = t.In(zone)
 	return moment{Text: t.Format("2006-01-02 15:04"), ISO: t.Format(time.RFC3339)}
@@ -121,7 +123,8 @@ const historyContactsShown = 10
 // portal's left menu (PLACEMENT=DEFAULT). The frame is authenticated like
 // the lead tab; one batch then proves the token works (app.info), says
 // whether the user is an administrator (profile ADMIN) and lists the bound
-// placements (placement.get, which Bitrix24 answers for admins only).
+// placements (placement.get, which Bitrix24 answers for admins only); see
+// adminCommands.
 func (h *Handlers) appPage(c *gin.Context) error {
 	f, err := ParseFrame(c.Request.URL.Query(), c.Request.PostForm)
 	if err != nil {
