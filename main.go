@@ -21,6 +21,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	// The image has no zoneinfo (FROM scratch): the admins' page shows
+	// times in the zone the admin's Bitrix24 profile names.
+	_ "time/tzdata"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/handlers"

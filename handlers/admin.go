@@ -58,10 +58,12 @@ type adminPage struct {
 	Admin         bool
 	Installed     bool   // app.info INSTALLED
 	Domain        string // the verified portal host
-	InstalledAt   time.Time
+	InstalledAt   moment
+	Zone          string // the time zone of every time on the page, named
 	Placements    []placementRow
 	PlacementsOK  bool // every placement of app.json is bound to the app's URL
 	History       []historyRow
+	NamesHint     bool // users are listed by number for want of user_brief
 	RetentionDays int
 	Banner        *banner
 	Context       string // signed admin context; empty hides the re-bind form
@@ -69,30 +71,60 @@ type adminPage struct {
 	TabTitle      string
 }
 
+// moment is a time as the page shows it, in the admin's zone: Text for
+// people, ISO for the datetime attribute.
+type moment struct{ Text, ISO string }
+
+// momentIn is t as the page shows it in zone: to the minute, as
+// Bitrix24's own lists show times.
+func momentIn(t time.Time, zone *time.Location) moment {
+	t = t.In(zone)
+	return moment{Text: t.Format("2006-01-02 15:04"), ISO: t.Format(time.RFC3339)}
+}
+
 type placementRow struct {
 	Code, Title, Handler string
 	OK                   bool // bound to the URL app.json asks for
 }
 
+// historyRow is one entry as an administrator reads it: the lead by its
+// title, what happened in words, the contacts and the user by name (by
+// number where no name was kept or could be read), the time in the
+// admin's zone.
 type historyRow struct {
-	At       time.Time
-	LeadID   int64
-	Path     string // portal path for BX24.openPath
-	URL      string // full portal URL, the no-JS fallback
-	UserID   int64
-	Action   string // catalogue text
-	Contacts string
-	Count    int
-	Outcome  string // catalogue text
-	Kind     string // success, danger, warning: the badge colour
-	Code     string
+	At        moment
+	LeadID    int64
+	LeadTitle string // "" when unknown: the page says "Lead #id"
+	Path      string // portal path for BX24.openPath
+	URL       string // full portal URL, the no-JS fallback
+	UserID    int64
+	UserName  string // "" when unknown: the page says "user #id"
+	Summary   string // what happened, worded per outcome (catalogue text)
+	Contacts  []historyContact
+	More      int    // contacts not listed
+	Outcome   string // the badge's word (catalogue text)
+	Kind      string // success, danger, warning: the badge colour
+	Code      string
 }
+
+// historyContact is a contact of an entry: its name, or its id when the
+// name is unknown.
+type historyContact struct {
+	ID   int64
+	Name string
+}
+
+// historyContactsShown is how many contacts a row names; the rest are
+// counted ("and 7 more"), so a lead with dozens of contacts keeps the
+// page readable.
+const historyContactsShown = 10
 
 // appPage serves the app's main page, which Bitrix24 frames from the
 // portal's left menu (PLACEMENT=DEFAULT). The frame is authenticated like
 // the lead tab; one batch then proves the token works (app.info), says
 // whether the user is an administrator (profile ADMIN) and lists the bound
-// placements (placement.get, which Bitrix24 answers for admins only).
+// placements (placement.get, which Bitrix24 answers for admins only); see
+// adminCommands.
 func (h *Handlers) appPage(c *gin.Context) error {
 	f, err := ParseFrame(c.Request.URL.Query(), c.Request.PostForm)
 	if err != nil {
@@ -103,7 +135,16 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	p, res, me, err := h.verifyFrame(ctx, f, adminCommands())
+	var entries []store.HistoryEntry
+	p, res, me, err := h.verifyFrameWith(ctx, f, func(p *store.Portal) ([]bitrix24.Cmd, error) {
+		// The history is read before the batch, so the batch can name
+		// the users it lacks names for: no second round trip.
+		var err error
+		if entries, err = h.d.Store.History(ctx, p.MemberID, historyShown); err != nil {
+			return nil, fail(http.StatusInternalServerError, "error.internal", err)
+		}
+		return adminCommands(unnamedUsers(entries, f.Scope)), nil
+	})
 	if err != nil {
 		return err
 	}
@@ -122,10 +163,10 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	if err := h.d.Store.CreateSession(ctx, sess); err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	if err := h.fillAdmin(ctx, &page, loc, p, sess, res, h.browserID(c)); err != nil {
+	if err := h.fillAdmin(&page, loc, p, sess, res, h.browserID(c), entries, f.Scope); err != nil {
 		return err
 	}
-	if missing := missingScopes(f.Scope, h.cfg.Manifest.Scope); len(missing) > 0 {
+	if missing := missingScopes(f.Scope, h.cfg.Manifest.Required()); len(missing) > 0 {
 		// The scopes granted now (APPLICATION_SCOPE), which an update of
 		// the app's permissions may have changed since the install.
 		pr := scopeProblem(errors.New("app page"), missing)
@@ -135,20 +176,34 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	return nil
 }
 
-// adminCommands is the admins' page's one batch; see appPage.
-func adminCommands() []bitrix24.Cmd {
-	return []bitrix24.Cmd{
+// adminCommands is the admins' page's one batch: app.info proves the
+// token, profile says whether the user is an administrator and in which
+// time zone they read, placement.get lists the bindings and, when history
+// entries lack the acting user's name (entries written before names were
+// kept), user.get names those users by id (unnamedUsers).
+func adminCommands(unnamed []int64) []bitrix24.Cmd {
+	cmds := []bitrix24.Cmd{
 		{Key: "app", Method: "app.info"},
 		{Key: "me", Method: "profile"},
 		{Key: "placements", Method: "placement.get"},
 	}
+	if len(unnamed) > 0 {
+		q := url.Values{}
+		for i, id := range unnamed {
+			q.Set(fmt.Sprintf("FILTER[ID][%d]", i), strconv.FormatInt(id, 10))
+		}
+		cmds = append(cmds, bitrix24.Cmd{Key: "users", Method: "user.get", Params: q})
+	}
+	return cmds
 }
 
 // fillAdmin puts the install status, the bindings and the history on the
-// admins' page, and signs the context its re-bind form carries.
-func (h *Handlers) fillAdmin(ctx context.Context, page *adminPage, loc *lang.Localizer, p *store.Portal, sess *store.Session, res *bitrix24.BatchResult, bid string) error {
+// admins' page, and signs the context its re-bind form carries. granted
+// is the app's scope list as Bitrix24 last said it ("" when unknown).
+func (h *Handlers) fillAdmin(page *adminPage, loc *lang.Localizer, p *store.Portal, sess *store.Session, res *bitrix24.BatchResult, bid string, entries []store.HistoryEntry, granted string) error {
 	page.Admin = true
-	page.Domain, page.InstalledAt = p.Domain, p.InstalledAt
+	zone, zoneName := adminZone(res)
+	page.Domain, page.InstalledAt, page.Zone = p.Domain, momentIn(p.InstalledAt, zone), zoneName
 	page.RetentionDays = int(h.cfg.HistoryRetention / (24 * time.Hour))
 	page.TabTitle = placementTitle(h.cfg.Manifest, loc.Code())
 	var app struct {
@@ -181,23 +236,16 @@ func (h *Handlers) fillAdmin(ctx context.Context, page *adminPage, loc *lang.Loc
 			page.Placements = append(page.Placements, placementRow{Code: want.Placement, Title: titleIn(want, loc.Code())})
 		}
 	}
-	entries, err := h.d.Store.History(ctx, p.MemberID, historyShown)
-	if err != nil {
-		return fail(http.StatusInternalServerError, "error.internal", err)
-	}
+	names, refused := userNames(res)
 	origin := portalOrigin(p)
 	for _, e := range entries {
-		r := historyRow{At: e.At, LeadID: e.LeadID, UserID: e.UserID, Count: len(e.ContactIDs), Code: e.ErrorCode}
-		r.Path = fmt.Sprintf("/crm/lead/details/%d/", e.LeadID)
-		r.URL = origin + r.Path
-		ids := make([]string, 0, len(e.ContactIDs))
-		for _, id := range e.ContactIDs {
-			ids = append(ids, "#"+strconv.FormatInt(id, 10))
+		r := readableRow(loc, e, zone, origin)
+		if r.UserName == "" {
+			r.UserName = names[e.UserID]
 		}
-		r.Contacts = strings.Join(ids, ", ")
-		r.Action = loc.T("history.action_" + e.Action)
-		r.Outcome = loc.T("history.outcome_" + e.Outcome)
-		r.Kind = map[string]string{store.OutcomeOK: "success", store.OutcomeError: "danger", store.OutcomeRefused: "warning"}[e.Outcome]
+		// Say why users are listed by number when the app lacks the
+		// scope that names them (as Bitrix24 granted it, or answered).
+		page.NamesHint = page.NamesHint || (r.UserName == "" && (refused || !namesUsers(granted)))
 		page.History = append(page.History, r)
 	}
 	enc, err := securecookie.EncodeMulti(adminContextName, adminContext{SID: sess.ID, MemberID: sess.MemberID, UserID: sess.UserID, BID: bid}, h.ctxCodecs...)
@@ -251,6 +299,10 @@ func (h *Handlers) rebind(c *gin.Context) error {
 	loc := h.d.Lang.For(sess.Lang)
 	page := adminPage{base: h.base(loc)}
 
+	entries, err := h.d.Store.History(ctx, p.MemberID, historyShown)
+	if err != nil {
+		return fail(http.StatusInternalServerError, "error.internal", err)
+	}
 	var res *bitrix24.BatchResult
 	err = h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
 		asAdmin := *p
@@ -262,7 +314,9 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		if _, err := h.bind(ctx, &asAdmin, plan, loc); err != nil {
 			return err
 		}
-		res, err = h.d.REST.Batch(ctx, endpoint, token, false, adminCommands())
+		// The scopes granted now are unknown here (the stored ones date
+		// from the install): user.get is tried, and its answer decides.
+		res, err = h.d.REST.Batch(ctx, endpoint, token, false, adminCommands(unnamedUsers(entries, "")))
 		return err
 	})
 	if err != nil {
@@ -276,7 +330,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		h.render(c, pr.status, "app", page)
 		return nil
 	}
-	if err := h.fillAdmin(ctx, &page, loc, p, sess, res, h.browserID(c)); err != nil {
+	if err := h.fillAdmin(&page, loc, p, sess, res, h.browserID(c), entries, ""); err != nil {
 		return err
 	}
 	if page.Banner == nil {

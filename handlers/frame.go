@@ -209,12 +209,24 @@ type frameUser struct {
 // junk costs no second request, and the batch leaves the portal's last
 // requests to clicks (bitrix24.Deferrable).
 func (h *Handlers) verifyFrame(ctx context.Context, f Frame, cmds []bitrix24.Cmd) (*store.Portal, *bitrix24.BatchResult, frameUser, error) {
+	return h.verifyFrameWith(ctx, f, func(*store.Portal) ([]bitrix24.Cmd, error) { return cmds, nil })
+}
+
+// verifyFrameWith is verifyFrame for a batch that depends on what the app
+// stored for the portal (the admins' page asks for the names its history
+// lacks): build runs once the frame's portal and application token are
+// verified, before the batch.
+func (h *Handlers) verifyFrameWith(ctx context.Context, f Frame, build func(p *store.Portal) ([]bitrix24.Cmd, error)) (*store.Portal, *bitrix24.BatchResult, frameUser, error) {
 	var me frameUser
 	p, err := h.activePortal(ctx, f.MemberID)
 	if err != nil {
 		return nil, nil, me, err
 	}
 	if err := h.verifyAppToken(ctx, f.AppToken, p); err != nil {
+		return nil, nil, me, err
+	}
+	cmds, err := build(p)
+	if err != nil {
 		return nil, nil, me, err
 	}
 	if f.Domain != "" && !strings.EqualFold(f.Domain, p.Domain) {

@@ -182,7 +182,7 @@ func (h *Handlers) installPortal(ctx context.Context, cr installCreds, loc *lang
 	// (recorded, platform doc §2.2): the granted scopes are judged from
 	// what Bitrix24 sent with the request, and from insufficient_scope
 	// answers when it sent none.
-	if missing := missingScopes(cr.Scope, h.cfg.Manifest.Scope); len(missing) > 0 {
+	if missing := missingScopes(cr.Scope, h.cfg.Manifest.Required()); len(missing) > 0 {
 		return p, nil, scopeProblem(fmt.Errorf("granted scope %q", cr.Scope), missing)
 	}
 	plan, err := h.readSetup(ctx, p)

@@ -49,7 +49,7 @@ func installVia(t *testing.T, e *testEnv, path string) {
 	refs := e.sim.Refreshes()
 	require.NotEmpty(t, refs)
 	p := e.mustPortal(t)
-	assert.Equal(t, "crm,placement", p.Scope, "the scopes Bitrix24 sent with the request, not the token answer's \"app\"")
+	assert.Equal(t, strings.Join(e.m.Scope, ","), p.Scope, "the scopes Bitrix24 sent with the request, not the token answer's \"app\"")
 	assert.Equal(t, "b24apps.leadcontacts", p.AppCode)
 	assert.NotZero(t, p.AppID)
 	pls := e.portal.Placements()

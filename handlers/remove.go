@@ -95,7 +95,7 @@ func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *s
 		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
 		r, err := h.removeOnce(fctx, &s, &pc)
-		r.undo = h.recordRemoval(fctx, &s, r.removed, err)
+		r.undo = h.recordRemoval(fctx, &s, r, err)
 		return r, err
 	})
 	v, err := f.wait(ctx)

@@ -103,6 +103,7 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	sess := &store.Session{
 		ID: randomID(), MemberID: p.MemberID, UserID: int64(me.ID), LeadID: leadID,
 		LeadTitle: page.LeadTitle, Lang: loc.Code(), AccessToken: f.AuthID, RefreshToken: f.RefreshID,
+		UserName: profileName(res), ContactNames: contactNames(res), // for the history
 		CreatedAt: h.now(), ExpiresAt: h.now().Add(h.cfg.SessionTTL),
 	}
 	if err := h.d.Store.CreateSession(ctx, sess); err != nil {
@@ -146,7 +147,7 @@ func contactViews(loc *lang.Localizer, res *bitrix24.BatchResult, items []leadIt
 		v.Path = fmt.Sprintf("/crm/contact/details/%d/", v.ID)
 		v.URL = origin + v.Path
 		if cf, ok := names[v.ID]; ok {
-			v.Name = strings.Join(strings.Fields(cf.Name+" "+cf.SecondName+" "+cf.LastName), " ")
+			v.Name = fullName(cf.Name, cf.SecondName, cf.LastName)
 			v.Post = strings.TrimSpace(cf.Post)
 		}
 		if v.Name == "" {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -16,12 +17,16 @@ import (
 // Manifest is the "bitrix24" object of app.json. Handler is the app's main
 // page (the console's "Application URL"), which Bitrix24 frames from the
 // left menu with a POST and PLACEMENT=DEFAULT, as it frames placements.
+// Scope lists every permission to enter in the console; OptionalScope
+// those of them the app works without (it only shows less), so an
+// install or an app page that lacks one is not refused for it.
 type Manifest struct {
-	Scope      []string          `json:"scope"`
-	Install    string            `json:"install"`
-	Handler    string            `json:"handler"`
-	Placements []Placement       `json:"placements"`
-	Events     map[string]string `json:"events"`
+	Scope         []string          `json:"scope"`
+	OptionalScope []string          `json:"optional_scope"`
+	Install       string            `json:"install"`
+	Handler       string            `json:"handler"`
+	Placements    []Placement       `json:"placements"`
+	Events        map[string]string `json:"events"`
 }
 
 // Placement is one widget the app binds.
@@ -52,6 +57,14 @@ func Parse(appJSON []byte) (*Manifest, error) {
 	var problems []string
 	if len(m.Scope) == 0 {
 		problems = append(problems, "scope is empty")
+	}
+	for _, o := range m.OptionalScope {
+		if !m.HasScope(o) {
+			problems = append(problems, fmt.Sprintf("optional scope %s is not in scope", o))
+		}
+	}
+	if len(m.Required()) == 0 {
+		problems = append(problems, "every scope is optional")
 	}
 	if !strings.HasPrefix(m.Install, "/") {
 		problems = append(problems, "install must be an absolute path")
@@ -96,6 +109,18 @@ func (m *Manifest) Placement(code string) (Placement, bool) {
 		}
 	}
 	return Placement{}, false
+}
+
+// Required lists the scopes the app cannot work without: Scope less
+// OptionalScope.
+func (m *Manifest) Required() []string {
+	var out []string
+	for _, s := range m.Scope {
+		if !slices.Contains(m.OptionalScope, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // HasScope reports whether the manifest asks for scope s.

@@ -7,13 +7,18 @@ import (
 )
 
 // User is a portal employee. CanRead/CanEdit are the user's CRM rights (leads
-// and contacts); admins may do everything.
+// and contacts); admins may do everything. TimeZone is the zone the user
+// chose in the profile (an IANA name), "" when it is automatic; then
+// TimeZoneOffset is the offset from UTC, in seconds, the user's browser
+// reported.
 type User struct {
 	ID             int
 	Name, LastName string
 	Admin          bool
 	CanRead        bool
 	CanEdit        bool
+	TimeZone       string
+	TimeZoneOffset int
 }
 
 // Contact is a CRM contact.

@@ -17,7 +17,8 @@ func (p *Portal) buildMethods() map[string]methodDef {
 		"app.info":     {scope: "basic", fn: p.mAppInfo},
 		"profile":      {scope: "basic", fn: p.mProfile},
 		"scope":        {scope: "basic", fn: p.mScope},
-		"user.current": {scope: "user", fn: p.mUserCurrent},
+		"user.current": {scope: userScopes, fn: p.mUserCurrent},
+		"user.get":     {scope: userScopes, fn: p.mUserGet},
 
 		"placement.bind":   {scope: "placement", admin: true, fn: p.mPlacementBind},
 		"placement.unbind": {scope: "placement", admin: true, fn: p.mPlacementUnbind},
@@ -51,7 +52,7 @@ func (u User) canEdit() bool { return u.Admin || u.CanEdit }
 
 func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K { return slices.Sorted(maps.Keys(m)) }
 
-// ---- app.info, profile, user.current, scope ----
+// ---- app.info, profile, scope (user.* in users.go) ----
 
 func (p *Portal) appInfoLocked() obj {
 	app := p.s.app
@@ -77,17 +78,13 @@ func (p *Portal) mAppInfo(c *callCtx) (result, *apiError) { return okResult(p.ap
 // mProfile: recorded (CRestProvider::getProfile), TIME_ZONE is empty when
 // the zone is automatic; the offset is a number of seconds.
 func (p *Portal) mProfile(c *callCtx) (result, *apiError) {
+	zone, offset := profileTimeZone(c.user, p.s.nowLocked())
 	return okResult(fields("ID", strconv.Itoa(c.userID), "ADMIN", c.user.Admin, "NAME", c.user.Name,
-		"LAST_NAME", c.user.LastName, "PERSONAL_GENDER", "", "TIME_ZONE", "", "TIME_ZONE_OFFSET", 0))
+		"LAST_NAME", c.user.LastName, "PERSONAL_GENDER", "", "TIME_ZONE", zone, "TIME_ZONE_OFFSET", offset))
 }
 
 func (p *Portal) mScope(c *callCtx) (result, *apiError) {
 	return okResult(slices.Clone(p.s.app.Scope))
-}
-
-func (p *Portal) mUserCurrent(c *callCtx) (result, *apiError) {
-	return okResult(fields("ID", strconv.Itoa(c.userID), "ACTIVE", true, "NAME", c.user.Name,
-		"LAST_NAME", c.user.LastName, "IS_ONLINE", "Y"))
 }
 
 // ---- handler URL check shared by placement.bind and event.bind ----

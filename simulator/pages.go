@@ -235,7 +235,9 @@ func (p *Portal) frameFields(pg *framePage, f Frame, kind, placement string, opt
 
 func (p *Portal) installer(w http.ResponseWriter, r *http.Request, base pageBase) (string, any, int) {
 	base.Title = "Install application"
-	f, err := p.BeginInstall(base.User.ID)
+	// ?lang= as on the lead and app pages: the installer in the admin's
+	// language.
+	f, err := p.beginInstallIn(base.User.ID, r.URL.Query().Get("lang"))
 	if err != nil {
 		return p.message(base, http.StatusConflict, "Cannot install the app", strings.TrimPrefix(err.Error(), "simulator: "), false)
 	}

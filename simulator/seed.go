@@ -17,8 +17,10 @@ const (
 // bugs show up in the demo.
 func (p *Portal) seed() {
 	for _, u := range []User{
-		{ID: SeedAdmin, Name: "Alice", LastName: "Admin", Admin: true, CanRead: true, CanEdit: true},
-		{ID: SeedSales, Name: "Bob", LastName: "Sales", CanRead: true, CanEdit: true},
+		// Three ways a time zone reaches profile: chosen by name, automatic
+		// from the browser (+03:00), and automatic at UTC.
+		{ID: SeedAdmin, Name: "Alice", LastName: "Admin", Admin: true, CanRead: true, CanEdit: true, TimeZone: "Europe/Berlin"},
+		{ID: SeedSales, Name: "Bob", LastName: "Sales", CanRead: true, CanEdit: true, TimeZoneOffset: 3 * 3600},
 		{ID: SeedViewer, Name: "Carol", LastName: "Viewer", CanRead: true},
 	} {
 		p.AddUser(u)

@@ -343,13 +343,20 @@ func prefix4(s string) string {
 
 func (s *Simulator) scopeString() string { return strings.Join(s.app.Scope, ",") }
 
+// A comma list of scopes is met by any one of them (user.get works under
+// user, user_brief or user_basic).
 func (s *Simulator) hasScope(scope string) bool {
 	if scope == "basic" || scope == "" {
 		// profile.md: basic methods work "without any scopes". SILENT for
 		// app.info and batch, which are treated the same way.
 		return true
 	}
-	return slices.Contains(s.app.Scope, scope)
+	for one := range strings.SplitSeq(scope, ",") {
+		if slices.Contains(s.app.Scope, one) {
+			return true
+		}
+	}
+	return false
 }
 
 // waitOrDone sleeps for d unless ctx ends or the simulator closes first; it

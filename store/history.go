@@ -38,11 +38,21 @@ const (
 	// OutcomeRefused is an undo the app declined on its own, because the
 	// lead has contacts again (ErrorCode "LEAD_CHANGED").
 	OutcomeRefused = "refused"
+	// OutcomeUncounted is a removal known to have happened only because
+	// the lead's contacts were read back after a lost answer: the links
+	// are gone, how many there were is unknown (ContactIDs is empty).
+	OutcomeUncounted = "uncounted"
 )
 
 // HistoryEntry is one removal or undo as the admins' page lists it. It
-// holds ids only (no names, no tokens): enough to find the lead and the
-// contacts in the CRM, nothing worth stealing.
+// holds no token; besides the ids it keeps the names the tab showed the
+// user when they acted (the user's own, the lead's title, the contacts'),
+// so an administrator reads who unlinked whom without the app asking
+// Bitrix24 again, and reads them as they were then (a contact deleted
+// since still has its name here). The names are CRM data the admin can
+// see anyway; they go with the entry (retention, uninstall with CLEAN).
+// A name that was not read is "": rows written before names were kept
+// have none, and the admins' page falls back to the ids.
 type HistoryEntry struct {
 	ID         int64
 	MemberID   string
@@ -50,7 +60,13 @@ type HistoryEntry struct {
 	UserID     int64
 	Action     string // ActionRemove or ActionUndo
 	ContactIDs []int64
-	Outcome    string // OutcomeOK, OutcomeError or OutcomeRefused
+	Outcome    string // OutcomeOK, OutcomeError, OutcomeRefused or OutcomeUncounted
 	ErrorCode  string // Bitrix24 error code, "" on success
 	At         time.Time
+
+	UserName  string // the acting user's NAME and LAST_NAME (profile)
+	LeadTitle string
+	// ContactNames[i] names ContactIDs[i]; "" where unknown, and shorter
+	// than ContactIDs (nil for older rows) when the tail is unknown.
+	ContactNames []string
 }

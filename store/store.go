@@ -90,6 +90,12 @@ type Session struct {
 	LeadID    int64
 	LeadTitle string
 	Lang      string
+	// UserName and ContactNames are what the tab's batch read when it
+	// opened (profile NAME and LAST_NAME; contact id to full name, only
+	// the contacts whose names were read): the history records them with
+	// the user's actions. Empty when unknown.
+	UserName     string
+	ContactNames map[int64]string
 
 	AccessToken  secret.String
 	RefreshToken secret.String

@@ -72,12 +72,18 @@ func (s *Store) AddHistory(ctx context.Context, e *store.HistoryEntry) error {
 	if err != nil {
 		return fmt.Errorf("store: add history: %w", err)
 	}
+	names, err := json.Marshal(nonNilStrings(e.ContactNames))
+	if err != nil {
+		return fmt.Errorf("store: add history: %w", err)
+	}
 	at := s.storedOrNow(e.At)
 	err = s.q(ctx).QueryRowContext(ctx, `
-		INSERT INTO history (member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		INSERT INTO history (member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at,
+			user_name, lead_title, contact_names)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		RETURNING id`,
 		e.MemberID, e.LeadID, e.UserID, e.Action, string(ids), e.Outcome, e.ErrorCode, s.t(at),
+		e.UserName, e.LeadTitle, string(names),
 	).Scan(&e.ID)
 	if err != nil {
 		return fmt.Errorf("store: add history for portal %q: %w", e.MemberID, err)
@@ -90,7 +96,8 @@ func (s *Store) AddHistory(ctx context.Context, e *store.HistoryEntry) error {
 // same millisecond, so "newest first" is also "last written first".
 func (s *Store) History(ctx context.Context, memberID string, limit int) ([]store.HistoryEntry, error) {
 	rows, err := s.q(ctx).QueryContext(ctx, `
-		SELECT id, member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at
+		SELECT id, member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at,
+			user_name, lead_title, contact_names
 		FROM history
 		WHERE member_id = ?
 		ORDER BY created_at DESC, id DESC
@@ -102,12 +109,19 @@ func (s *Store) History(ctx context.Context, memberID string, limit int) ([]stor
 	var out []store.HistoryEntry
 	for rows.Next() {
 		var e store.HistoryEntry
-		var ids string
-		if err := rows.Scan(&e.ID, &e.MemberID, &e.LeadID, &e.UserID, &e.Action, &ids, &e.Outcome, &e.ErrorCode, tm(&e.At)); err != nil {
+		var ids, names string
+		if err := rows.Scan(&e.ID, &e.MemberID, &e.LeadID, &e.UserID, &e.Action, &ids, &e.Outcome, &e.ErrorCode, tm(&e.At),
+			&e.UserName, &e.LeadTitle, &names); err != nil {
 			return nil, fmt.Errorf("store: history of portal %q: %w", memberID, err)
 		}
 		if err := json.Unmarshal([]byte(ids), &e.ContactIDs); err != nil {
 			return nil, fmt.Errorf("store: history of portal %q: contact ids: %w", memberID, err)
+		}
+		if err := json.Unmarshal([]byte(names), &e.ContactNames); err != nil {
+			return nil, fmt.Errorf("store: history of portal %q: contact names: %w", memberID, err)
+		}
+		if len(e.ContactNames) == 0 {
+			e.ContactNames = nil // older rows: no names, as documented
 		}
 		out = append(out, e)
 	}
@@ -138,7 +152,8 @@ func (s *Store) deleteRows(ctx context.Context, what, query string, args ...any)
 	return 0, fmt.Errorf("%s: %w", what, err)
 }
 
-// nonNilLinks and nonNilIDs make an empty list a JSON [] rather than null.
+// nonNilLinks, nonNilIDs and nonNilStrings make an empty list a JSON []
+// rather than null.
 func nonNilLinks(l []store.LeadLink) []store.LeadLink {
 	if l == nil {
 		return []store.LeadLink{}
@@ -151,4 +166,19 @@ func nonNilIDs(ids []int64) []int64 {
 		return []int64{}
 	}
 	return ids
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// nonNilNames makes no contact names a JSON {} rather than null.
+func nonNilNames(m map[int64]string) map[int64]string {
+	if m == nil {
+		return map[int64]string{}
+	}
+	return m
 }

@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -21,6 +22,10 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 	if sess.ExpiresAt.IsZero() {
 		return errors.New("store: create session: no expiry")
 	}
+	names, err := json.Marshal(nonNilNames(sess.ContactNames))
+	if err != nil {
+		return fmt.Errorf("store: create session: contact names: %w", err)
+	}
 	created := s.storedOrNow(sess.CreatedAt)
 	lookup := s.keys.Lookup(sess.ID)
 
@@ -28,14 +33,14 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 	// created for a portal that is installed at that moment.
 	res, err := s.q(ctx).ExecContext(ctx, `
 		INSERT INTO sessions (id_lookup, member_id, user_id, lead_id, lead_title, lang,
-			access_token, refresh_token, token_version, created_at, expires_at)
-		SELECT ?, member_id, ?, ?, ?, ?, ?, ?, 1, ?, ?
+			access_token, refresh_token, token_version, created_at, expires_at, user_name, contact_names)
+		SELECT ?, member_id, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?
 		FROM portals
 		WHERE member_id = ? AND uninstalled_at IS NULL`+s.d.forShare,
 		lookup, sess.UserID, sess.LeadID, sess.LeadTitle, sess.Lang,
 		s.keys.Seal(sess.AccessToken, sessionAAD(lookup, "access_token")),
 		s.keys.Seal(sess.RefreshToken, sessionAAD(lookup, "refresh_token")),
-		s.t(created), s.t(sess.ExpiresAt), sess.MemberID)
+		s.t(created), s.t(sess.ExpiresAt), sess.UserName, string(names), sess.MemberID)
 	if err := s.oneRow(ctx, fmt.Sprintf("store: create session for portal %q (not installed when not found)", sess.MemberID), res, err, ""); err != nil {
 		return err
 	}
@@ -50,21 +55,29 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 func (s *Store) Session(ctx context.Context, id string, now time.Time) (*store.Session, error) {
 	lookup := s.keys.Lookup(id)
 	sess := store.Session{ID: id}
-	var access, refresh string
+	var access, refresh, names string
 	err := s.q(ctx).QueryRowContext(ctx, `
 		SELECT s.member_id, s.user_id, s.lead_id, s.lead_title, s.lang,
-			s.access_token, s.refresh_token, s.token_version, s.created_at, s.expires_at
+			s.access_token, s.refresh_token, s.token_version, s.created_at, s.expires_at,
+			s.user_name, s.contact_names
 		FROM sessions s
 		JOIN portals p ON p.member_id = s.member_id
 		WHERE s.id_lookup = ? AND s.expires_at > ? AND p.uninstalled_at IS NULL`,
 		lookup, s.t(now),
 	).Scan(&sess.MemberID, &sess.UserID, &sess.LeadID, &sess.LeadTitle, &sess.Lang,
-		&access, &refresh, &sess.TokenVersion, tm(&sess.CreatedAt), tm(&sess.ExpiresAt))
+		&access, &refresh, &sess.TokenVersion, tm(&sess.CreatedAt), tm(&sess.ExpiresAt),
+		&sess.UserName, &names)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: session: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: session: %w", err)
+	}
+	if err := json.Unmarshal([]byte(names), &sess.ContactNames); err != nil {
+		return nil, fmt.Errorf("store: session of portal %q: contact names: %w", sess.MemberID, err)
+	}
+	if len(sess.ContactNames) == 0 {
+		sess.ContactNames = nil // none read: nil, as the caller passed it
 	}
 	if sess.AccessToken, err = s.keys.Open(access, sessionAAD(lookup, "access_token")); err != nil {
 		return nil, fmt.Errorf("store: session of portal %q: open access_token: %w", sess.MemberID, err)

@@ -862,3 +862,65 @@ func testHistoryDefaultsTime(t *testing.T, open func(t *testing.T) store.Store) 
 	requireTime(t, e.At, got[0].At, "At")
 	require.NotNil(t, got[0].ContactIDs, "an empty id list reads back as empty, not nil")
 }
+
+// testHistoryNames: the names an entry is written with read back as they
+// were, the contact names in the order of the ids (a gap stays ""), and
+// text that is not plain ASCII or looks like markup is kept verbatim.
+func testHistoryNames(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openWithPortal(t, open, "m-hist")
+	ctx := t.Context()
+	named := store.HistoryEntry{MemberID: "m-hist", LeadID: 7, UserID: 3, Action: store.ActionRemove, Outcome: store.OutcomeOK,
+		UserName: "Carol Viewer", LeadTitle: "Big conference <deal> & partners",
+		ContactIDs: []int64{5, 9, 10}, ContactNames: []string{"Søren Kierkegaard", "", `Max "<b>Bold</b>" Mustermann & Co`}}
+	require.NoError(t, s.AddHistory(ctx, &named))
+	tick()
+	bare := store.HistoryEntry{MemberID: "m-hist", LeadID: 8, UserID: 4, Action: store.ActionUndo, Outcome: store.OutcomeUncounted,
+		ContactIDs: []int64{1}}
+	require.NoError(t, s.AddHistory(ctx, &bare))
+
+	got, err := s.History(ctx, "m-hist", 10)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, store.OutcomeUncounted, got[0].Outcome)
+	require.Empty(t, got[0].UserName)
+	require.Empty(t, got[0].LeadTitle)
+	require.Nil(t, got[0].ContactNames, "no names: nil, however they were passed")
+	require.Equal(t, []int64{1}, got[0].ContactIDs)
+
+	require.Equal(t, named.UserName, got[1].UserName)
+	require.Equal(t, named.LeadTitle, got[1].LeadTitle)
+	require.Equal(t, named.ContactIDs, got[1].ContactIDs, "in the order written")
+	require.Equal(t, named.ContactNames, got[1].ContactNames, "parallel to the ids")
+}
+
+// testHistoryRowsWithoutNames: a row written by a version that knew no
+// names (only the columns of migration 0003) reads back with none, so the
+// admins' page can fall back to the ids. The row is copied with plain SQL
+// from one the store wrote, which keeps the statement free of any
+// dialect's time literals.
+func testHistoryRowsWithoutNames(t *testing.T, b Backend) {
+	s := b.open(t, Keys(t, "current"))
+	ctx := t.Context()
+	mustSavePortal(t, s, "m-old")
+	e := store.HistoryEntry{MemberID: "m-old", LeadID: 5, UserID: 1, Action: store.ActionRemove, Outcome: store.OutcomeOK,
+		UserName: "Alice Admin", LeadTitle: "Named", ContactIDs: []int64{2, 3}, ContactNames: []string{"Анна", "Siobhán"}}
+	require.NoError(t, s.AddHistory(ctx, &e))
+	b.exec(t, `INSERT INTO history (member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at)
+		SELECT member_id, 6, 2, action, contact_ids, outcome, 'ACCESS_DENIED', created_at FROM history WHERE lead_id = 5`)
+
+	got, err := s.History(ctx, "m-old", 10)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	var old store.HistoryEntry
+	for _, g := range got {
+		if g.LeadID == 6 {
+			old = g
+		}
+	}
+	require.EqualValues(t, 2, old.UserID)
+	require.Equal(t, []int64{2, 3}, old.ContactIDs)
+	require.Equal(t, "ACCESS_DENIED", old.ErrorCode)
+	require.Empty(t, old.UserName)
+	require.Empty(t, old.LeadTitle)
+	require.Nil(t, old.ContactNames)
+}

@@ -73,6 +73,10 @@ func Run(t *testing.T, b Backend) {
 		t.Parallel()
 		testMigrationsRunOnce(t, b)
 	})
+	t.Run("History/RowsWithoutNames", func(t *testing.T) {
+		t.Parallel()
+		testHistoryRowsWithoutNames(t, b)
+	})
 	if b.SharedLocks {
 		t.Run("LocksAcrossInstances", func(t *testing.T) {
 			t.Parallel()
@@ -286,6 +290,7 @@ func runContract(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Undo/TakenOnce", testUndoTakenOnce},
 		{"History/AddListDelete", testHistory},
 		{"History/DefaultsTime", testHistoryDefaultsTime},
+		{"History/Names", testHistoryNames},
 		// What the refresh, rename, fault and uninstall handling rely on.
 		{"DeleteSession", testDeleteSession},
 		{"UpdatePortalEndpoint/CompareAndSwap", testUpdatePortalEndpoint},
@@ -345,6 +350,8 @@ func newSession(id, memberID string) *store.Session {
 		LeadID:       1001,
 		LeadTitle:    "Lead «Acme GmbH» <b>&amp; 'quoted'",
 		Lang:         "en",
+		UserName:     "Ана Ли <i>'x'</i>",
+		ContactNames: map[int64]string{7: "Jürgen Groß", 1 << 40: "李 伟 \"quoted\""},
 		AccessToken:  secret.New("user-access-" + id),
 		RefreshToken: secret.New("user-refresh-" + id),
 		CreatedAt:    now,
