@@ -64,7 +64,7 @@ func TestTabWithoutContactsDisablesTheButton(t *testing.T) {
 	require.Equal(t, http.StatusOK, p.status)
 	assert.Equal(t, "No contacts are linked to this lead.", strings.TrimSpace(p.doc.Find("#empty").Text()))
 	assert.True(t, p.doc.Find("#remove").Is("[disabled]"))
-	assert.Contains(t, p.doc.Find("#remove-why").Text(), "nothing to remove")
+	assert.Contains(t, p.doc.Find("#remove-why").Text(), "nothing to unlink")
 }
 
 func TestTabSpeaksTheUsersLanguage(t *testing.T) {

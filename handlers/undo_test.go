@@ -59,7 +59,7 @@ func TestRemovalWithoutJavaScriptConfirmsOnASecondPage(t *testing.T) {
 
 	done := e.submit(e.submit(back, "#remove-form"), "#confirm-form")
 	require.Equal(t, http.StatusOK, done.status, done.body)
-	assert.Contains(t, text(done, ".alert-success"), "3 contacts removed")
+	assert.Contains(t, text(done, ".alert-success"), "3 contacts unlinked")
 	assert.Empty(t, e.portal.LeadContacts(lead))
 
 	// State changes stay POST-only and same-origin.
@@ -128,7 +128,7 @@ func TestUndoRefusesWhenContactsWereLinkedSince(t *testing.T) {
 
 	refused := e.submit(res, "#undo-form")
 	assert.Equal(t, http.StatusConflict, refused.status)
-	assert.Contains(t, text(refused, ".alert-warning"), "Contacts were linked to this lead after the removal.")
+	assert.Contains(t, text(refused, ".alert-warning"), "Other contacts were linked to this lead after yours were unlinked.")
 	links := e.portal.LeadContacts(lead)
 	require.Len(t, links, 1, "the new link is kept, nothing restored")
 	assert.Equal(t, other, links[0].ContactID)

@@ -37,7 +37,7 @@ func TestFallbackAndPlurals(t *testing.T) {
 	assert.Equal(t, "en", en.Code())
 	assert.Equal(t, "1 linked contact", en.N("tab.count", 1))
 	assert.Equal(t, "3 linked contacts", en.N("tab.count", 3))
-	assert.Equal(t, `3 contacts removed from lead “Big deal”.`, en.N("result.success", 3, "Title", "Big deal"))
+	assert.Equal(t, `3 contacts unlinked from lead “Big deal”. The contacts themselves stay in the CRM.`, en.N("result.success", 3, "Title", "Big deal"))
 	unknown := b.For("xx")
 	assert.Equal(t, "en", unknown.Code())
 	assert.Equal(t, "ltr", unknown.Dir())
@@ -74,18 +74,19 @@ func TestUndoMessagesAgreeWithTheNumber(t *testing.T) {
 func TestRussianPluralsAgreeWithTheNumber(t *testing.T) {
 	b := mustLoad(t)
 	ru := b.For("ru")
+	const stays = " Из CRM ничего не удалено."
 	cases := []struct {
 		n            int
 		count, saved string
 	}{
-		{0, "0 связанных контактов", "0 контактов отвязано от лида «Сделка»."},
-		{1, "1 связанный контакт", "1 контакт отвязан от лида «Сделка»."},
-		{2, "2 связанных контакта", "2 контакта отвязаны от лида «Сделка»."},
-		{5, "5 связанных контактов", "5 контактов отвязано от лида «Сделка»."},
-		{11, "11 связанных контактов", "11 контактов отвязано от лида «Сделка»."},
-		{21, "21 связанный контакт", "21 контакт отвязан от лида «Сделка»."},
-		{22, "22 связанных контакта", "22 контакта отвязаны от лида «Сделка»."},
-		{101, "101 связанный контакт", "101 контакт отвязан от лида «Сделка»."},
+		{0, "0 связанных контактов", "0 контактов отвязано от лида «Сделка»." + stays},
+		{1, "1 связанный контакт", "1 контакт отвязан от лида «Сделка»." + stays},
+		{2, "2 связанных контакта", "2 контакта отвязаны от лида «Сделка»." + stays},
+		{5, "5 связанных контактов", "5 контактов отвязано от лида «Сделка»." + stays},
+		{11, "11 связанных контактов", "11 контактов отвязано от лида «Сделка»." + stays},
+		{21, "21 связанный контакт", "21 контакт отвязан от лида «Сделка»." + stays},
+		{22, "22 связанных контакта", "22 контакта отвязаны от лида «Сделка»." + stays},
+		{101, "101 связанный контакт", "101 контакт отвязан от лида «Сделка»." + stays},
 	}
 	for _, c := range cases {
 		assert.Equal(t, c.count, ru.N("tab.count", c.n))
@@ -216,5 +217,37 @@ func TestEveryMessageRendersInEveryLanguage(t *testing.T) {
 				assert.NotContains(t, s, "{{", "count %d", n)
 			}
 		})
+	}
+}
+
+// TestOneVocabulary holds the catalogues to issue 13's wording: the button
+// is "Remove all contacts", and everything else says "unlink", so nobody
+// reads that a contact was deleted. The admins' page (app.*, history.*)
+// has its own wording and is left out.
+func TestOneVocabulary(t *testing.T) {
+	b := mustLoad(t)
+	en := parseCatalogue(t, Fallback)
+	button := en["tab.remove_button"].Other
+	for id, m := range en {
+		if id == "tab.remove_button" || strings.HasPrefix(id, "app.") || strings.HasPrefix(id, "history.") {
+			continue
+		}
+		for form, text := range forms(m) {
+			rest := strings.ReplaceAll(text, "“"+button+"”", "")
+			assert.NotContains(t, strings.ToLower(rest), "remov", "%s (%s) must say unlink, not remove: %q", id, form, text)
+		}
+	}
+	assert.Equal(t, "Contacts unlinked", en["result.success_title"].Other)
+	assert.Equal(t, "3 contacts unlinked from lead “Big deal”. The contacts themselves stay in the CRM.",
+		b.For("en").N("result.success", 3, "Title", "Big deal"))
+	// Every language says, after the removal, that the CRM keeps the
+	// contacts (each names the CRM in that sentence).
+	for _, code := range b.Codes() {
+		l := b.For(code)
+		for _, n := range []int{1, 2, 3, 5, 21} {
+			assert.Contains(t, l.N("result.success", n, "Title", "X"), "CRM", "%s result.success(%d)", code, n)
+		}
+		assert.Contains(t, l.T("result.success_uncounted", "Title", "X"), "CRM", code)
+		assert.Contains(t, l.T("tab.remove_hint"), "CRM", code)
 	}
 }
