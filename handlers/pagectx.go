@@ -47,7 +47,7 @@ func (h *Handlers) setPageContext(c *gin.Context, page *tabPage, s *store.Sessio
 	if err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	page.Context = enc
+	page.Context, page.sid = enc, s.ID
 	page.Action = h.tabPath + "/remove?LANG=" + url.QueryEscape(s.Lang)
 	return nil
 }

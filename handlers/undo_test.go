@@ -23,9 +23,20 @@ func (e *testEnv) submit(p page, form string) page {
 	f := p.doc.Find(form)
 	require.Equal(e.t, 1, f.Length(), "no %s on the page: %s", form, p.body)
 	action, _ := f.Attr("action")
-	ctx, _ := f.Find(`input[name=ctx]`).Attr("value")
-	e.remember(ctx)
-	return e.postForm(e.base+action, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+	return e.postForm(e.base+action, e.fields(f), "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+}
+
+// fields are a form's hidden fields, as a browser posts them (the page
+// context and the list the page shows); the context is remembered as a
+// secret that must never be logged.
+func (e *testEnv) fields(f *goquery.Selection) url.Values {
+	e.t.Helper()
+	v := url.Values{}
+	f.Find(`input[type=hidden]`).Each(func(_ int, in *goquery.Selection) {
+		v.Add(in.AttrOr("name", ""), in.AttrOr("value", ""))
+	})
+	e.remember(v.Get("ctx"))
+	return v
 }
 
 func (e *testEnv) history() []store.HistoryEntry {
@@ -82,7 +93,7 @@ func TestUndoRestoresTheSameLinksWithTheSameUsersToken(t *testing.T) {
 	before := e.portal.LeadContacts(lead)
 	res := e.clickRemove(e.openTab(2, lead, "en"))
 	require.Equal(t, http.StatusOK, res.status, res.body)
-	assert.Contains(t, text(res, "#undo-form"), "You can undo this for 10 minutes.")
+	assert.Contains(t, text(res, "#next-steps"), "You can undo this for 10 minutes.")
 
 	// An hour later the frame's token has expired: the undo refreshes it
 	// with the same user's refresh token, as the removal would.
