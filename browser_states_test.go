@@ -4,17 +4,21 @@
 
 package main
 
-// Browser tests of issue 13, points 1 and 4, in English, Russian and
+// Browser tests of issue 13, points 1, 4 and 5, in English, Russian and
 // Arabic: a failed removal or undo keeps the lead's header and list and
 // offers the next steps; what happened is said with one verb ("unlink")
-// and says the contacts stay in the CRM. Each state passes axe-core with
-// zero violations.
+// and says the contacts stay in the CRM; an address opened outside
+// Bitrix24 greets in the browser's language with the landing page and a
+// favicon. Each state passes axe-core with zero violations.
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
@@ -25,21 +29,30 @@ import (
 
 // stateTexts are the texts of one language the states below show.
 type stateTexts struct {
-	code, dir   string
-	count       string // three linked contacts
-	back, retry string
-	failed      string // the removal's failure title
-	unlinked    string // the success banner's first words
-	stays       string // the success banner says the CRM keeps them
+	code, dir      string
+	count          string // three linked contacts
+	back, retry    string
+	failed         string // the removal's failure title
+	unlinked       string // the success banner's first words
+	stays          string // the success banner says the CRM keeps them
+	landing, step  string // the landing's title and its last step
+	landingOutside string // the landing says where the app works
+	acceptLanguage string
 }
 
 var stateLanguages = []stateTexts{
 	{code: "en", dir: "ltr", count: "3 linked contacts", back: "Back to the list", retry: "Try again",
-		failed: "The contacts were not unlinked", unlinked: "Contacts unlinked", stays: "The contacts themselves stay in the CRM."},
+		failed: "The contacts were not unlinked", unlinked: "Contacts unlinked", stays: "The contacts themselves stay in the CRM.",
+		landing: "Contacts cleanup for Bitrix24", step: "Open any lead in the CRM and choose the “Contacts cleanup” tab.",
+		landingOutside: "works inside Bitrix24", acceptLanguage: "en-US,en;q=0.9"},
 	{code: "ru", dir: "ltr", count: "3 связанных контакта", back: "Вернуться к списку", retry: "Повторить",
-		failed: "Контакты не отвязаны", unlinked: "Контакты отвязаны", stays: "Из CRM ничего не удалено."},
+		failed: "Контакты не отвязаны", unlinked: "Контакты отвязаны", stays: "Из CRM ничего не удалено.",
+		landing: "Очистка контактов для Bitrix24", step: "Откройте любой лид в CRM и выберите вкладку «Очистка контактов».",
+		landingOutside: "работает внутри Bitrix24", acceptLanguage: "ru-RU,ru;q=0.9,en;q=0.8"},
 	{code: "ar", dir: "rtl", count: "3 جهات اتصال مرتبطة", back: "العودة إلى القائمة", retry: "إعادة المحاولة",
-		failed: "لم يتم فصل جهات الاتصال", unlinked: "تم فصل جهات الاتصال", stays: "تبقى جهات الاتصال نفسها في CRM."},
+		failed: "لم يتم فصل جهات الاتصال", unlinked: "تم فصل جهات الاتصال", stays: "تبقى جهات الاتصال نفسها في CRM.",
+		landing: "تنظيف جهات الاتصال لـ Bitrix24", step: "افتح أي عميل محتمل في CRM واختر علامة التبويب «تنظيف جهات الاتصال».",
+		landingOutside: "داخل Bitrix24", acceptLanguage: "ar-EG,ar;q=0.9"},
 }
 
 // contactNames reads the names the tab lists.
@@ -154,4 +167,59 @@ func TestBrowserUIRetryAndUnlinkedWording(t *testing.T) {
 		assert.Equal(t, before, portal.LeadContacts(lead), "%s: the same links again", l.code)
 	}
 	requireNoProblems(t, b, "the server responded with a status of 503 (Service Unavailable) ["+d.app+"/")
+}
+
+// TestBrowserLanding opens the app's addresses as a person would, outside
+// Bitrix24: each shows what the app is and how to install it, in the
+// browser's language (Accept-Language), right to left in Arabic, with the
+// favicon and no console error (no /favicon.ico 404 either).
+func TestBrowserLanding(t *testing.T) {
+	d := startDemoApp(t)
+	b := newBrowser(t, thirdPartyCookiesBlocked)
+	axe := axeSource(t)
+	for _, l := range stateLanguages {
+		doStep(t, b.ctx, "a desktop window", chromedp.EmulateViewport(1280, 900))
+		_, err := chromedp.Call(b.ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+			Headers: network.Headers{"Accept-Language": l.acceptLanguage}})
+		require.NoError(t, err)
+		for _, path := range []string{"/favicon.ico", "/placements/lead-tab", "/events/install", "/app"} {
+			doStep(t, b.ctx, l.code+": open "+path, chromedp.Navigate(d.app+path))
+			if path == "/favicon.ico" {
+				continue // the icon itself: it must load, and log nothing
+			}
+			doStep(t, b.ctx, l.code+": wait for the page", chromedp.WaitVisible(chromedp.CSS("#install-steps")))
+			attrs := readStep(t, b.ctx, l.code+": read lang and dir", chromedp.Evaluate[[]string](
+				`[document.documentElement.lang, document.documentElement.dir]`))
+			assert.Equal(t, []string{l.code, l.dir}, attrs, path)
+			assert.Equal(t, l.landing, strings.TrimSpace(readStep(t, b.ctx, l.code+": read the title", chromedp.Text(chromedp.CSS("h1.title")))), path)
+			steps := textsOf(t, b.ctx, l.code+": read the steps", "#install-steps li")
+			require.Len(t, steps, 3, path)
+			assert.Equal(t, l.step, steps[2], path)
+			assert.Contains(t, readStep(t, b.ctx, l.code+": read the intro", chromedp.Text(chromedp.CSS(".head .count"))), l.landingOutside, path)
+		}
+		icon := readStep(t, b.ctx, l.code+": fetch the favicon", chromedp.Evaluate[string](
+			`fetch(document.querySelector('link[rel="icon"]').href).then(r => r.status + " " + r.headers.get("content-type"))`,
+			chromedp.EvalAwaitPromise))
+		assert.Equal(t, "200 image/svg+xml", icon)
+		requireNoHorizontalScroll(t, b, b.ctx, l.code+" landing at 1280 px")
+		requireAxeClean(t, b.ctx, axe, l.code+" landing")
+		pageShot(t, b, "landing-"+l.code+".png")
+		doStep(t, b.ctx, "narrow the window", chromedp.EmulateViewport(400, 800))
+		requireNoHorizontalScroll(t, b, b.ctx, l.code+" landing at 400 px")
+		requireAxeClean(t, b.ctx, axe, l.code+" landing at 400 px")
+	}
+	assert.NotEmpty(t, b.rec.requestsTo(d.app+"/static/favicon."), "the browser loaded the linked icon")
+	requireNoProblems(t, b)
+}
+
+// pageShot saves a PNG of a whole top-level page, like shot does for the
+// app's frame.
+func pageShot(t *testing.T, b *browser, name string) {
+	t.Helper()
+	png := readStep(t, b.ctx, "take a screenshot", chromedp.Screenshot(chromedp.CSS("body")))
+	require.NoError(t, os.WriteFile(filepath.Join(t.TempDir(), name), png, 0o644))
+	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" {
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+	}
 }

@@ -73,11 +73,10 @@ func TestRemovalWithoutJavaScriptConfirmsOnASecondPage(t *testing.T) {
 	assert.Contains(t, text(done, ".alert-success"), "3 contacts unlinked")
 	assert.Empty(t, e.portal.LeadContacts(lead))
 
-	// State changes stay POST-only and same-origin.
-	resp, err := http.Get(e.base + "/placements/lead-tab/confirm")
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	// State changes stay POST-only and same-origin: a GET is the landing.
+	landing := e.send(http.MethodGet, "/placements/lead-tab/confirm", nil)
+	assert.Equal(t, http.StatusOK, landing.status)
+	assert.Equal(t, 3, landing.doc.Find("#install-steps li").Length())
 	for _, route := range []string{"confirm", "view", "undo"} {
 		ctx, _ := tab.doc.Find(`#remove-form input[name=ctx]`).Attr("value")
 		p := e.postForm(e.base+"/placements/lead-tab/"+route, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")

@@ -57,6 +57,10 @@ type Bundle struct {
 	bundle *i18n.Bundle
 	codes  []string // codes with a catalogue, sorted
 	keys   map[string]map[string]bool
+	// matcher picks a catalogue for a browser's languages; matched[i] is
+	// the code of its i-th supported tag (the fallback first).
+	matcher language.Matcher
+	matched []string
 }
 
 // Load parses the embedded catalogues (locales/<code>.toml).
@@ -93,6 +97,15 @@ func Load() (*Bundle, error) {
 	if b.keys[Fallback] == nil {
 		return nil, fmt.Errorf("lang: no %s catalogue", Fallback)
 	}
+	supported := []language.Tag{tags[Fallback]}
+	b.matched = []string{Fallback}
+	for _, code := range b.codes {
+		if code != Fallback {
+			supported = append(supported, tags[code])
+			b.matched = append(b.matched, code)
+		}
+	}
+	b.matcher = language.NewMatcher(supported)
 	return b, nil
 }
 
@@ -172,4 +185,26 @@ func (l *Localizer) render(id string, count any, kv []any) string {
 		return id
 	}
 	return s
+}
+
+// Known reports whether code (as Bitrix24 sends LANG) has a catalogue.
+func (b *Bundle) Known(code string) bool {
+	_, ok := b.keys[strings.ToLower(strings.TrimSpace(code))]
+	return ok
+}
+
+// Match returns the LANG code of the catalogue that best serves a
+// browser's Accept-Language header, for pages opened outside Bitrix24
+// (which sends no LANG there): "uk" finds ua, "zh-TW" tc, "pt" br, "es-MX"
+// la. The fallback when nothing matches or the header does not parse.
+func (b *Bundle) Match(acceptLanguage string) string {
+	want, _, err := language.ParseAcceptLanguage(acceptLanguage)
+	if err != nil || len(want) == 0 {
+		return Fallback
+	}
+	_, i, conf := b.matcher.Match(want...)
+	if conf == language.No {
+		return Fallback
+	}
+	return b.matched[i]
 }

@@ -251,3 +251,35 @@ func TestOneVocabulary(t *testing.T) {
 		assert.Contains(t, l.T("tab.remove_hint"), "CRM", code)
 	}
 }
+
+func TestMatchAcceptLanguage(t *testing.T) {
+	b := mustLoad(t)
+	for header, want := range map[string]string{
+		"ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7": "ru",
+		"ar":                                  "ar",
+		"ar-EG,ar;q=0.9":                      "ar",
+		"de-CH":                               "de",
+		"uk-UA,uk;q=0.9":                      "ua",
+		"kk":                                  "kz",
+		"pt-BR":                               "br",
+		"pt-PT,pt;q=0.9":                      "br",
+		"es-MX,es;q=0.9":                      "la",
+		"zh-TW":                               "tc",
+		"zh-HK":                               "tc",
+		"zh-CN,zh;q=0.9":                      "sc",
+		"vi":                                  "vn",
+		"ja-JP":                               "ja",
+		"fr-CA, en;q=0.5":                     "fr",
+		"nb-NO, fr;q=0.6":                     "fr",
+		"nb-NO":                               "en",
+		"en-GB":                               "en",
+		"":                                    "en",
+		"*":                                   "en",
+		"not a header;;;":                     "en",
+	} {
+		assert.Equal(t, want, b.Match(header), "Accept-Language: %q", header)
+	}
+	assert.True(t, b.Known("RU "))
+	assert.False(t, b.Known("xx"))
+	assert.False(t, b.Known(""))
+}
