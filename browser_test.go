@@ -69,7 +69,7 @@ func TestBrowserDemoFlow(t *testing.T) {
 			// target and frame keeps working.
 			doStep(t, frame, "wait for the result page", chromedp.WaitVisible(chromedp.CSS(".alert-success")))
 			banner := readStep(t, frame, "read the success banner", chromedp.Text(chromedp.CSS(".alert-success")))
-			assert.Contains(t, banner, fmt.Sprintf("3 contacts removed from lead “%s”.", leadTitle))
+			assert.Contains(t, banner, fmt.Sprintf("3 contacts unlinked from lead “%s”.", leadTitle))
 			doStep(t, b.ctx, "wait until reloadData empties the portal's contact list",
 				chromedp.WaitVisible(chromedp.CSS("#portal-contacts-empty")))
 			assert.Empty(t, portalContactIDs(t, b), "the portal's card lists no contact after reloadData")

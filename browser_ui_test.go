@@ -247,7 +247,7 @@ func TestBrowserUIRemoveAndUndo(t *testing.T) {
 	doStep(t, frame, "wait for the result", chromedp.WaitVisible(chromedp.CSS(".alert-success #undo")))
 	waitFitted(t, b)
 	assert.Contains(t, readStep(t, frame, "read the banner", chromedp.Text(chromedp.CSS(".alert-success"))),
-		"3 contacts removed from lead “Website inquiry – Groß GmbH”.")
+		"3 contacts unlinked from lead “Website inquiry – Groß GmbH”. The contacts themselves stay in the CRM.")
 	assert.Equal(t, "polite", readStep(t, frame, "read aria-live", chromedp.Evaluate[string](`document.getElementById("banner").getAttribute("aria-live")`)))
 	assert.Empty(t, portal.LeadContacts(simulator.SeedLeadThreeContacts))
 	requireAxeClean(t, frame, axe, "success with Undo")
@@ -420,7 +420,7 @@ func TestBrowserUIEmptyAndNarrow(t *testing.T) {
 		frame := openTab(t, b, d, simulator.SeedSales, simulator.SeedLeadNoContacts, code)
 		doStep(t, frame, code+": wait for the empty state", chromedp.WaitVisible(chromedp.CSS("#empty")))
 		disabled := readStep(t, frame, code+": read the danger button", chromedp.Evaluate[bool](`document.getElementById("remove").disabled`))
-		assert.True(t, disabled, "nothing to remove: the button is disabled")
+		assert.True(t, disabled, "nothing to unlink: the button is disabled")
 		requireAxeClean(t, frame, axe, code+" empty state")
 		shot(t, b, frame, "empty-"+code+".png", "#tab-body")
 	}

@@ -337,7 +337,11 @@ func TestRequestIDOnEveryLineItCauses(t *testing.T) {
 			// A 404 and a 405 name their path, without the query.
 			resp, _ = get(t, a.base+"/no/such/page?token=sentinel-query")
 			assert.Equal(t, http.StatusNotFound, resp.StatusCode)
-			resp, _ = get(t, a.base+"/events/uninstall?x=sentinel-query")
+			put, err := http.NewRequest(http.MethodPut, a.base+"/events/uninstall?x=sentinel-query", nil)
+			require.NoError(t, err)
+			resp, err = appClient.Do(put)
+			require.NoError(t, err)
+			resp.Body.Close()
 			assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 
 			out := a.output()

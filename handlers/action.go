@@ -56,6 +56,7 @@ type action struct {
 	p      *store.Portal
 	page   tabPage
 	loc    *lang.Localizer
+	view   *listView // the list the posting page showed, if it carried one
 }
 
 // withAction adapts an action of the tab: startAction authenticates the
@@ -110,7 +111,8 @@ func (h *Handlers) startAction(c *gin.Context) (a *action, err error) {
 		return nil, err
 	}
 	c.Set(originKey, portalOrigin(p))
-	a = &action{ctx: ctx, cancel: cancel, sess: sess, p: p, loc: h.d.Lang.For(sess.Lang)}
+	a = &action{ctx: ctx, cancel: cancel, sess: sess, p: p, loc: h.d.Lang.For(sess.Lang),
+		view: h.openView(c.Request.PostForm.Get("view"), sess.ID)}
 	a.page = tabPage{base: h.base(a.loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}
 	// The next page keeps the binding checkBrowser just accepted: the
 	// cookie, when the browser sends one, already holds pc.BID.
@@ -164,8 +166,8 @@ func (h *Handlers) fillList(page *tabPage, loc *lang.Localizer, p *store.Portal,
 }
 
 // readList runs listCommands with the user's token and fills the page;
-// an upstream failure becomes the page's banner and status.
-func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.Portal, page *tabPage, loc *lang.Localizer) int {
+// an upstream failure becomes the page's banner, and is returned.
+func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.Portal, page *tabPage, loc *lang.Localizer) error {
 	var res *bitrix24.BatchResult
 	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
 		var err error
@@ -176,18 +178,25 @@ func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.P
 		_, err = h.fillList(page, loc, p, res)
 	}
 	if err != nil {
+		page.Loaded = false
 		page.Banner = h.errorBanner(loc, err)
 		page.Banner.Title = loc.T("result.load_error_title")
-		return upstreamStatus(err)
 	}
-	return http.StatusOK
+	return err
 }
 
 // view renders the tab again for an open session: Cancel on the no-JS
-// confirmation page returns here.
+// confirmation page and "Back to the list" on a failure page return here.
+// When the list cannot be read, the page keeps the one it showed, and
+// "Back to the list" is the way to try again.
 func (h *Handlers) view(c *gin.Context, a *action) error {
-	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
-	h.render(c, h.readList(ctx, sess, p, &page, loc), "tab", page)
+	page := a.page
+	if err := h.readList(a.ctx, a.sess, a.p, &page, a.loc); err != nil {
+		a.keepList(&page)
+		h.renderTab(c, upstreamStatus(err), "tab", page)
+		return nil
+	}
+	h.renderTab(c, http.StatusOK, "tab", page)
 	return nil
 }
 
@@ -196,11 +205,13 @@ func (h *Handlers) view(c *gin.Context, a *action) error {
 // posts to the removal. It reads the current links, so the question names
 // the number that will really be unlinked.
 func (h *Handlers) confirm(c *gin.Context, a *action) error {
-	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
-	if status := h.readList(ctx, sess, p, &page, loc); status != http.StatusOK {
-		h.render(c, status, "tab", page)
+	page := a.page
+	if err := h.readList(a.ctx, a.sess, a.p, &page, a.loc); err != nil {
+		page.Retry = retryable(err)
+		a.keepList(&page)
+		h.renderTab(c, upstreamStatus(err), "tab", page)
 		return nil
 	}
-	h.render(c, http.StatusOK, "confirm", confirmPage{page})
+	h.renderTab(c, http.StatusOK, "confirm", page)
 	return nil
 }

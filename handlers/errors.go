@@ -56,7 +56,8 @@ type errorPage struct {
 }
 
 // page adapts a handler that returns an error to gin, rendering errors as
-// a page in the user's language.
+// a page in the user's language (pageLang: Bitrix24's LANG, else the
+// browser's).
 func (h *Handlers) page(fn func(c *gin.Context) error) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		err := fn(c)
@@ -65,7 +66,7 @@ func (h *Handlers) page(fn func(c *gin.Context) error) gin.HandlerFunc {
 		}
 		p := asProblem(err)
 		h.logProblem(c, p)
-		loc := h.d.Lang.For(c.Query("LANG"))
+		loc := h.pageLang(c)
 		h.render(c, p.status, "error", errorPage{
 			base:  h.base(loc),
 			Title: loc.T("error.unverified_title"),

@@ -154,6 +154,9 @@ type Handlers struct {
 	proxies   []netip.Prefix
 	draining  atomic.Bool // /readyz answers 503 (health.go)
 	buffers   sync.Pool   // of *bytes.Buffer, for render
+
+	// viewCodecs seal the contact list the tab's forms carry (view.go).
+	viewCodecs []securecookie.Codec
 }
 
 // New validates the configuration and parses the templates.
@@ -219,6 +222,7 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 		sc.MaxAge(int(cfg.SessionTTL.Seconds()))
 		sc.SetSerializer(securecookie.JSONEncoder{})
 	}
+	h.viewCodecs = newViewCodecs(d.Keys, cfg.SessionTTL)
 	h.cookies = sessions.NewCookieStore(d.Keys.Pairs("browser-cookie")...)
 	h.cookies.Options = &sessions.Options{
 		Path:     "/",

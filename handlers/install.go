@@ -52,13 +52,6 @@ type installPage struct {
 	Items    []setupItem
 }
 
-// installInfo answers GET on the installer path: the vendor console checks
-// the URL, and a person who opens it gets a short explanation.
-func (h *Handlers) installInfo(c *gin.Context) error {
-	h.render(c, http.StatusOK, "index", struct{ base }{h.base(h.d.Lang.For(c.Query("LANG")))})
-	return nil
-}
-
 // install serves the UI installer that Bitrix24 opens in a slider when an
 // admin installs the app. It verifies the posted tokens, stores the portal,
 // binds what app.json declares and answers a page that calls

@@ -137,9 +137,7 @@ func (e *testEnv) clickRemoveOn(base string, tab page) page {
 		action, ok = form.Attr("action")
 	}
 	require.True(e.t, ok, "tab has no remove form: %s", tab.body)
-	ctx, _ := tab.doc.Find(`#remove-form input[name=ctx]`).Attr("value")
-	e.remember(ctx)
-	return e.postForm(base+action, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+	return e.postForm(base+action, e.fields(form), "Sec-Fetch-Site", "same-origin", "Origin", e.base)
 }
 
 // failingWrites fails the first n session-token writes, as a database that

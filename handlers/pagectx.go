@@ -47,7 +47,7 @@ func (h *Handlers) setPageContext(page *tabPage, s *store.Session, bid string) e
 	if err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	page.Context = enc
+	page.Context, page.sid = enc, s.ID
 	page.Action = h.tabPath + "/remove?LANG=" + url.QueryEscape(s.Lang)
 	return nil
 }

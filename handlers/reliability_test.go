@@ -561,7 +561,7 @@ func TestH9AmbiguousFailureIsVerified(t *testing.T) {
 			assert.Equal(t, 1, directCalls(e.portal, mark, "batch"), "the batch itself is never repeated")
 			if tc.removed {
 				require.Equal(t, http.StatusOK, res.status, res.body)
-				assert.Equal(t, "Contacts removed", strings.TrimSpace(res.doc.Find(".alert-success .alert-title").Text()))
+				assert.Equal(t, "Contacts unlinked", strings.TrimSpace(res.doc.Find(".alert-success .alert-title").Text()))
 				l, _ := e.portal.Lead(lead)
 				assert.Contains(t, res.doc.Find(".alert-success").Text(), "All contacts were unlinked from lead “"+l.Title+"”.")
 				assert.Empty(t, e.portal.LeadContacts(lead))
@@ -586,7 +586,7 @@ func TestH14DoubleClickIsCoalesced(t *testing.T) {
 	l, _ := e.portal.Lead(lead)
 	for _, p := range pages {
 		require.Equal(t, http.StatusOK, p.status, p.body)
-		assert.Contains(t, p.doc.Find(".alert-success").Text(), "3 contacts removed from lead “"+l.Title+"”")
+		assert.Contains(t, p.doc.Find(".alert-success").Text(), "3 contacts unlinked from lead “"+l.Title+"”")
 	}
 	assert.Equal(t, 1, deletesSince(e.portal, mark), "one delete in flight")
 	n, _ := batchRequests(e.portal, mark)

@@ -26,13 +26,12 @@ func (h *Handlers) remove(c *gin.Context, a *action) error {
 	removed, uncounted, undo, err := h.removeContacts(ctx, sess, p)
 	page.Undo = undo
 	if err != nil {
+		// The page keeps the header and the list the user clicked on, and
+		// offers "Back to the list", and "Try again" where it can help.
 		status := h.failed(c, &page, loc, err)
-		if retryable(err) {
-			page.CanRemove, page.Retry = true, true
-		} else {
-			page.Context = "" // nothing this page can do about it
-		}
-		h.render(c, status, "tab", page)
+		page.Retry = retryable(err)
+		a.keepList(&page)
+		h.renderTab(c, status, "tab", page)
 		return nil
 	}
 	h.d.Logger.InfoContext(ctx, "contacts removed", "member", sess.MemberID, "lead", sess.LeadID, "user", sess.UserID, "count", len(removed))
@@ -47,7 +46,7 @@ func (h *Handlers) remove(c *gin.Context, a *action) error {
 		text = loc.T("result.nothing", "Title", sess.LeadTitle)
 	}
 	page.Banner = &banner{Kind: "success", Title: loc.T("result.success_title"), Text: text}
-	h.render(c, http.StatusOK, "tab", page)
+	h.renderTab(c, http.StatusOK, "tab", page)
 	return nil
 }
 
@@ -185,12 +184,13 @@ func (h *Handlers) undo(c *gin.Context, a *action) error {
 	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
 	snap, err := h.d.Store.TakeUndo(ctx, sess.ID, h.now())
 	if errors.Is(err, store.ErrNotFound) {
-		status := h.readList(ctx, sess, p, &page, loc)
-		if page.Banner == nil {
-			page.Banner = &banner{Kind: "warning", Title: loc.T("undo.expired_title"),
-				Text: loc.T("undo.expired")}
+		if err := h.readList(ctx, sess, p, &page, loc); err != nil {
+			a.keepList(&page)
+			h.renderTab(c, upstreamStatus(err), "tab", page)
+			return nil
 		}
-		h.render(c, status, "tab", page)
+		page.Banner = &banner{Kind: "warning", Title: loc.T("undo.expired_title"), Text: loc.T("undo.expired")}
+		h.renderTab(c, http.StatusOK, "tab", page)
 		return nil
 	}
 	if err != nil {
@@ -210,19 +210,20 @@ func (h *Handlers) undo(c *gin.Context, a *action) error {
 		if _, ferr := h.fillList(&page, loc, p, res); ferr != nil {
 			page.Banner.Text += " " + loc.T(upstreamKey(ferr))
 		}
-		h.render(c, http.StatusConflict, "tab", page)
+		h.renderTab(c, http.StatusConflict, "tab", page)
 		return nil
 	case err != nil:
 		status := h.failed(c, &page, loc, err)
 		page.Banner.Title = loc.T("undo.error_title")
 		if retryable(err) {
 			// Nothing was written: the user may try again while the
-			// snapshot is still valid.
+			// snapshot is still valid. Undo itself is the "Try again".
 			if serr := h.d.Store.SaveUndo(recordCtx, snap); serr == nil {
 				page.Undo = true
 			}
 		}
-		h.render(c, status, "tab", page)
+		a.keepList(&page)
+		h.renderTab(c, status, "tab", page)
 		return nil
 	}
 	page.Reload = true
@@ -234,7 +235,7 @@ func (h *Handlers) undo(c *gin.Context, a *action) error {
 		page.Banner.Text += " " + loc.T(upstreamKey(ferr))
 	}
 	h.d.Logger.InfoContext(ctx, "contacts restored", "member", sess.MemberID, "lead", sess.LeadID, "user", sess.UserID, "count", len(snap.Items))
-	h.render(c, http.StatusOK, "tab", page)
+	h.renderTab(c, http.StatusOK, "tab", page)
 	return nil
 }
 

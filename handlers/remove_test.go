@@ -27,7 +27,7 @@ func TestRemoveAllContactsWithTheClickingUsersToken(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.status, res.body)
 
 	l, _ := e.portal.Lead(lead)
-	assert.Equal(t, `3 contacts removed from lead “`+l.Title+`”.`, strings.TrimSpace(res.doc.Find(".alert-success p").Eq(1).Text()))
+	assert.Equal(t, `3 contacts unlinked from lead “`+l.Title+`”. The contacts themselves stay in the CRM.`, strings.TrimSpace(res.doc.Find(".alert-success p").Eq(1).Text()))
 	assert.Empty(t, e.portal.LeadContacts(lead))
 	assert.Equal(t, "1", res.doc.Find("body").AttrOr("data-reload", ""), "the page asks Bitrix24 to reload the card")
 	assert.True(t, res.doc.Find("#remove").Is("[disabled]"))
@@ -81,7 +81,7 @@ func TestRemoveErrorsAreExplained(t *testing.T) {
 			res := e.clickRemove(tab)
 			assert.Equal(t, tc.status, res.status)
 			alert := res.doc.Find(".alert-danger")
-			assert.Contains(t, alert.Text(), "The contacts were not removed")
+			assert.Contains(t, alert.Text(), "The contacts were not unlinked")
 			assert.Contains(t, alert.Text(), tc.text)
 			if tc.code != "" {
 				assert.Contains(t, alert.Find(".alert-code").Text(), tc.code)

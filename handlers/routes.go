@@ -32,42 +32,48 @@ func (h *Handlers) Engine() *gin.Engine {
 	}
 	r.Use(h.requestID(), h.recoverPanics(), h.logRequests(), h.securityHeaders(), h.crossOrigin(exempt...))
 
-	ok := func(c *gin.Context) { c.Status(http.StatusOK) }
 	form := h.formBody(frameBodyLimit)
+	landing := h.page(h.landing)
+	// Bitrix24 POSTs to each of these; a GET or HEAD gets the landing page
+	// (the vendor console checks handler URLs with HEAD and wants 200).
+	post := func(path string, handlers ...gin.HandlerFunc) {
+		r.POST(path, handlers...)
+		r.GET(path, landing)
+		r.HEAD(path, landing)
+	}
 
-	// The vendor console checks handler URLs with HEAD and wants 200.
-	r.HEAD(m.Install, ok)
-	r.GET(m.Install, h.page(h.installInfo))
-	r.POST(m.Install, form, h.limitInbound(routeInstall), h.page(h.install))
+	post(m.Install, form, h.limitInbound(routeInstall), h.page(h.install))
 
-	r.HEAD(h.tabPath, ok)
-	r.POST(h.tabPath, form, h.limitInbound(routeFrame), h.page(h.leadTab))
-	r.POST(h.tabPath+"/remove", form, h.page(h.withAction(h.remove)))
-	r.POST(h.tabPath+"/"+routeConfirm, form, h.page(h.withAction(h.confirm)))
-	r.POST(h.tabPath+"/"+routeView, form, h.page(h.withAction(h.view)))
-	r.POST(h.tabPath+"/"+routeUndo, form, h.page(h.withAction(h.undo)))
+	post(h.tabPath, form, h.limitInbound(routeFrame), h.page(h.leadTab))
+	post(h.tabPath+"/remove", form, h.page(h.withAction(h.remove)))
+	post(h.tabPath+"/"+routeConfirm, form, h.page(h.withAction(h.confirm)))
+	post(h.tabPath+"/"+routeView, form, h.page(h.withAction(h.view)))
+	post(h.tabPath+"/"+routeUndo, form, h.page(h.withAction(h.undo)))
 
 	// The app's main page, framed from the portal's left menu.
-	r.HEAD(m.Handler, ok)
-	r.POST(m.Handler, form, h.limitInbound(routeFrame), h.page(h.appPage))
-	r.POST(m.Handler+"/rebind", form, h.page(h.rebind))
+	post(m.Handler, form, h.limitInbound(routeFrame), h.page(h.appPage))
+	post(m.Handler+"/rebind", form, h.page(h.rebind))
 
 	for _, ev := range m.EventList() {
 		switch ev.Name {
 		case "ONAPPINSTALL":
 			// It starts a token request, like the installer.
-			r.POST(ev.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeInstall), h.event(h.onAppInstall))
+			post(ev.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeInstall), h.event(h.onAppInstall))
 		case "ONAPPUNINSTALL":
-			r.POST(ev.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeEvent), h.event(h.onAppUninstall))
+			post(ev.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeEvent), h.event(h.onAppUninstall))
+		default:
+			r.GET(ev.Handler, landing)
+			r.HEAD(ev.Handler, landing)
 		}
-		r.HEAD(ev.Handler, ok)
 	}
 
 	r.GET("/static/:name", h.asset)
+	r.GET("/favicon.ico", h.favicon)
+	r.HEAD("/favicon.ico", h.favicon)
 	r.GET(healthzPath, h.healthz)
 	r.GET(readyzPath, h.readyz)
-	r.GET("/", h.page(h.installInfo))
-	r.HEAD("/", ok)
+	r.GET("/", landing)
+	r.HEAD("/", landing)
 
 	r.NoRoute(h.page(func(*gin.Context) error {
 		return fail(http.StatusNotFound, "error.not_found_page", nil)

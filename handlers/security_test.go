@@ -245,9 +245,9 @@ func TestPlacementOptionsRefusedThroughTheEngine(t *testing.T) {
 	})
 }
 
-// A10, C6: the entry and action routes answer only POST (and HEAD for the
-// console's URL check); anything else is 405 with a page that cannot be
-// framed, and changes nothing.
+// A10, C6: the entry and action routes act only on POST; GET (and HEAD,
+// the console's URL check) answer the landing page, anything else is 405;
+// every answer is a page that cannot be framed, and changes nothing.
 func TestOtherMethodsChangeNothing(t *testing.T) {
 	e, wire := newWiredEnv(t)
 	e.install()
@@ -261,7 +261,15 @@ func TestOtherMethodsChangeNothing(t *testing.T) {
 			q := "?" + url.Values{"ctx": {ctx}}.Encode()
 			p := e.send(method, path+q, strings.NewReader(url.Values{"ctx": {ctx}}.Encode()),
 				"Content-Type", "application/x-www-form-urlencoded", "Sec-Fetch-Site", "same-origin")
-			assert.Equal(t, http.StatusMethodNotAllowed, p.status, "%s %s", method, path)
+			if method == http.MethodGet {
+				// A person who opens the address gets the landing page:
+				// no page context, no form, nothing framed.
+				assert.Equal(t, http.StatusOK, p.status, "%s %s", method, path)
+				assert.Equal(t, 1, p.doc.Find("#install-steps").Length(), "%s %s: the landing page", method, path)
+				assert.Zero(t, p.doc.Find("form, input[name=ctx]").Length(), "%s %s", method, path)
+			} else {
+				assert.Equal(t, http.StatusMethodNotAllowed, p.status, "%s %s", method, path)
+			}
 			assertPageHeaders(t, method+" "+path, p.header, "")
 		}
 	}

@@ -28,10 +28,15 @@ type tabPage struct {
 	Unnamed   int // contacts listed by number: their names were not read
 	Banner    *banner
 	Context   string // signed page context; empty hides the form
+	View      string // sealed listView for the forms (see view.go)
 	Action    string
 	CanRemove bool
 	Retry     bool
 	Undo      bool // the success banner offers Undo (a snapshot is stored)
+	// Failed marks a page that reports a failed action: the banner offers
+	// the next steps, and the list is shown as it was, without the button.
+	Failed bool
+	sid    string // the session the page context names
 }
 
 type contactView struct {
@@ -41,6 +46,19 @@ type contactView struct {
 	Primary bool
 	Path    string // portal path for BX24.openPath
 	URL     string // full portal URL, the no-JS fallback
+	unnamed bool   // Name is the fallback: the name was not read
+}
+
+// newContactView is one row of the list; a contact without a name is
+// listed by number.
+func newContactView(loc *lang.Localizer, origin string, id int64, name, post string, primary bool) contactView {
+	v := contactView{ID: id, Name: name, Post: post, Primary: primary}
+	v.Path = fmt.Sprintf("/crm/contact/details/%d/", id)
+	v.URL = origin + v.Path
+	if v.Name == "" {
+		v.Name, v.unnamed = loc.T("tab.contact_fallback", "ID", id), true
+	}
+	return v
 }
 
 // banner is a result or error message at the top of the tab.
@@ -112,7 +130,7 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	if err := h.setPageContext(&page, sess, h.browserID(c)); err != nil {
 		return err
 	}
-	h.render(c, http.StatusOK, "tab", page)
+	h.renderTab(c, http.StatusOK, "tab", page)
 	return nil
 }
 
@@ -143,15 +161,13 @@ func contactViews(loc *lang.Localizer, res *bitrix24.BatchResult, items []leadIt
 		if it.ContactID <= 0 {
 			continue
 		}
-		v := contactView{ID: int64(it.ContactID), Primary: bool(it.Primary)}
-		v.Path = fmt.Sprintf("/crm/contact/details/%d/", v.ID)
-		v.URL = origin + v.Path
-		if cf, ok := names[v.ID]; ok {
-			v.Name = fullName(cf.Name, cf.SecondName, cf.LastName)
-			v.Post = strings.TrimSpace(cf.Post)
+		var name, post string
+		if cf, ok := names[int64(it.ContactID)]; ok {
+			name = fullName(cf.Name, cf.SecondName, cf.LastName)
+			post = strings.TrimSpace(cf.Post)
 		}
-		if v.Name == "" {
-			v.Name = loc.T("tab.contact_fallback", "ID", v.ID)
+		v := newContactView(loc, origin, int64(it.ContactID), name, post, bool(it.Primary))
+		if v.unnamed {
 			unnamed++
 		}
 		out = append(out, v)

@@ -64,7 +64,7 @@ func TestTabWithoutContactsDisablesTheButton(t *testing.T) {
 	require.Equal(t, http.StatusOK, p.status)
 	assert.Equal(t, "No contacts are linked to this lead.", strings.TrimSpace(p.doc.Find("#empty").Text()))
 	assert.True(t, p.doc.Find("#remove").Is("[disabled]"))
-	assert.Contains(t, p.doc.Find("#remove-why").Text(), "nothing to remove")
+	assert.Contains(t, p.doc.Find("#remove-why").Text(), "nothing to unlink")
 }
 
 func TestTabSpeaksTheUsersLanguage(t *testing.T) {
@@ -159,16 +159,20 @@ func TestRestartKeepsInstalls(t *testing.T) {
 
 func TestMethodsAndUnknownRoutes(t *testing.T) {
 	e := newTestEnv(t)
-	for _, tc := range []struct{ method, path string }{
-		{http.MethodGet, "/placements/lead-tab"},
-		{http.MethodPut, "/placements/lead-tab"},
-		{http.MethodGet, "/placements/lead-tab/remove"},
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodGet, "/placements/lead-tab", http.StatusOK},
+		{http.MethodPut, "/placements/lead-tab", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/placements/lead-tab/remove", http.StatusOK},
+		{http.MethodDelete, "/placements/lead-tab/remove", http.StatusMethodNotAllowed},
 	} {
 		req, _ := http.NewRequest(tc.method, e.base+tc.path, nil)
 		resp, err := client.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
-		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, tc)
+		assert.Equal(t, tc.status, resp.StatusCode, tc)
 	}
 	resp, err := client.Get(e.base + "/nope")
 	require.NoError(t, err)

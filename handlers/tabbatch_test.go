@@ -68,7 +68,7 @@ func TestTabListsAnyNumberOfContacts(t *testing.T) {
 			if n == 0 {
 				assert.Contains(t, p.body, "No contacts are linked to this lead.")
 				_, disabled := p.doc.Find("button#remove").Attr("disabled")
-				assert.True(t, disabled, "nothing to remove")
+				assert.True(t, disabled, "nothing to unlink")
 			}
 		})
 	}

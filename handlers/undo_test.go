@@ -23,9 +23,20 @@ func (e *testEnv) submit(p page, form string) page {
 	f := p.doc.Find(form)
 	require.Equal(e.t, 1, f.Length(), "no %s on the page: %s", form, p.body)
 	action, _ := f.Attr("action")
-	ctx, _ := f.Find(`input[name=ctx]`).Attr("value")
-	e.remember(ctx)
-	return e.postForm(e.base+action, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+	return e.postForm(e.base+action, e.fields(f), "Sec-Fetch-Site", "same-origin", "Origin", e.base)
+}
+
+// fields are a form's hidden fields, as a browser posts them (the page
+// context and the list the page shows); the context is remembered as a
+// secret that must never be logged.
+func (e *testEnv) fields(f *goquery.Selection) url.Values {
+	e.t.Helper()
+	v := url.Values{}
+	f.Find(`input[type=hidden]`).Each(func(_ int, in *goquery.Selection) {
+		v.Add(in.AttrOr("name", ""), in.AttrOr("value", ""))
+	})
+	e.remember(v.Get("ctx"))
+	return v
 }
 
 func (e *testEnv) history() []store.HistoryEntry {
@@ -59,14 +70,13 @@ func TestRemovalWithoutJavaScriptConfirmsOnASecondPage(t *testing.T) {
 
 	done := e.submit(e.submit(back, "#remove-form"), "#confirm-form")
 	require.Equal(t, http.StatusOK, done.status, done.body)
-	assert.Contains(t, text(done, ".alert-success"), "3 contacts removed")
+	assert.Contains(t, text(done, ".alert-success"), "3 contacts unlinked")
 	assert.Empty(t, e.portal.LeadContacts(lead))
 
-	// State changes stay POST-only and same-origin.
-	resp, err := http.Get(e.base + "/placements/lead-tab/confirm")
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	// State changes stay POST-only and same-origin: a GET is the landing.
+	landing := e.send(http.MethodGet, "/placements/lead-tab/confirm", nil)
+	assert.Equal(t, http.StatusOK, landing.status)
+	assert.Equal(t, 3, landing.doc.Find("#install-steps li").Length())
 	for _, route := range []string{"confirm", "view", "undo"} {
 		ctx, _ := tab.doc.Find(`#remove-form input[name=ctx]`).Attr("value")
 		p := e.postForm(e.base+"/placements/lead-tab/"+route, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
@@ -82,7 +92,7 @@ func TestUndoRestoresTheSameLinksWithTheSameUsersToken(t *testing.T) {
 	before := e.portal.LeadContacts(lead)
 	res := e.clickRemove(e.openTab(2, lead, "en"))
 	require.Equal(t, http.StatusOK, res.status, res.body)
-	assert.Contains(t, text(res, "#undo-form"), "You can undo this for 10 minutes.")
+	assert.Contains(t, text(res, "#next-steps"), "You can undo this for 10 minutes.")
 
 	// An hour later the frame's token has expired: the undo refreshes it
 	// with the same user's refresh token, as the removal would.
@@ -128,7 +138,7 @@ func TestUndoRefusesWhenContactsWereLinkedSince(t *testing.T) {
 
 	refused := e.submit(res, "#undo-form")
 	assert.Equal(t, http.StatusConflict, refused.status)
-	assert.Contains(t, text(refused, ".alert-warning"), "Contacts were linked to this lead after the removal.")
+	assert.Contains(t, text(refused, ".alert-warning"), "Other contacts were linked to this lead after yours were unlinked.")
 	links := e.portal.LeadContacts(lead)
 	require.Len(t, links, 1, "the new link is kept, nothing restored")
 	assert.Equal(t, other, links[0].ContactID)

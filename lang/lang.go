@@ -63,6 +63,10 @@ type Bundle struct {
 	en    []*i18n.Message
 	langs map[string]*catalogue // by code; every code with a file
 	codes []string              // sorted
+	// matcher picks a catalogue for a browser's languages; matched[i] is
+	// the code of its i-th supported tag (the fallback first).
+	matcher language.Matcher
+	matched []string
 }
 
 // catalogue is one language's messages, with English under them for any
@@ -100,6 +104,15 @@ func Load() (*Bundle, error) {
 	if err := b.load(Fallback, en); err != nil {
 		return nil, err
 	}
+	supported := []language.Tag{tags[Fallback]}
+	b.matched = []string{Fallback}
+	for _, code := range b.codes {
+		if code != Fallback {
+			supported = append(supported, tags[code])
+			b.matched = append(b.matched, code)
+		}
+	}
+	b.matcher = language.NewMatcher(supported)
 	return b, nil
 }
 
@@ -236,4 +249,26 @@ func (l *Localizer) render(id string, count any, kv []any) string {
 		return id
 	}
 	return s
+}
+
+// Known reports whether code (as Bitrix24 sends LANG) has a catalogue.
+func (b *Bundle) Known(code string) bool {
+	_, ok := b.langs[strings.ToLower(strings.TrimSpace(code))]
+	return ok
+}
+
+// Match returns the LANG code of the catalogue that best serves a
+// browser's Accept-Language header, for pages opened outside Bitrix24
+// (which sends no LANG there): "uk" finds ua, "zh-TW" tc, "pt" br, "es-MX"
+// la. The fallback when nothing matches or the header does not parse.
+func (b *Bundle) Match(acceptLanguage string) string {
+	want, _, err := language.ParseAcceptLanguage(acceptLanguage)
+	if err != nil || len(want) == 0 {
+		return Fallback
+	}
+	_, i, conf := b.matcher.Match(want...)
+	if conf == language.No {
+		return Fallback
+	}
+	return b.matched[i]
 }

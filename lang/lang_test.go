@@ -38,7 +38,7 @@ func TestFallbackAndPlurals(t *testing.T) {
 	assert.Equal(t, "en", en.Code())
 	assert.Equal(t, "1 linked contact", en.N("tab.count", 1))
 	assert.Equal(t, "3 linked contacts", en.N("tab.count", 3))
-	assert.Equal(t, `3 contacts removed from lead “Big deal”.`, en.N("result.success", 3, "Title", "Big deal"))
+	assert.Equal(t, `3 contacts unlinked from lead “Big deal”. The contacts themselves stay in the CRM.`, en.N("result.success", 3, "Title", "Big deal"))
 	unknown := b.For("xx")
 	assert.Equal(t, "en", unknown.Code())
 	assert.Equal(t, "ltr", unknown.Dir())
@@ -75,18 +75,19 @@ func TestUndoMessagesAgreeWithTheNumber(t *testing.T) {
 func TestRussianPluralsAgreeWithTheNumber(t *testing.T) {
 	b := mustLoad(t)
 	ru := b.For("ru")
+	const stays = " Из CRM ничего не удалено."
 	cases := []struct {
 		n            int
 		count, saved string
 	}{
-		{0, "0 связанных контактов", "0 контактов отвязано от лида «Сделка»."},
-		{1, "1 связанный контакт", "1 контакт отвязан от лида «Сделка»."},
-		{2, "2 связанных контакта", "2 контакта отвязаны от лида «Сделка»."},
-		{5, "5 связанных контактов", "5 контактов отвязано от лида «Сделка»."},
-		{11, "11 связанных контактов", "11 контактов отвязано от лида «Сделка»."},
-		{21, "21 связанный контакт", "21 контакт отвязан от лида «Сделка»."},
-		{22, "22 связанных контакта", "22 контакта отвязаны от лида «Сделка»."},
-		{101, "101 связанный контакт", "101 контакт отвязан от лида «Сделка»."},
+		{0, "0 связанных контактов", "0 контактов отвязано от лида «Сделка»." + stays},
+		{1, "1 связанный контакт", "1 контакт отвязан от лида «Сделка»." + stays},
+		{2, "2 связанных контакта", "2 контакта отвязаны от лида «Сделка»." + stays},
+		{5, "5 связанных контактов", "5 контактов отвязано от лида «Сделка»." + stays},
+		{11, "11 связанных контактов", "11 контактов отвязано от лида «Сделка»." + stays},
+		{21, "21 связанный контакт", "21 контакт отвязан от лида «Сделка»." + stays},
+		{22, "22 связанных контакта", "22 контакта отвязаны от лида «Сделка»." + stays},
+		{101, "101 связанный контакт", "101 контакт отвязан от лида «Сделка»." + stays},
 	}
 	for _, c := range cases {
 		assert.Equal(t, c.count, ru.N("tab.count", c.n))
@@ -219,4 +220,68 @@ func TestEveryMessageRendersInEveryLanguage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOneVocabulary holds the catalogues to issue 13's wording: the button
+// is "Remove all contacts", and everything else says "unlink", so nobody
+// reads that a contact was deleted. The admins' page (app.*, history.*)
+// has its own wording and is left out.
+func TestOneVocabulary(t *testing.T) {
+	b := mustLoad(t)
+	en := parseCatalogue(t, Fallback)
+	button := en["tab.remove_button"].Other
+	for id, m := range en {
+		if id == "tab.remove_button" || strings.HasPrefix(id, "app.") || strings.HasPrefix(id, "history.") {
+			continue
+		}
+		for form, text := range forms(m) {
+			rest := strings.ReplaceAll(text, "“"+button+"”", "")
+			assert.NotContains(t, strings.ToLower(rest), "remov", "%s (%s) must say unlink, not remove: %q", id, form, text)
+		}
+	}
+	assert.Equal(t, "Contacts unlinked", en["result.success_title"].Other)
+	assert.Equal(t, "3 contacts unlinked from lead “Big deal”. The contacts themselves stay in the CRM.",
+		b.For("en").N("result.success", 3, "Title", "Big deal"))
+	// Every language says, after the removal, that the CRM keeps the
+	// contacts (each names the CRM in that sentence).
+	for _, code := range b.Codes() {
+		l := b.For(code)
+		for _, n := range []int{1, 2, 3, 5, 21} {
+			assert.Contains(t, l.N("result.success", n, "Title", "X"), "CRM", "%s result.success(%d)", code, n)
+		}
+		assert.Contains(t, l.T("result.success_uncounted", "Title", "X"), "CRM", code)
+		assert.Contains(t, l.T("tab.remove_hint"), "CRM", code)
+	}
+}
+
+func TestMatchAcceptLanguage(t *testing.T) {
+	b := mustLoad(t)
+	for header, want := range map[string]string{
+		"ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7": "ru",
+		"ar":                                  "ar",
+		"ar-EG,ar;q=0.9":                      "ar",
+		"de-CH":                               "de",
+		"uk-UA,uk;q=0.9":                      "ua",
+		"kk":                                  "kz",
+		"pt-BR":                               "br",
+		"pt-PT,pt;q=0.9":                      "br",
+		"es-MX,es;q=0.9":                      "la",
+		"zh-TW":                               "tc",
+		"zh-HK":                               "tc",
+		"zh-CN,zh;q=0.9":                      "sc",
+		"vi":                                  "vn",
+		"ja-JP":                               "ja",
+		"fr-CA, en;q=0.5":                     "fr",
+		"nb-NO, fr;q=0.6":                     "fr",
+		"nb-NO":                               "en",
+		"en-GB":                               "en",
+		"":                                    "en",
+		"*":                                   "en",
+		"not a header;;;":                     "en",
+	} {
+		assert.Equal(t, want, b.Match(header), "Accept-Language: %q", header)
+	}
+	assert.True(t, b.Known("RU "))
+	assert.False(t, b.Known("xx"))
+	assert.False(t, b.Known(""))
 }

@@ -3,7 +3,8 @@
 // page of its own); with it, the frame is sized to its content, contact
 // and lead links open Bitrix24's own sliders, the removal asks for an
 // in-page confirmation, every action shows a busy state that blocks a
-// second submit, and a changed card is reloaded around the frame.
+// second submit, a failure's banner takes the focus, and a changed card
+// is reloaded around the frame.
 (function () {
   'use strict';
 
@@ -130,10 +131,20 @@
     });
   }
 
+  // focusFailure gives a failure's banner the focus, as the confirmation
+  // gives it to its question: a screen reader reads what went wrong, and
+  // Tab then reaches the next steps (Try again, Back to the list) above
+  // the list the page kept.
+  function focusFailure() {
+    var failure = document.getElementById('failure');
+    if (failure) { failure.focus(); }
+  }
+
   onReady(function () {
     enhanceLinks();
     enhanceBusyForms();
     enhanceRemove();
+    focusFailure();
     if (!bx) { return; }
     bx.init(function () {
       fit();

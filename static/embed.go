@@ -1,4 +1,4 @@
-// Package static embeds the CSS and JS of the pages and serves them under
+// Package static embeds the CSS, JS and icon of the pages and serves them under
 // content-hashed names, so browsers may cache them for a year and a new
 // release is picked up at once.
 package static
@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-//go:embed *.css *.js
+//go:embed *.css *.js *.svg
 var files embed.FS
 
 // Asset is one embedded file.
@@ -82,6 +82,8 @@ func contentType(ext string) string {
 		return "text/css; charset=utf-8"
 	case ".js":
 		return "text/javascript; charset=utf-8"
+	case ".svg":
+		return "image/svg+xml"
 	}
 	return "application/octet-stream"
 }
