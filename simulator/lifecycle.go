@@ -17,18 +17,22 @@ func (p *Portal) appPresentLocked() bool { return p.state != notInstalled }
 // application_token is generated, user tokens are issued and the installer
 // POST is returned. It needs App.InstallURL (an app without an installer has
 // nothing to POST to).
-func (p *Portal) BeginInstall(userID int) (Frame, error) {
+func (p *Portal) BeginInstall(userID int) (Frame, error) { return p.beginInstall(userID, "") }
+
+// beginInstall is BeginInstall in the admin's language (empty: the
+// portal's).
+func (p *Portal) beginInstall(userID int, lang string) (Frame, error) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	if p.s.app.InstallURL == "" {
 		return Frame{}, errors.New("simulator: App.InstallURL is empty")
 	}
-	return p.beginInstallLocked(userID)
+	return p.beginInstallLocked(userID, lang)
 }
 
 // beginInstallLocked begins an install; the Frame is empty without
 // App.InstallURL.
-func (p *Portal) beginInstallLocked(userID int) (Frame, error) {
+func (p *Portal) beginInstallLocked(userID int, lang string) (Frame, error) {
 	u, ok := p.users[userID]
 	if !ok {
 		return Frame{}, fmt.Errorf("simulator: no user %d", userID)
@@ -51,7 +55,7 @@ func (p *Portal) beginInstallLocked(userID int) (Frame, error) {
 	// without an installer page get it back. The event is optional for an
 	// app with an installer.
 	p.events = slices.DeleteFunc(p.events, func(e EventBinding) bool { return e.Event == "ONAPPINSTALL" })
-	return p.frameLocked(userID, frameInstaller, p.s.app.InstallURL, "DEFAULT", nil, p.lang), nil
+	return p.frameLocked(userID, frameInstaller, p.s.app.InstallURL, "DEFAULT", nil, lang), nil
 }
 
 // Install is BeginInstall followed by FinishInstall, for tests that only need
@@ -59,7 +63,7 @@ func (p *Portal) beginInstallLocked(userID int) (Frame, error) {
 func (p *Portal) Install(userID int) (Frame, error) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
-	f, err := p.beginInstallLocked(userID)
+	f, err := p.beginInstallLocked(userID, "")
 	if err == nil {
 		p.finishInstallLocked()
 	}
