@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/manifest"
 	"github.com/b24apps/leadcontacts/simulator"
 )
 
@@ -114,4 +116,22 @@ func TestDemoLanguagesAreTheCatalogues(t *testing.T) {
 		assert.NotEmpty(t, l.Label, l.Code)
 	}
 	assert.ElementsMatch(t, bundle.Codes(), codes)
+}
+
+// Listening on every interface (behind a port mapping), the demo still
+// names the app 127.0.0.1 and the portal localhost: two sites.
+func TestDemoOnEveryInterfaceKeepsTwoSites(t *testing.T) {
+	m, err := manifest.Parse(appJSON)
+	require.NoError(t, err)
+	e := map[string]string{"ADDR": "0.0.0.0:0", "DEMO_PORTAL_ADDR": "0.0.0.0:0", "DATABASE_URL": "sqlite:" + t.TempDir() + "/demo.db"}
+	d, err := startDemo(env(e), m, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer d.close()
+	defer d.ln.Close()
+	_, appPort, _ := net.SplitHostPort(d.ln.Addr().String())
+	assert.Equal(t, "http://127.0.0.1:"+appPort, d.cfg.BaseURL.String())
+	assert.Regexp(t, `^http://localhost:\d+/$`, d.portalURL)
+	assert.Regexp(t, `^http://127\.0\.0\.1:\d+$`, d.cfg.OAuthServers[0])
+	assert.Equal(t, strings.TrimSuffix(strings.Replace(d.portalURL, "localhost", "127.0.0.1", 1), "/")+"/api/v1/", d.cfg.JSURL,
+		"the JS library on the portal's port, by the OAuth server's name")
 }
