@@ -13,6 +13,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,7 +86,7 @@ type runningDemo struct {
 func startDemoApp(t *testing.T) *runningDemo {
 	t.Helper()
 	getenv := func(key string) string {
-		if key == "ADDR" {
+		if key == "ADDR" || key == "DEMO_PORTAL_ADDR" {
 			return "127.0.0.1:0" // a free port, so tests never collide
 		}
 		return "" // a fresh SQLite file per run: no state leaks between tests
@@ -114,7 +115,8 @@ func (d *runningDemo) serve(t *testing.T, args []string, getenv func(string) str
 	ready := make(chan string, 1)
 	go func() {
 		// JSON log lines, after the demo's "Demo portal: URL"; the
-		// "serving" record names the app's base URL.
+		// "serving" record names the app's base URL, or in the demo
+		// (which names no URL but the portal's) its address.
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 		sent := false
@@ -126,10 +128,11 @@ func (d *runningDemo) serve(t *testing.T, args []string, getenv func(string) str
 			}
 			var rec struct {
 				Msg     string `json:"msg"`
+				Addr    string `json:"addr"`
 				BaseURL string `json:"base_url"`
 			}
 			if !sent && json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
-				ready <- strings.TrimSuffix(rec.BaseURL, "/")
+				ready <- strings.TrimSuffix(cmp.Or(rec.BaseURL, "http://"+rec.Addr), "/")
 				sent = true
 			}
 		}

@@ -46,7 +46,7 @@ func startDemoPortal(t *testing.T) (*runningDemo, *simulator.Portal) {
 	m, err := manifest.Parse(appJSON)
 	require.NoError(t, err)
 	dir := t.TempDir()
-	demoEnv := map[string]string{"ADDR": "127.0.0.1:0", "DATABASE_URL": "sqlite:" + filepath.Join(dir, "app.db")}
+	demoEnv := map[string]string{"ADDR": "127.0.0.1:0", "DEMO_PORTAL_ADDR": "127.0.0.1:0", "DATABASE_URL": "sqlite:" + filepath.Join(dir, "app.db")}
 	demo, err := startDemo(func(k string) string { return demoEnv[k] }, m, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	cfg := demo.cfg

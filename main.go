@@ -72,7 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// The flag package's own messages are plain text: a bad flag comes
 	// back as run's error (logged as JSON by main), -h prints usage.
 	fs.SetOutput(io.Discard)
-	demo := fs.Bool("demo", false, "start a simulated Bitrix24 portal and open the app in it (no configuration needed)")
+	demo := fs.Bool("demo", false, "start a simulated Bitrix24 portal and open the app in it (no configuration needed);\n"+
+		"      the app listens on ADDR (default "+defaultDemoAddr+"), the portal on DEMO_PORTAL_ADDR (default "+defaultDemoPortalAddr+")")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return usage(stdout, fs)
 	} else if err != nil {
@@ -177,7 +178,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		logger.Info("serving metrics", "addr", mln.Addr().String(), "path", metrics.Path)
 	}
 	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL.String(), "store", storeKind(cfg.DatabaseURL))
+	serving := []any{"addr", ln.Addr().String()}
+	if !*demo {
+		// The demo names one URL only, the portal's (printed above): the
+		// app's own page outside a portal just says to install it.
+		serving = append(serving, "base_url", cfg.BaseURL.String())
+	}
+	logger.Info("serving", append(serving, "store", storeKind(cfg.DatabaseURL))...)
 
 	select {
 	case err := <-errc:

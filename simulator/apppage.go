@@ -54,7 +54,7 @@ func (p *Portal) openAppLocked(userID int, lang string) (Frame, error) {
 func (p *Portal) appPage(w http.ResponseWriter, r *http.Request, base pageBase) (string, any, int) {
 	p.s.mu.Lock()
 	base.Title = p.appName()
-	f, err := p.openAppLocked(base.User.ID, r.URL.Query().Get("lang"))
+	f, err := p.openAppLocked(base.User.ID, base.Lang)
 	p.s.mu.Unlock()
 	if err != nil {
 		return p.message(base, http.StatusNotFound, "Application not available", err.Error(), false)

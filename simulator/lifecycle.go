@@ -17,11 +17,11 @@ func (p *Portal) appPresentLocked() bool { return p.state != notInstalled }
 // application_token is generated, user tokens are issued and the installer
 // POST is returned. It needs App.InstallURL (an app without an installer has
 // nothing to POST to).
-func (p *Portal) BeginInstall(userID int) (Frame, error) { return p.beginInstallIn(userID, "") }
+func (p *Portal) BeginInstall(userID int) (Frame, error) { return p.beginInstall(userID, "") }
 
-// beginInstallIn is BeginInstall with the admin's language (LANG), ""
-// for the portal's.
-func (p *Portal) beginInstallIn(userID int, lang string) (Frame, error) {
+// beginInstall is BeginInstall in the admin's language (empty: the
+// portal's).
+func (p *Portal) beginInstall(userID int, lang string) (Frame, error) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	if p.s.app.InstallURL == "" {

@@ -12,6 +12,7 @@ func (s *Simulator) oauthMux() *http.ServeMux {
 	mux.HandleFunc("/rest/", s.serveOAuthREST)
 	mux.HandleFunc("/api/v1/", serveShim)
 	mux.HandleFunc("/api/v1", serveShim)
+	mux.HandleFunc("GET /{$}", s.serveIndex)
 	return mux
 }
 

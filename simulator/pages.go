@@ -2,7 +2,6 @@ package simulator
 
 import (
 	"bytes"
-	"cmp"
 	"embed"
 	"encoding/json"
 	"html/template"
@@ -61,7 +60,10 @@ type pageBase struct {
 	PortalName string
 	Domain     string
 	User       User
-	Users      []User
+	Users      []userLink // the top bar's user switch
+	Lang       string     // the interface language, a LANG code
+	Langs      []langOption
+	Keep       []formField // the query the language picker keeps
 	Status     string
 	Path       string
 	AppMenu    string // the app's left-menu item; empty until it is installed
@@ -173,6 +175,7 @@ func (p *Portal) currentUser(w http.ResponseWriter, r *http.Request) int {
 
 func (p *Portal) base(w http.ResponseWriter, r *http.Request) pageBase {
 	uid := p.currentUser(w, r)
+	lang := p.currentLang(w, r)
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	u, ok := p.users[uid]
@@ -183,9 +186,10 @@ func (p *Portal) base(w http.ResponseWriter, r *http.Request) pageBase {
 	for _, id := range sortedKeys(p.users) {
 		users = append(users, p.users[id])
 	}
+	links := userLinks(r, users, uid)
 	status := map[installState]string{notInstalled: "App not installed", installing: "App installed, not finished", installed: "App installed"}[p.state]
-	return pageBase{PortalName: "Simulated Bitrix24 · " + p.Domain(), Domain: p.Domain(), User: u, Users: users, Status: status, Path: r.URL.Path,
-		AppMenu: p.appMenuLocked()}
+	return pageBase{PortalName: "Simulated Bitrix24 · " + p.Domain(), Domain: p.Domain(), User: u, Users: links, Status: status, Path: r.URL.Path,
+		Lang: lang, Langs: langOptions(lang), Keep: keptFields(r), AppMenu: p.appMenuLocked()}
 }
 
 func (p *Portal) home(w http.ResponseWriter, r *http.Request, base pageBase) (string, any, int) {
@@ -235,9 +239,7 @@ func (p *Portal) frameFields(pg *framePage, f Frame, kind, placement string, opt
 
 func (p *Portal) installer(w http.ResponseWriter, r *http.Request, base pageBase) (string, any, int) {
 	base.Title = "Install application"
-	// ?lang= as on the lead and app pages: the installer in the admin's
-	// language.
-	f, err := p.beginInstallIn(base.User.ID, r.URL.Query().Get("lang"))
+	f, err := p.beginInstall(base.User.ID, base.Lang)
 	if err != nil {
 		return p.message(base, http.StatusConflict, "Cannot install the app", strings.TrimPrefix(err.Error(), "simulator: "), false)
 	}
@@ -265,7 +267,7 @@ func (p *Portal) leadCard(w http.ResponseWriter, r *http.Request, base pageBase)
 	if !base.User.canRead() {
 		return p.message(base, http.StatusForbidden, "Access denied", "You may not view this lead.", false)
 	}
-	lang := cmp.Or(r.URL.Query().Get("lang"), p.lang)
+	lang := base.Lang
 	base.Title = lead.Title
 	pg := framePage{pageBase: base, LeadID: id, Lead: lead, Contacts: rows, InstallDone: installedNow}
 	active := r.URL.Query().Get("tab")

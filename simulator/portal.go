@@ -19,6 +19,11 @@ type PortalOptions struct {
 	Lang       string // portal language, default "en"
 	Enterprise bool   // leaky bucket 250 / 5 per s instead of 50 / 2 per s
 	Seed       bool   // demo data, see Seed* constants
+	// SharedListener serves the portal on the simulator's own listener
+	// (Options.Addr) as Host:port instead of a listener of its own: all of
+	// Bitrix24 on one port. Host must then differ from the OAuth server's
+	// name (127.0.0.1), e.g. "localhost", and from other shared portals'.
+	SharedListener bool
 	// Legacy makes the portal an older one (on-premise, or cloud as
 	// recorded in 2024): its frames carry no SERVER_ENDPOINT,
 	// APPLICATION_TOKEN or APPLICATION_SCOPE, and the lead tab's
@@ -144,7 +149,8 @@ type leadRec struct {
 	modified time.Time
 }
 
-// AddPortal starts a new portal on its own listener (own host:port).
+// AddPortal starts a new portal on its own listener (own host:port), or
+// on the simulator's with PortalOptions.SharedListener.
 func (s *Simulator) AddPortal(o PortalOptions) (*Portal, error) {
 	if o.MemberID == "" {
 		o.MemberID = randomHex(16)
@@ -155,7 +161,18 @@ func (s *Simulator) AddPortal(o PortalOptions) (*Portal, error) {
 	if o.Lang == "" {
 		o.Lang = "en"
 	}
-	ln, addr, err := listenPortal(o.Host)
+	var ln net.Listener
+	var addr *portalAddr
+	var err error
+	if o.SharedListener {
+		s.mu.Lock()
+		if addr, err = s.sharedPortalAddr(o.Host); err == nil {
+			s.hosts[addr.domain] = http.NotFoundHandler() // reserved until the portal is ready
+		}
+		s.mu.Unlock()
+	} else {
+		ln, addr, err = listenPortal(o.Host)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -180,14 +197,19 @@ func (s *Simulator) AddPortal(o PortalOptions) (*Portal, error) {
 	}
 	p.bucket = newLeakyBucket(burst, drain, time.Now)
 	p.mux = p.routes()
-	p.srv = &http.Server{Handler: p.frontDoor(addr), ReadHeaderTimeout: 10 * time.Second}
 	if o.Seed {
 		p.seed()
 	}
+	if ln != nil {
+		p.srv = &http.Server{Handler: p.frontDoor(addr), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = p.srv.Serve(ln) }()
+	}
 	s.mu.Lock()
 	s.portals = append(s.portals, p)
+	if ln == nil {
+		s.hosts[addr.domain] = p.frontDoor(addr)
+	}
 	s.mu.Unlock()
-	go func() { _ = p.srv.Serve(ln) }()
 	s.log("portal %s started at %s", p.memberID, addr.url)
 	return p, nil
 }

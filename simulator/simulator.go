@@ -4,7 +4,9 @@
 //
 // One Simulator is the OAuth server (it also serves the BX24 JS shim, playing
 // api.bitrix24.com) and owns any number of portals, each on its own listener
-// so that each is its own origin. The simulator models Bitrix24 as documented
+// so that each is its own origin, or, one per host name, on the simulator's
+// own listener (PortalOptions.SharedListener: one port for everything, as
+// the demo runs). The simulator models Bitrix24 as documented
 // in bitrix24/b24restdocs, not as our app happens to use it; where the docs are
 // silent the strict choice is made and marked with a "SILENT:" comment.
 //
@@ -35,7 +37,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -74,6 +75,12 @@ type App struct {
 // Options configures a Simulator.
 type Options struct {
 	App App
+	// Addr is where the OAuth server, the BX24 JS shim and the portals
+	// added with SharedListener listen, e.g. "127.0.0.1:8081"; default
+	// "127.0.0.1:0", a fresh port. The OAuth server names itself
+	// 127.0.0.1 on that port whatever the listen host (so 0.0.0.0 serves
+	// a container's port mapping).
+	Addr string
 	// AllowLocalHandlers lets placement.bind and event.bind accept handler URLs on
 	// localhost/loopback/private addresses. Real Bitrix24 rejects them with
 	// ERROR_WRONG_HANDLER_URL; tests and the demo set it to true.
@@ -134,6 +141,9 @@ type Simulator struct {
 	refreshes []Refresh
 	portals   []*Portal
 	faults    []Fault // OAuth-server faults, see InjectOAuthFault
+	// hosts maps a Host (lower-case host:port) to the portal answering as
+	// it on the simulator's own listener (see front).
+	hosts map[string]http.Handler
 }
 
 type accessToken struct {
@@ -158,7 +168,8 @@ type authCode struct {
 	used    bool
 }
 
-// New starts the OAuth server on 127.0.0.1:0. It also serves the BX24 JS shim.
+// New starts the OAuth server on Options.Addr (default 127.0.0.1:0). It
+// also serves the BX24 JS shim.
 func New(opts Options) (*Simulator, error) {
 	app := opts.App
 	if app.ClientID == "" || app.ClientSecret == "" {
@@ -173,9 +184,9 @@ func New(opts Options) (*Simulator, error) {
 	if app.Status == "" {
 		app.Status = "F"
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, base, err := listenSim(opts.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("simulator: listen: %w", err)
+		return nil, err
 	}
 	s := &Simulator{
 		app:        app,
@@ -184,13 +195,14 @@ func New(opts Options) (*Simulator, error) {
 		keepAccess: opts.RefreshKeepsAccess,
 		logf:       opts.Logf,
 		ln:         ln,
-		url:        "http://" + ln.Addr().String(),
+		url:        base,
 		done:       make(chan struct{}),
 		access:     map[string]*accessToken{},
 		refresh:    map[string]*refreshToken{},
 		codes:      map[string]*authCode{},
+		hosts:      map[string]http.Handler{},
 	}
-	s.srv = &http.Server{Handler: s.oauthMux(), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.front(s.oauthMux()), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }
@@ -203,7 +215,10 @@ func (s *Simulator) Close() {
 		s.mu.Lock()
 		var servers []*http.Server
 		for _, p := range s.portals {
-			servers = append(append(servers, p.srv), p.moved...)
+			if p.srv != nil { // nil on the shared listener, closed above
+				servers = append(servers, p.srv)
+			}
+			servers = append(servers, p.moved...)
 		}
 		s.mu.Unlock()
 		for _, srv := range servers {
