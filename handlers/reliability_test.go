@@ -24,8 +24,8 @@ import (
 	"github.com/b24apps/leadcontacts/store"
 )
 
-// Reliability under faults: security-bar checklist rows G (refresh races)
-// and H (upstream faults on the delete). Each test names its row.
+// Reliability under faults: the rows G (refresh races) and H (upstream
+// faults on the delete) of docs/reliability.md. Each test names its row.
 
 // clickAll clicks the tab's button n times at once on the given instances
 // (round robin) and returns the statuses.

@@ -117,7 +117,7 @@ func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *s
 // timeout, an unreadable answer) is not reported as a failure blindly:
 // the contacts are read back with crm.lead.contact.items.get, within the
 // part of the deadline kept for it, and the removal counts as done only if
-// none is left (security-bar 5.6; the delete writes a fixed end state, so
+// none is left (docs/reliability.md, row H; the delete writes a fixed end state, so
 // no link left means the user's intent is met).
 func (h *Handlers) removeOnce(ctx context.Context, sess *store.Session, p *store.Portal) (removal, error) {
 	id := url.Values{"id": {strconv.FormatInt(sess.LeadID, 10)}}

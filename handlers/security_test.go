@@ -1,9 +1,8 @@
 package handlers_test
 
-// Security checklist tests (shared/docs/security-bar.md section 7) that go
-// through the real engine against the portal simulator. Each names the
-// rows it proves; the rows that other files already prove are mapped in
-// the issue 3 report.
+// Security tests that go through the real engine against the portal
+// simulator (docs/security.md says what each protection is). Each names
+// the checklist row it proves.
 
 import (
 	"context"
