@@ -65,7 +65,7 @@ func TestUndoMessagesAgreeWithTheNumber(t *testing.T) {
 	ar := b.For("ar")
 	assert.Equal(t, "rtl", ar.Dir())
 	assert.Equal(t, "يمكنك التراجع خلال 10 دقائق.", ar.N("undo.hint", 10))
-	assert.Equal(t, "جهتا اتصال", ar.N("history.contacts", 2))
+	assert.Equal(t, "فُصلت جهتا اتصال", ar.N("history.unlinked", 2))
 
 	en := b.For("en")
 	assert.Equal(t, "Unlink 3 contacts from this lead? The contacts themselves stay in the CRM.", en.N("tab.confirm", 3))
@@ -223,15 +223,15 @@ func TestEveryMessageRendersInEveryLanguage(t *testing.T) {
 }
 
 // TestOneVocabulary holds the catalogues to issue 13's wording: the button
-// is "Remove all contacts", and everything else says "unlink", so nobody
-// reads that a contact was deleted. The admins' page (app.*, history.*)
-// has its own wording and is left out.
+// is "Remove all contacts", and everything else, the admins' page (app.*,
+// history.*) included, says "unlink", so nobody reads that a contact was
+// deleted.
 func TestOneVocabulary(t *testing.T) {
 	b := mustLoad(t)
 	en := parseCatalogue(t, Fallback)
 	button := en["tab.remove_button"].Other
 	for id, m := range en {
-		if id == "tab.remove_button" || strings.HasPrefix(id, "app.") || strings.HasPrefix(id, "history.") {
+		if id == "tab.remove_button" {
 			continue
 		}
 		for form, text := range forms(m) {
