@@ -40,24 +40,22 @@ type Frame struct {
 // ErrBadFrame reports a malformed frame request.
 var ErrBadFrame = errors.New("malformed request from the portal")
 
-var (
-	memberIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-	langPattern     = regexp.MustCompile(`^[A-Za-z]{2}$`)
-)
+var langPattern = regexp.MustCompile(`^[A-Za-z]{2}$`)
 
 // isToken reports whether s can be a token: 1 to 512 bytes of visible
-// ASCII. Written out: as a regular expression (`^[\x21-\x7e]{1,512}$`) it
-// compiled to a 512-state program, 6 ms of every start.
+// ASCII. isToken and isMemberID are written out: as regular expressions
+// (`^[\x21-\x7e]{1,512}$`, `^[A-Za-z0-9_.-]{1,64}$`) they compiled to
+// programs of a state per repetition, 7 ms of every start.
 func isToken(s string) bool {
-	if len(s) == 0 || len(s) > 512 {
-		return false
-	}
-	for i := range len(s) {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return len(s) >= 1 && len(s) <= 512 && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x21 || r > 0x7e })
+}
+
+// isMemberID reports whether s can be a portal's member_id: 1 to 64 of
+// A-Z, a-z, 0-9, "_", "." and "-".
+func isMemberID(s string) bool {
+	return len(s) >= 1 && len(s) <= 64 && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-')
+	})
 }
 
 // ParseFrame reads a frame request from its query and body fields.
@@ -77,7 +75,7 @@ func ParseFrame(query, body url.Values) (Frame, error) {
 		Status:           body.Get("status"),
 	}
 	var problems []string
-	if !memberIDPattern.MatchString(f.MemberID) {
+	if !isMemberID(f.MemberID) {
 		problems = append(problems, "member_id")
 	}
 	if !isToken(f.AuthID.Reveal()) {
@@ -188,7 +186,7 @@ func ParseEvent(form url.Values) (Event, error) {
 	if ev.Name == "" || len(ev.Name) > 64 {
 		return Event{}, fmt.Errorf("%w: event name", ErrBadFrame)
 	}
-	if !memberIDPattern.MatchString(ev.Auth["member_id"]) {
+	if !isMemberID(ev.Auth["member_id"]) {
 		return Event{}, fmt.Errorf("%w: auth[member_id]", ErrBadFrame)
 	}
 	return ev, nil

@@ -89,13 +89,18 @@ func TestParseFrameSplitsQueryAndBody(t *testing.T) {
 	}
 }
 
-// tokenPattern is what isToken checks, as a regular expression: the fuzz
-// oracle.
-var tokenPattern = regexp.MustCompile(`^[\x21-\x7e]{1,512}$`)
+// tokenPattern and memberIDPattern are what isToken and isMemberID check,
+// as regular expressions: the oracles of the tests and the fuzzers.
+var (
+	tokenPattern    = regexp.MustCompile(`^[\x21-\x7e]{1,512}$`)
+	memberIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+)
 
-func TestIsTokenAsThePatternSays(t *testing.T) {
-	for _, s := range []string{"", "a", "a b", "tok\x7f", "ключ", strings.Repeat("x", 512), strings.Repeat("x", 513), "!~"} {
-		assert.Equal(t, tokenPattern.MatchString(s), isToken(s), "%q", s)
+func TestCheckersAsThePatternsSay(t *testing.T) {
+	for _, s := range []string{"", "a", "a b", "tok\x7f", "ключ", "\xff\xfe", "a/b", "A-z_0.9", "!~",
+		strings.Repeat("x", 64), strings.Repeat("x", 65), strings.Repeat("x", 512), strings.Repeat("x", 513)} {
+		assert.Equal(t, tokenPattern.MatchString(s), isToken(s), "token %q", s)
+		assert.Equal(t, memberIDPattern.MatchString(s), isMemberID(s), "member id %q", s)
 	}
 }
 

@@ -123,7 +123,7 @@ func (h *Handlers) limitInbound(kind routeKind) gin.HandlerFunc {
 		if member == "" {
 			member = c.Request.PostForm.Get("auth[member_id]")
 		}
-		if memberIDPattern.MatchString(member) {
+		if isMemberID(member) {
 			keys = append(keys, bucketKey{"portal", member, spec.portalRate, spec.portalBurst})
 			if spec.pairRate > 0 {
 				keys = append(keys, bucketKey{"ip+portal", ip + "|" + member, spec.pairRate, spec.pairBurst})

@@ -134,7 +134,7 @@ func (h *Handlers) installPortal(ctx context.Context, cr installCreds, loc *lang
 	if !ok {
 		return nil, nil, fail(http.StatusForbidden, "install.untrusted_server", fmt.Errorf("server endpoint %q", cr.ServerEndpoint))
 	}
-	if (cr.AppToken.IsZero() && !cr.Legacy) || cr.RefreshToken.IsZero() || !memberIDPattern.MatchString(cr.MemberID) {
+	if (cr.AppToken.IsZero() && !cr.Legacy) || cr.RefreshToken.IsZero() || !isMemberID(cr.MemberID) {
 		return nil, nil, fail(http.StatusBadRequest, "error.bad_request", errors.New("install without member_id, refresh token or application token"))
 	}
 	fp := "refresh|" + h.d.Keys.Hash(cr.RefreshToken)
