@@ -32,10 +32,7 @@ import (
 var cyrillic = regexp.MustCompile(`\p{Cyrillic}{3,}`)
 
 func TestBrowserDemoLanguagePickerAndUserSwitch(t *testing.T) {
-	d, portal := startDemoPortal(t)
-	b := newBrowser(t, thirdPartyCookiesBlocked)
-	axe := axeSource(t)
-	installApp(t, b, d)
+	d, portal, b, axe := installedUI(t)
 	lead := simulator.SeedLeadThreeContacts
 
 	// Pick Русский on a lead card's General tab, as the sales user.

@@ -67,10 +67,7 @@ func contactNames(t *testing.T, frame context.Context) []string {
 // banner takes the focus, Tab reaches "Back to the list", and Enter there
 // shows the tab again. In English, Russian and Arabic.
 func TestBrowserUIFailureKeepsTheList(t *testing.T) {
-	d, portal := startDemoPortal(t)
-	b := newBrowser(t, thirdPartyCookiesBlocked)
-	axe := axeSource(t)
-	installApp(t, b, d)
+	d, portal, b, axe := installedUI(t)
 	for _, l := range stateLanguages {
 		frame := openTab(t, b, d, simulator.SeedViewer, simulator.SeedLeadThreeContacts, l.code)
 		title := readStep(t, frame, l.code+": read the header", chromedp.Text(chromedp.CSS("h1.title")))
@@ -120,10 +117,7 @@ func TestBrowserUIFailureKeepsTheList(t *testing.T) {
 // undo that fails the same way keeps the emptied list and offers Undo
 // again as "Try again". In English, Russian and Arabic.
 func TestBrowserUIRetryAndUnlinkedWording(t *testing.T) {
-	d, portal := startDemoPortal(t)
-	b := newBrowser(t, thirdPartyCookiesBlocked)
-	axe := axeSource(t)
-	installApp(t, b, d)
+	d, portal, b, axe := installedUI(t)
 	lead := simulator.SeedLeadThreeContacts
 	for _, l := range stateLanguages {
 		before := portal.LeadContacts(lead)

@@ -37,6 +37,15 @@ import (
 	"github.com/b24apps/leadcontacts/simulator"
 )
 
+// installedUI is the common start of a UI test: the demo portal and the
+// app, a browser that blocks third-party cookies as Safari does, the
+// app installed through it, and axe-core's source for the checks.
+func installedUI(t *testing.T) (*runningDemo, *simulator.Portal, *browser, string) {
+	t.Helper()
+	d, portal, b, axe := installedUI(t)
+	return d, portal, b, axe
+}
+
 // startDemoPortal is startDemoApp with the simulated portal in hand: the
 // demo environment comes from startDemo, and the app from run without
 // -demo, fed the demo's configuration through getenv, so run's own
@@ -212,10 +221,7 @@ func requireFocusVisible(t *testing.T, frame context.Context) {
 // banner offers Undo, which restores the same contacts with their SORT
 // and IS_PRIMARY; the admins' page then lists both in the history.
 func TestBrowserUIRemoveAndUndo(t *testing.T) {
-	d, portal := startDemoPortal(t)
-	b := newBrowser(t, thirdPartyCookiesBlocked)
-	axe := axeSource(t)
-	installApp(t, b, d)
+	d, portal, b, axe := installedUI(t)
 	before := portal.LeadContacts(simulator.SeedLeadThreeContacts)
 	require.Len(t, before, 3)
 
@@ -355,10 +361,7 @@ func TestBrowserUIErrorBanners(t *testing.T) {
 // scroll, no axe violation; and takes the screenshots of every state in
 // English, Russian and Arabic.
 func TestBrowserUILanguages(t *testing.T) {
-	d, _ := startDemoPortal(t)
-	b := newBrowser(t, thirdPartyCookiesBlocked)
-	axe := axeSource(t)
-	installApp(t, b, d)
+	d, _, b, axe := installedUI(t)
 
 	type lang struct {
 		code, dir, count, question string
@@ -412,10 +415,7 @@ func TestBrowserUILanguages(t *testing.T) {
 // TestBrowserUIEmptyAndNarrow: the empty state in English, Russian and
 // Arabic, and the tab at 400 px (a phone, or the card's narrow column).
 func TestBrowserUIEmptyAndNarrow(t *testing.T) {
-	d, _ := startDemoPortal(t)
-	b := newBrowser(t, thirdPartyCookiesBlocked)
-	axe := axeSource(t)
-	installApp(t, b, d)
+	d, _, b, axe := installedUI(t)
 	for _, code := range []string{"en", "ru", "ar"} {
 		frame := openTab(t, b, d, simulator.SeedSales, simulator.SeedLeadNoContacts, code)
 		doStep(t, frame, code+": wait for the empty state", chromedp.WaitVisible(chromedp.CSS("#empty")))

@@ -707,13 +707,12 @@ func TestThirtyTabViewsAtOnceDoNotWait(t *testing.T) {
 	const views = 30
 	a := newAppProc(t)
 	a.start()
-	p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	a.installOn(p)
+	p := a.addInstalledPortal()
 	leads := addLeads(t, p, 7000, views, 2)
 
 	frames := make([]simulator.Frame, views)
 	for i, lead := range leads {
+		var err error
 		frames[i], err = p.OpenLeadTab(simulator.SeedSales, lead, "en")
 		require.NoError(t, err)
 	}

@@ -90,9 +90,7 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	maddr := freeAddr(t)
 	a.env["METRICS_ADDR"] = maddr
 	a.start()
-	p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	a.installOn(p)
+	p := a.addInstalledPortal()
 
 	lead := addLeads(t, p, 7100, 1, 3)[0]
 	s := a.openSession(t, p, lead)
@@ -198,9 +196,7 @@ func TestMetricsAfterAFlow(t *testing.T) {
 func TestOneLogLinePerRESTExchange(t *testing.T) {
 	a := newAppProc(t)
 	a.start()
-	p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-	require.NoError(t, err)
-	a.installOn(p)
+	p := a.addInstalledPortal()
 	lead := addLeads(t, p, 7300, 1, 3)[0]
 	s := a.openSession(t, p, lead)
 	a.sim.Advance(2 * time.Hour) // the click refreshes, then retries

@@ -300,9 +300,7 @@ func TestRequestIDOnEveryLineItCauses(t *testing.T) {
 				a.env["TRUSTED_PROXIES"] = "127.0.0.1/32"
 			}
 			a.start()
-			p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true})
-			require.NoError(t, err)
-			a.installOn(p)
+			p := a.addInstalledPortal()
 
 			// Open the tab with a client-chosen id.
 			f, err := p.OpenLeadTab(simulator.SeedSales, simulator.SeedLeadThreeContacts, "en")

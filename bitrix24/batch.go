@@ -176,17 +176,11 @@ func encodeQuery(v url.Values) string {
 	return b.String()
 }
 
-// DecodeBatch parses the "result" of a batch response. Bitrix24 sends an
+// decodeBatch parses the "result" of a batch response. Bitrix24 sends an
 // empty section as [] rather than {}, so every section is decoded
-// tolerantly. Exported for fuzzing.
-func DecodeBatch(raw json.RawMessage) (*BatchResult, error) {
-	res, _, err := decodeBatch(raw)
-	return res, err
-}
-
-// decodeBatch also returns result_time per key, best effort: the timing
-// section is informational, so an odd one is ignored rather than failing
-// an answer whose results are fine.
+// tolerantly. It also returns result_time per key, best effort: the
+// timing section is informational, so an odd one is ignored rather than
+// failing an answer whose results are fine.
 func decodeBatch(raw json.RawMessage) (*BatchResult, map[string]Time, error) {
 	var parts struct {
 		Result json.RawMessage `json:"result"`

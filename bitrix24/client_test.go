@@ -212,7 +212,7 @@ func TestBatchDecodesEmptySectionsAsArrays(t *testing.T) {
 }
 
 func TestBatchListSections(t *testing.T) {
-	res, err := DecodeBatch(json.RawMessage(`{"result":[true,{"x":1}],"result_error":[],"result_total":[],"result_next":[]}`))
+	res, _, err := decodeBatch(json.RawMessage(`{"result":[true,{"x":1}],"result_error":[],"result_total":[],"result_next":[]}`))
 	require.NoError(t, err)
 	assert.Len(t, res.Results, 2)
 	assert.Empty(t, res.Errors)

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// FuzzDecodeBatch: the batch decoder never panics, whatever the portal
+// FuzzDecodeBatch: the batch decoder (decodeBatch) never panics, whatever the portal
 // (or something pretending to be it) sends.
 func FuzzDecodeBatch(f *testing.F) {
 	f.Add(`{"result":{"result":{"a":true},"result_error":[],"result_total":[],"result_next":[]}}`)
@@ -18,7 +18,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(`[]`)
 	f.Add(`null`)
 	f.Fuzz(func(t *testing.T, s string) {
-		res, err := DecodeBatch(json.RawMessage(s))
+		res, _, err := decodeBatch(json.RawMessage(s))
 		if err == nil && res == nil {
 			t.Fatal("nil result without error")
 		}

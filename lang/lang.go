@@ -116,17 +116,6 @@ func Load() (*Bundle, error) {
 	return b, nil
 }
 
-// Warm parses every catalogue now and reports the first that fails: the
-// tests' check that every language parses.
-func (b *Bundle) Warm() error {
-	for _, code := range b.codes {
-		if err := b.load(code, b.langs[code]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // load parses code's catalogue once, on top of the English messages.
 func (b *Bundle) load(code string, c *catalogue) error {
 	c.once.Do(func() {
@@ -182,8 +171,8 @@ func (b *Bundle) Normalize(code string) string {
 }
 
 // For returns a localizer for a Bitrix24 LANG code. A catalogue that
-// cannot be parsed (caught by the tests through Warm, never expected in a
-// build) speaks English rather than fail a page.
+// cannot be parsed (the tests parse every one, so never in a build)
+// speaks English rather than fail a page.
 func (b *Bundle) For(code string) *Localizer {
 	code = b.Normalize(code)
 	c := b.langs[code]

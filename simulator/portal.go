@@ -225,9 +225,3 @@ func (p *Portal) MemberID() string { return p.memberID }
 
 // RESTEndpoint is URL()+"/rest/", the client_endpoint.
 func (p *Portal) RESTEndpoint() string { return p.URL() + "/rest/" }
-
-// Handler is the portal's mux, for embedding in another server.
-func (p *Portal) Handler() http.Handler { return p.mux }
-
-// Lang is the portal's default language.
-func (p *Portal) Lang() string { return p.lang }
