@@ -190,7 +190,9 @@ func (p *Portal) mPlacementBind(c *callCtx) (result, *apiError) {
 			b.LangAll[lang] = PlacementLang{Title: str(e.fold("TITLE")), Description: str(e.fold("DESCRIPTION")), GroupName: str(e.fold("GROUP_NAME"))}
 		}
 	}
-	if o, ok := c.param("OPTIONS").(*omap); ok {
+	// widgets/crm/list-menu.md: the list menus keep no OPTIONS
+	// (placement.get answers [] for them).
+	if o, ok := c.param("OPTIONS").(*omap); ok && !strings.HasSuffix(code, "_LIST_MENU") {
 		b.Options = map[string]any{}
 		for k, v := range o.vals {
 			b.Options[k] = toGeneric(v)
