@@ -51,7 +51,7 @@ func leadRecord(rec *leadRec) obj {
 	created, modified := dateTime(rec.created), dateTime(rec.modified)
 	return fields("ID", strconv.Itoa(rec.ID), "TITLE", rec.Title, "HONORIFIC", nil, "NAME", rec.Name,
 		"SECOND_NAME", nil, "LAST_NAME", nz(rec.LastName), "COMPANY_TITLE", nil, "COMPANY_ID", nil,
-		"CONTACT_ID", contactID, "IS_RETURN_CUSTOMER", "N", "BIRTHDATE", "", "SOURCE_ID", "WEB",
+		"CONTACT_ID", contactID, "IS_RETURN_CUSTOMER", "N", "BIRTHDATE", "", "SOURCE_ID", cmp.Or(rec.SourceID, "WEB"),
 		"SOURCE_DESCRIPTION", nil, "STATUS_ID", rec.StatusID, "STATUS_DESCRIPTION", nil, "POST", nil,
 		"COMMENTS", nil, "CURRENCY_ID", "USD", "OPPORTUNITY", "0.00", "IS_MANUAL_OPPORTUNITY", "N",
 		"HAS_PHONE", "N", "HAS_EMAIL", "N", "HAS_IMOL", "N", "ASSIGNED_BY_ID", by, "CREATED_BY_ID", by,

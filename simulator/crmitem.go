@@ -36,7 +36,7 @@ func (p *Portal) mItemGet(c *callCtx) (result, *apiError) {
 		"dateModifyShort", nil, "createdBy", by, "updatedBy", by, "assignedById", by, "opened", "Y", "companyId", 0,
 		"contactId", contactID, "stageId", rec.StatusID, "isConvert", nil, "statusDescription", nil,
 		"stageSemanticId", classic.vals["STATUS_SEMANTIC_ID"], "productId", nil, "opportunity", 0, "currencyId", "USD",
-		"sourceId", "WEB", "sourceDescription", nil, "title", rec.Title, "name", rec.Name, "lastName", nz(rec.LastName),
+		"sourceId", classic.vals["SOURCE_ID"], "sourceDescription", nil, "title", rec.Title, "name", rec.Name, "lastName", nz(rec.LastName),
 		"secondName", nil, "shortName", nil, "companyTitle", nil, "post", nil, "address", nil, "comments", nil,
 		"webformId", 0, "originatorId", nil, "originId", nil, "dateClosed", nil, "birthdate", nil, "honorific", nil,
 		"hasPhone", "N", "hasEmail", "N", "hasImol", "N", "login", nil, "isReturnCustomer", "N",

@@ -4,10 +4,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // listResult applies filter, order, select and start like the classic CRM
 // list methods, 50 per page, with total and (when more remain) next.
+// start=-1 is the documented "no count" mode (settings/performance/
+// huge-data.md): the first 50 matches, total 0 and no next, for keyset
+// paging with ">ID".
 func listResult(c *callCtx, recs []obj) (result, *apiError) {
 	filter, _ := c.param("filter").(*omap)
 	var kept []obj
@@ -20,6 +24,7 @@ func listResult(c *callCtx, recs []obj) (result, *apiError) {
 	sortRecords(kept, order)
 	total := len(kept)
 	start := c.int("start")
+	noCount := start == -1
 	if start < 0 {
 		start = 0
 	}
@@ -28,6 +33,10 @@ func listResult(c *callCtx, recs []obj) (result, *apiError) {
 	sel := selectFields(c.param("select"))
 	for i := start; i < end; i++ {
 		page = append(page, project(kept[i], sel))
+	}
+	if noCount {
+		zero := 0
+		return result{value: page, total: &zero}, nil
 	}
 	res := result{value: page, total: &total}
 	if end < total {
@@ -88,6 +97,14 @@ func matchFilter(r obj, filter *omap) bool {
 		}
 		have := str(val)
 		want := filter.vals[key]
+		if _, isList := want.([]any); isList && (op == "=" || op == "!" || op == "!=") {
+			// A list under a plain key is IN, under "!" NOT IN, as
+			// CCrmLead::GetListEx builds the SQL for array values.
+			op = map[string]string{"=": "@", "!": "!@", "!=": "!@"}[op]
+		}
+		if m, isMap := want.(*omap); isMap && (op == "=" || op == "!" || op == "!=") && m.Len() > 0 {
+			op = map[string]string{"=": "@", "!": "!@", "!=": "!@"}[op]
+		}
 		switch op {
 		case "@", "!@":
 			in := false
@@ -142,8 +159,15 @@ func likeMatch(s, pattern string) bool {
 	return true
 }
 
-// cmpValues compares numerically when both sides are integers.
+// cmpValues compares numerically when both sides are integers, as instants
+// when both are dates (DATE_CREATE against "2024-05-01" or an ISO 8601
+// time), and otherwise as case-insensitive strings.
 func cmpValues(a, b string) int {
+	if x, ok := parseDate(a); ok {
+		if y, ok := parseDate(b); ok {
+			return x.Compare(y)
+		}
+	}
 	if x, err := strconv.Atoi(a); err == nil {
 		if y, err := strconv.Atoi(b); err == nil {
 			switch {
@@ -185,4 +209,19 @@ func sortRecords(recs []obj, order *omap) {
 		}
 		return false
 	})
+}
+
+// parseDate reads the date forms a filter may carry: the ISO 8601 time
+// the REST API answers with, and a bare date. SILENT: the docs do not say
+// in which zone a bare date is read; the simulator's (the portal's) zone.
+func parseDate(s string) (time.Time, bool) {
+	if len(s) < 10 || s[4] != '-' {
+		return time.Time{}, false
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }

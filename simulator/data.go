@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"sort"
+	"time"
 )
 
 // User is a portal employee. CanRead/CanEdit are the user's CRM rights (leads
@@ -28,11 +29,14 @@ type Contact struct {
 	CompanyID                        int
 }
 
-// Lead is a CRM lead.
+// Lead is a CRM lead. SourceID is its source ("" means "WEB"); Created is
+// its DATE_CREATE (zero means now, by the simulated clock).
 type Lead struct {
 	ID                              int
 	Title, Name, LastName, StatusID string
 	AssignedByID                    int
+	SourceID                        string
+	Created                         time.Time
 }
 
 // AddUser adds or replaces a user; ID 0 picks the next free ID.
@@ -72,12 +76,25 @@ func (p *Portal) AddLead(l Lead) {
 	defer p.s.mu.Unlock()
 	l.ID = claimID(l.ID, &p.nextLead)
 	l.StatusID = cmp.Or(l.StatusID, "NEW")
+	l.SourceID = cmp.Or(l.SourceID, "WEB")
 	now := p.s.nowLocked()
 	if rec, ok := p.leads[l.ID]; ok {
-		rec.Lead, rec.modified = l, now
+		if l.Created.IsZero() {
+			l.Created = rec.created
+		}
+		rec.Lead, rec.created, rec.modified = l, l.Created, now
 		return
 	}
-	p.leads[l.ID] = &leadRec{Lead: l, created: now, modified: now}
+	created := l.Created
+	if created.IsZero() {
+		created = now
+	}
+	l.Created = created
+	modified := now
+	if created.After(now) {
+		modified = created
+	}
+	p.leads[l.ID] = &leadRec{Lead: l, created: created, modified: modified}
 }
 
 // LinkContact links a contact to a lead (or updates the link). Making it

@@ -120,6 +120,23 @@ func cloneValues(v url.Values) url.Values {
 // (application/x-www-form-urlencoded, no redirects followed, no retries). The
 // caller closes the response body.
 func (p *Portal) Deliver(ctx context.Context, handlerURL string, form url.Values) (*http.Response, error) {
+	resp, err := p.post(ctx, handlerURL, form)
+	d := Delivery{Time: p.s.Now(), URL: handlerURL, Event: form.Get("event"), Payload: cloneValues(form)}
+	if err != nil {
+		d.Error = err.Error()
+	} else {
+		d.Status = resp.StatusCode
+	}
+	p.s.mu.Lock()
+	p.deliveries = append(p.deliveries, d)
+	p.s.mu.Unlock()
+	p.s.log("portal %s: delivered %s to %s: status %d err %v", p.memberID, d.Event, handlerURL, d.Status, err)
+	return resp, err
+}
+
+// post is the queue server's POST of a form to an app's handler, for
+// events and robots alike. The caller closes the response body.
+func (p *Portal) post(ctx context.Context, handlerURL string, form url.Values) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, handlerURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
@@ -133,18 +150,7 @@ func (p *Portal) Deliver(ctx context.Context, handlerURL string, form url.Values
 		// following is the strict choice (a moved handler loses the event).
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	resp, err := client.Do(req)
-	d := Delivery{Time: p.s.Now(), URL: handlerURL, Event: form.Get("event"), Payload: cloneValues(form)}
-	if err != nil {
-		d.Error = err.Error()
-	} else {
-		d.Status = resp.StatusCode
-	}
-	p.s.mu.Lock()
-	p.deliveries = append(p.deliveries, d)
-	p.s.mu.Unlock()
-	p.s.log("portal %s: delivered %s to %s: status %d err %v", p.memberID, d.Event, handlerURL, d.Status, err)
-	return resp, err
+	return client.Do(req)
 }
 
 // Deliveries returns every event POST made so far.

@@ -44,6 +44,12 @@ func (p *Portal) beginInstallLocked(userID int, lang string) (Frame, error) {
 	// or version update flow) is undocumented in detail. It is modelled as a
 	// new unfinished install that keeps existing bindings and tokens, so an
 	// app must cope with its own stale or duplicate bindings.
+	if p.state == installed {
+		// bizproc-robot-delete.md: "when the application is deleted or
+		// updated, the associated robots are removed"; the stages that
+		// use them keep them, blocked, until the app registers them again.
+		p.robots = nil
+	}
 	p.appToken = randomHex(16)
 	p.state = installing
 	p.s.log("portal %s: install begun by user %d", p.memberID, userID)
@@ -140,6 +146,7 @@ func (p *Portal) Uninstall(ctx context.Context, clean bool) error {
 	p.s.revokePortalLocked(p)
 	p.placements = nil
 	p.events = nil
+	p.robots = nil
 	p.frames = map[string]frameInfo{}
 	p.state = notInstalled
 	p.appToken = ""

@@ -25,6 +25,12 @@ func (p *Portal) buildMethods() map[string]methodDef {
 		"placement.get":    {scope: "placement", admin: true, fn: p.mPlacementGet},
 		"placement.list":   {scope: "placement", fn: p.mPlacementList},
 
+		"bizproc.robot.add":    {scope: "bizproc", admin: true, fn: p.mRobotAdd},
+		"bizproc.robot.update": {scope: "bizproc", admin: true, fn: p.mRobotUpdate},
+		"bizproc.robot.delete": {scope: "bizproc", admin: true, fn: p.mRobotDelete},
+		"bizproc.robot.list":   {scope: "bizproc", admin: true, fn: p.mRobotList},
+		"bizproc.event.send":   {scope: "bizproc", fn: p.mEventSend},
+
 		"event.bind":   {scope: "basic", fn: p.mEventBind},
 		"event.unbind": {scope: "basic", fn: p.mEventUnbind},
 		"event.get":    {scope: "basic", fn: p.mEventGet},
@@ -32,6 +38,7 @@ func (p *Portal) buildMethods() map[string]methodDef {
 		// The maps of leads and contacts live as long as the portal.
 		"crm.lead.get":                  {scope: "crm", fn: crmGet(p.leads, leadRecord)},
 		"crm.lead.list":                 {scope: "crm", fn: crmList(p.leads, leadRecord)},
+		"crm.lead.update":               {scope: "crm", fn: p.mLeadUpdate},
 		"crm.contact.get":               {scope: "crm", fn: crmGet(p.contacts, contactRecord)},
 		"crm.contact.list":              {scope: "crm", fn: crmList(p.contacts, contactRecord)},
 		"crm.item.get":                  {scope: "crm", fn: p.mItemGet},
@@ -183,7 +190,9 @@ func (p *Portal) mPlacementBind(c *callCtx) (result, *apiError) {
 			b.LangAll[lang] = PlacementLang{Title: str(e.fold("TITLE")), Description: str(e.fold("DESCRIPTION")), GroupName: str(e.fold("GROUP_NAME"))}
 		}
 	}
-	if o, ok := c.param("OPTIONS").(*omap); ok {
+	// widgets/crm/list-menu.md: the list menus keep no OPTIONS
+	// (placement.get answers [] for them).
+	if o, ok := c.param("OPTIONS").(*omap); ok && !strings.HasSuffix(code, "_LIST_MENU") {
 		b.Options = map[string]any{}
 		for k, v := range o.vals {
 			b.Options[k] = toGeneric(v)

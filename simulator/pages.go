@@ -27,7 +27,7 @@ func assetText(name string) string {
 // parseTemplates parses each server-rendered page together with the layout.
 func parseTemplates() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"home", "install", "lead", "contact", "message", "app"} {
+	for _, name := range []string{"home", "install", "lead", "contact", "message", "app", "leadlist"} {
 		out[name] = template.Must(template.ParseFS(assets, "assets/templates/layout.html", "assets/templates/"+name+".html"))
 	}
 	return out
@@ -41,6 +41,7 @@ func (p *Portal) routes() *http.ServeMux {
 	mux.HandleFunc("GET /{$}", p.page(p.home))
 	mux.HandleFunc("GET /marketplace/install/{$}", p.page(p.installer))
 	mux.HandleFunc("GET /crm/lead/details/{id}/{$}", p.page(p.leadCard))
+	mux.HandleFunc("GET "+leadListPath+"{$}", p.page(p.leadList))
 	mux.HandleFunc("GET /crm/contact/details/{id}/{$}", p.page(p.contactCard))
 	mux.HandleFunc("GET /marketplace/app/{$}", p.page(p.appPage))
 	mux.HandleFunc("GET /oauth/authorize/{$}", p.page(p.authorize))
@@ -51,6 +52,8 @@ func (p *Portal) routes() *http.ServeMux {
 	mux.Handle("POST /sim/uninstall", cop.Handler(p.page(p.uninstall)))
 	mux.Handle("POST /sim/api/install-finish", cop.Handler(http.HandlerFunc(p.apiInstallFinish)))
 	mux.Handle("POST /sim/api/auth", cop.Handler(http.HandlerFunc(p.apiAuth)))
+	mux.Handle("POST /sim/lead/{id}/stage", cop.Handler(p.page(p.moveStage)))
+	mux.Handle("POST /sim/automation", cop.Handler(p.page(p.addAutomation)))
 	return mux
 }
 
@@ -95,6 +98,7 @@ type framePage struct {
 	Tabs        []tabRow
 	ActiveTab   string
 	InstallDone bool
+	Automation  automationView
 }
 
 type formField struct{ Name, Value string }
@@ -260,6 +264,7 @@ func (p *Portal) leadCard(w http.ResponseWriter, r *http.Request, base pageBase)
 	}
 	installedNow := p.state == installed
 	tabs := p.bindingsLocked("CRM_LEAD_DETAIL_TAB")
+	auto := p.automationLocked(id)
 	p.s.mu.Unlock()
 	if !found {
 		return p.message(base, http.StatusNotFound, "Lead not found", "There is no lead with ID "+r.PathValue("id")+".", false)
@@ -269,7 +274,7 @@ func (p *Portal) leadCard(w http.ResponseWriter, r *http.Request, base pageBase)
 	}
 	lang := base.Lang
 	base.Title = lead.Title
-	pg := framePage{pageBase: base, LeadID: id, Lead: lead, Contacts: rows, InstallDone: installedNow}
+	pg := framePage{pageBase: base, LeadID: id, Lead: lead, Contacts: rows, InstallDone: installedNow, Automation: auto}
 	active := r.URL.Query().Get("tab")
 	self := "/crm/lead/details/" + strconv.Itoa(id) + "/"
 	pg.Tabs = append(pg.Tabs, tabRow{Key: "general", Title: "General", Href: self})

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -136,6 +137,13 @@ type Portal struct {
 	moved      []*http.Server // listeners of the new addresses, see MoveTo
 	nextLead   int
 	nextCont   int
+	// robots, the stages they are put on and their runs (robots.go,
+	// robotruns.go); inflight counts the runs being delivered.
+	robots      []Robot
+	automations []Automation
+	runs        []*robotRun
+	nextRun     int
+	inflight    sync.WaitGroup
 
 	// Immutable after AddPortal.
 	table map[string]methodDef
