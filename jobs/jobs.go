@@ -38,6 +38,11 @@ type Config struct {
 	Chores []Chore
 	// Observe is told every outcome of a chore (metrics.ObserveChore).
 	Observe func(key string, n int64, err error)
+	// StartDelay defers the migration and the start, so that they do
+	// not compete for the CPU with the app's first answers (its cold
+	// start is a tracked figure). Chores run soon after start all the
+	// same: River staggers its leader's services by up to a second anyway.
+	StartDelay time.Duration
 	// StopTimeout bounds the graceful stop: jobs in flight get this long
 	// to finish, then their contexts end and River retries them later.
 	// Default 10 s.
@@ -224,6 +229,15 @@ func (e *Engine) Start(ctx context.Context) {
 // run is the engine's life, from migration to stop.
 func (e *Engine) run(ctx context.Context) error {
 	defer e.close()
+	if e.cfg.StartDelay > 0 {
+		t := time.NewTimer(e.cfg.StartDelay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 	if err := e.migrate(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
