@@ -29,6 +29,7 @@ import (
 	"github.com/b24apps/leadcontacts/handlers"
 	"github.com/b24apps/leadcontacts/internal/metrics"
 	"github.com/b24apps/leadcontacts/internal/reqid"
+	"github.com/b24apps/leadcontacts/jobs"
 	"github.com/b24apps/leadcontacts/lang"
 	"github.com/b24apps/leadcontacts/manifest"
 	"github.com/b24apps/leadcontacts/oauth"
@@ -158,8 +159,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	srv := newServer(withDeadline(h.Engine(), requestTimeout+2*time.Second), 15*time.Second, 32<<10, logger)
-	for _, c := range chores(st, h, cfg.HistoryRetention) {
-		go runChore(ctx, c, logger, mx.ObserveChore)
+	eng, err := newJobs(ctx, cfg.DatabaseURL, st, jobs.Config{Logger: logger, Observe: mx.ObserveChore,
+		Chores: chores(st, h, cfg.HistoryRetention, keys.KeyID()), StartDelay: jobsStartDelay})
+	if err != nil {
+		return err
 	}
 	errc := make(chan error, 2)
 	if cfg.MetricsAddr != "" {
@@ -178,6 +181,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		logger.Info("serving metrics", "addr", mln.Addr().String(), "path", metrics.Path)
 	}
 	go func() { errc <- srv.Serve(ln) }()
+	// The job engine migrates and starts beside the server, not before
+	// it: the readiness probe asks only whether the store answers. It is
+	// stopped (jobs in flight finish or are left for retry) before the
+	// deferred store Close.
+	eng.Start(ctx)
+	defer eng.Stop() // an early return's release; the shutdown path reports its error
 	serving := []any{"addr", ln.Addr().String()}
 	if !*demo {
 		// The demo names one URL only, the portal's (printed above): the
@@ -189,6 +198,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	select {
 	case err := <-errc:
 		return err
+	case <-eng.Done():
+		// It stops early only when it cannot start.
+		if err := eng.Err(); err != nil {
+			return err
+		}
 	case <-ctx.Done():
 	}
 	// First tell the load balancer (through /readyz) and keep serving for
@@ -215,6 +229,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	if err := h.Drain(sctx); err != nil {
 		return fmt.Errorf("shutdown: background work: %w", err)
+	}
+	// Stopping since ctx ended, beside the drain.
+	if err := eng.Stop(); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("shut down")
 	return nil
@@ -256,6 +274,12 @@ const requestTimeout = 15 * time.Second
 // readyTimeout is how long /readyz waits for the database: a balancer
 // probes every few seconds and must not pile probes up.
 const readyTimeout = time.Second
+
+// jobsStartDelay keeps the job engine's start (River's migration check,
+// election, first fetches) out of the first answers' way: on two cores it
+// added several milliseconds to the cold start. The chores run a moment
+// later, still within River's own jittered start of the leader's work.
+const jobsStartDelay = 250 * time.Millisecond
 
 // withDeadline ends every request's context after d, so that no route —
 // one that sets no deadline of its own included — waits on a hung portal

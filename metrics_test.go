@@ -181,7 +181,16 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	assert.Equal(t, 0.0, value(t, fams, "leadcontacts_flights_coalesced_total", map[string]string{"kind": "refresh"}))
 	assert.Equal(t, 0.0, value(t, fams, "leadcontacts_bitrix24_limiter_refusals_total", map[string]string{"reason": "rate_limit"}))
 
-	// The chores ran once at start; the pool is the SQLite one.
+	// The chores ran once, as jobs soon after start (River's leader
+	// enqueues them); the pool is the SQLite one.
+	require.Eventually(t, func() bool {
+		_, ok := scrape(t, maddr)["leadcontacts_chore_last_success_timestamp_seconds"]
+		return ok
+	}, 20*time.Second, 50*time.Millisecond, "no chore ran")
+	require.Eventually(t, func() bool {
+		return len(scrape(t, maddr)["leadcontacts_chore_last_success_timestamp_seconds"].GetMetric()) == 4
+	}, 20*time.Second, 50*time.Millisecond, "not every chore ran")
+	fams = scrape(t, maddr)
 	for _, chore := range []string{"sweep_sessions", "sweep_history"} {
 		assert.Equal(t, 1.0, value(t, fams, "leadcontacts_chore_runs_total", map[string]string{"chore": chore, "outcome": "ok"}), chore)
 		assert.Greater(t, value(t, fams, "leadcontacts_chore_last_success_timestamp_seconds", map[string]string{"chore": chore}), 0.0)

@@ -1,0 +1,21 @@
+package jobs
+
+import (
+	"github.com/riverqueue/river"
+)
+
+// register adds every kind of job to workers and returns the periodic
+// jobs. A new kind (a bulk run, say) is its args type with Kind and
+// InsertOpts, its worker in a file of its own (chore.go is the model: it
+// logs and observes its outcome itself), and one line here; it is then
+// enqueued with Engine.Insert.
+func register(workers *river.Workers, cfg Config) ([]*river.PeriodicJob, error) {
+	chores, periodic, err := newChores(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, chores); err != nil {
+		return nil, err
+	}
+	return periodic, nil
+}
