@@ -110,6 +110,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer ln.Close()
 
+	// The catalogues and assets load on the other core while the store
+	// opens: start-up is on the path of every deploy and scale-out.
+	var bundle *lang.Bundle
+	var assets *static.Assets
+	loaded := make(chan error, 1)
+	go func() {
+		var err error
+		if bundle, err = lang.Load(); err == nil {
+			assets, err = static.Load()
+		}
+		loaded <- err
+	}()
 	keys, err := secret.NewKeyring(cfg.Secret, nonEmpty(cfg.SecretPrevious)...)
 	if err != nil {
 		return err
@@ -131,12 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 
-	bundle, err := lang.Load()
-	if err != nil {
-		return err
-	}
-	assets, err := static.Load()
-	if err != nil {
+	if err := <-loaded; err != nil {
 		return err
 	}
 	httpClient := bitrix24.NewHTTPClient(cfg.AllowHTTP)

@@ -15,10 +15,9 @@ import (
 // contacts which are not linked (as a real portal might return for an
 // empty "@ID" filter, which Bitrix24 does not document) names nobody else.
 func TestContactViewsNameOnlyLinkedContacts(t *testing.T) {
-	res, err := bitrix24.DecodeBatch(json.RawMessage(`{"result":{
-		"names":[{"ID":"951","NAME":"Grace","LAST_NAME":"Hopper"},{"ID":"952","NAME":"Edsger","LAST_NAME":"Dijkstra"}]},
-		"result_error":[],"result_total":{"names":2},"result_next":[],"result_time":[]}`))
-	require.NoError(t, err)
+	res := &bitrix24.BatchResult{Results: map[string]json.RawMessage{
+		"names": json.RawMessage(`[{"ID":"951","NAME":"Grace","LAST_NAME":"Hopper"},{"ID":"952","NAME":"Edsger","LAST_NAME":"Dijkstra"}]`)},
+		Total: map[string]int{"names": 2}}
 	bundle, err := lang.Load()
 	require.NoError(t, err)
 	loc := bundle.For("en")
@@ -29,8 +28,7 @@ func TestContactViewsNameOnlyLinkedContacts(t *testing.T) {
 	assert.Equal(t, "Contact #953", views[1].Name, "a link without a name is listed by number")
 	assert.Equal(t, 1, unnamed)
 
-	empty, err := bitrix24.DecodeBatch(json.RawMessage(`{"result":[],"result_error":{"names":{"error":"ACCESS_DENIED","error_description":"Access denied"}},"result_total":[],"result_next":[],"result_time":[]}`))
-	require.NoError(t, err)
+	empty := &bitrix24.BatchResult{Errors: map[string]*bitrix24.Error{"names": {Code: "ACCESS_DENIED", Description: "Access denied"}}}
 	views, unnamed = contactViews(loc, empty, []leadItem{{ContactID: 951}}, "")
 	require.Len(t, views, 1, "names that cannot be read leave the links")
 	assert.Equal(t, 1, unnamed)
