@@ -42,7 +42,10 @@ import (
 // app installed through it, and axe-core's source for the checks.
 func installedUI(t *testing.T) (*runningDemo, *simulator.Portal, *browser, string) {
 	t.Helper()
-	d, portal, b, axe := installedUI(t)
+	d, portal := startDemoPortal(t)
+	b := newBrowser(t, thirdPartyCookiesBlocked)
+	axe := axeSource(t)
+	installApp(t, b, d)
 	return d, portal, b, axe
 }
 
