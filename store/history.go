@@ -44,6 +44,15 @@ const (
 	OutcomeUncounted = "uncounted"
 )
 
+// Where a history entry came from: the lead card's tab, the lead list's
+// row menu, an automation rule on a lead stage, or an admin's bulk run.
+const (
+	ViaTab        = "tab"
+	ViaList       = "list"
+	ViaAutomation = "automation"
+	ViaBulk       = "bulk"
+)
+
 // HistoryEntry is one removal or undo as the admins' page lists it. It
 // holds no token; besides the ids it keeps the names the tab showed the
 // user when they acted (the user's own, the lead's title, the contacts'),
@@ -69,4 +78,9 @@ type HistoryEntry struct {
 	// ContactNames[i] names ContactIDs[i]; "" where unknown, and shorter
 	// than ContactIDs (nil for older rows) when the tail is unknown.
 	ContactNames []string
+
+	// Via is where the action was taken (ViaTab when ""); RunID the bulk
+	// run it belongs to, 0 outside one.
+	Via   string
+	RunID int64
 }

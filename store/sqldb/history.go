@@ -1,6 +1,7 @@
 package sqldb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -79,16 +80,17 @@ func (s *Store) AddHistory(ctx context.Context, e *store.HistoryEntry) error {
 	at := s.storedOrNow(e.At)
 	err = s.q(ctx).QueryRowContext(ctx, `
 		INSERT INTO history (member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at,
-			user_name, lead_title, contact_names)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			user_name, lead_title, contact_names, via, run_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		RETURNING id`,
 		e.MemberID, e.LeadID, e.UserID, e.Action, string(ids), e.Outcome, e.ErrorCode, s.t(at),
-		e.UserName, e.LeadTitle, string(names),
+		e.UserName, e.LeadTitle, string(names), cmp.Or(e.Via, store.ViaTab), e.RunID,
 	).Scan(&e.ID)
 	if err != nil {
 		return fmt.Errorf("store: add history for portal %q: %w", e.MemberID, err)
 	}
 	e.At = at
+	e.Via = cmp.Or(e.Via, store.ViaTab)
 	return nil
 }
 
@@ -97,7 +99,7 @@ func (s *Store) AddHistory(ctx context.Context, e *store.HistoryEntry) error {
 func (s *Store) History(ctx context.Context, memberID string, limit int) ([]store.HistoryEntry, error) {
 	rows, err := s.q(ctx).QueryContext(ctx, `
 		SELECT id, member_id, lead_id, user_id, action, contact_ids, outcome, error_code, created_at,
-			user_name, lead_title, contact_names
+			user_name, lead_title, contact_names, via, run_id
 		FROM history
 		WHERE member_id = ?
 		ORDER BY created_at DESC, id DESC
@@ -111,7 +113,7 @@ func (s *Store) History(ctx context.Context, memberID string, limit int) ([]stor
 		var e store.HistoryEntry
 		var ids, names string
 		if err := rows.Scan(&e.ID, &e.MemberID, &e.LeadID, &e.UserID, &e.Action, &ids, &e.Outcome, &e.ErrorCode, tm(&e.At),
-			&e.UserName, &e.LeadTitle, &names); err != nil {
+			&e.UserName, &e.LeadTitle, &names, &e.Via, &e.RunID); err != nil {
 			return nil, fmt.Errorf("store: history of portal %q: %w", memberID, err)
 		}
 		if err := json.Unmarshal([]byte(ids), &e.ContactIDs); err != nil {

@@ -861,6 +861,18 @@ func testHistoryDefaultsTime(t *testing.T, open func(t *testing.T) store.Store) 
 	require.Len(t, got, 1)
 	requireTime(t, e.At, got[0].At, "At")
 	require.NotNil(t, got[0].ContactIDs, "an empty id list reads back as empty, not nil")
+	require.Equal(t, store.ViaTab, got[0].Via, "an entry that names no origin came from the tab")
+	require.Zero(t, got[0].RunID)
+
+	// Where an entry came from, and its bulk run, read back as written.
+	tick()
+	bulk := store.HistoryEntry{MemberID: "m-hist", LeadID: 2, UserID: 1, Action: store.ActionRemove, Outcome: store.OutcomeOK,
+		Via: store.ViaBulk, RunID: 1 << 40}
+	require.NoError(t, s.AddHistory(t.Context(), &bulk))
+	got, err = s.History(t.Context(), "m-hist", 1)
+	require.NoError(t, err)
+	require.Equal(t, store.ViaBulk, got[0].Via)
+	require.Equal(t, int64(1<<40), got[0].RunID, "run ids are 64-bit")
 }
 
 // testHistoryNames: the names an entry is written with read back as they
