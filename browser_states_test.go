@@ -93,7 +93,7 @@ func TestBrowserUIFailureKeepsTheList(t *testing.T) {
 		assert.Contains(t, readStep(t, frame, l.code+": read the banner", chromedp.Text(chromedp.CSS("#failure"))), l.failed)
 		assert.Equal(t, []string{l.back}, textsOf(t, frame, l.code+": read the next steps", "#next-steps button"), "%s: no Try again for ACCESS_DENIED", l.code)
 		assert.Empty(t, textsOf(t, frame, l.code+": look for the danger button", "#remove"))
-		assert.Equal(t, "failure", activeID(t, frame), "%s: the failure banner has the focus", l.code)
+		waitFocused(t, frame, "failure") // the failure banner has the focus
 		assert.Len(t, portal.LeadContacts(simulator.SeedLeadThreeContacts), 3, "%s: nothing unlinked", l.code)
 		requireNoHorizontalScroll(t, b, frame, l.code+" failure")
 		requireAxeClean(t, frame, axe, l.code+" failure")
@@ -153,7 +153,7 @@ func TestBrowserUIRetryAndUnlinkedWording(t *testing.T) {
 		waitFitted(t, b)
 		assert.Equal(t, []string{l.retry, l.back}, textsOf(t, frame, l.code+": read the next steps", "#next-steps button"))
 		assert.Len(t, textsOf(t, frame, l.code+": read the empty list", "#empty"), 1, "the list as it is: emptied")
-		assert.Equal(t, "failure", activeID(t, frame))
+		waitFocused(t, frame, "failure")
 		requireAxeClean(t, frame, axe, l.code+" failed undo")
 		shot(t, b, frame, "undo-failed-"+l.code+".png", "#tab-body")
 		doStep(t, frame, l.code+": undo again", chromedp.Click(chromedp.CSS("#undo")))

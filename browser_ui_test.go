@@ -191,6 +191,18 @@ func activeID(t *testing.T, frame context.Context) string {
 		chromedp.Evaluate[string](`document.activeElement ? document.activeElement.id : ""`))
 }
 
+// waitFocused waits until the element with id has the focus in the frame:
+// app.js moves it when the document is ready, which may come after the
+// element is visible. It fails, naming where the focus is, if it never does.
+func waitFocused(t *testing.T, frame context.Context, id string) {
+	t.Helper()
+	js := fmt.Sprintf(`document.activeElement !== null && document.activeElement.id === %q`, id)
+	if _, err := runStep(t, frame, "wait for #"+id+" to take the focus",
+		chromedp.Poll[bool](js, chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
+		t.Fatalf("#%s never took the focus (it is on #%s): %v", id, activeID(t, frame), err)
+	}
+}
+
 // pressKey sends a key to whatever has the focus: the browser routes it
 // to the focused frame, as for a real keyboard.
 func pressKey(t *testing.T, b *browser, key string) {
