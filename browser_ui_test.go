@@ -305,7 +305,7 @@ func TestBrowserUIRemoveAndUndo(t *testing.T) {
 	// Re-bind, then a lead link opens the lead in Bitrix24's slider.
 	doStep(t, admin, "click Bind again", chromedp.Click(chromedp.CSS("#rebind")))
 	doStep(t, admin, "wait for the result", chromedp.WaitVisible(chromedp.CSS(".alert-success")))
-	assert.Len(t, portal.Placements(), 1, "re-binding keeps exactly one tab")
+	assert.Len(t, portal.Placements(), 2, "re-binding keeps exactly one tab and one list menu item")
 	doStep(t, admin, "open a lead from the history", chromedp.Click(chromedp.CSS("#history a[data-path]")))
 	doStep(t, b.ctx, "wait for the slider", chromedp.WaitVisible(chromedp.CSS("#slider")))
 	src := readStep(t, b.ctx, "read the slider", chromedp.Evaluate[string](`document.getElementById("slider-frame").getAttribute("src")`))

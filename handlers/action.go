@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -57,14 +58,15 @@ type action struct {
 	page   tabPage
 	loc    *lang.Localizer
 	view   *listView // the list the posting page showed, if it carried one
+	via    string    // the surface the frame opened on, for the history
 }
 
-// withAction adapts an action of the tab: startAction authenticates the
-// POST and starts the answer page, fn does the work, and the action's
-// deadline ends with fn.
-func (h *Handlers) withAction(fn func(c *gin.Context, a *action) error) func(*gin.Context) error {
+// withAction adapts an action of the lead page on surface on (the tab, the
+// list menu's slider): startAction authenticates the POST and starts the
+// answer page, fn does the work, and the action's deadline ends with fn.
+func (h *Handlers) withAction(on surface, fn func(c *gin.Context, a *action) error) func(*gin.Context) error {
 	return func(c *gin.Context) error {
-		a, err := h.startAction(c)
+		a, err := h.startAction(c, on)
 		if err != nil {
 			return err
 		}
@@ -73,10 +75,11 @@ func (h *Handlers) withAction(fn func(c *gin.Context, a *action) error) func(*gi
 	}
 }
 
-// startAction authenticates a POST from the tab's page: the signed page
-// context, the optional browser cookie, the live session it names and the
-// installed portal. Removal, undo, confirm and view all pass this gate.
-func (h *Handlers) startAction(c *gin.Context) (a *action, err error) {
+// startAction authenticates a POST from the lead page: the signed page
+// context (signed for this surface), the optional browser cookie, the
+// live session it names and the installed portal. Removal, undo, confirm
+// and view all pass this gate.
+func (h *Handlers) startAction(c *gin.Context, on surface) (a *action, err error) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer func() {
 		if err != nil {
@@ -89,6 +92,11 @@ func (h *Handlers) startAction(c *gin.Context) (a *action, err error) {
 	}
 	if err != nil {
 		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
+	}
+	if got, _ := h.surfaceVia(pc.Via); got.via != on.via {
+		// A page of one surface posted to another's routes: the history
+		// would record the wrong origin.
+		return nil, fail(http.StatusForbidden, "error.forbidden_action", fmt.Errorf("page context of %q posted to %s", pc.Via, on.path))
 	}
 	if err := h.checkBrowser(c, pc.BID); err != nil {
 		return nil, fail(http.StatusForbidden, "error.forbidden_action", err)
@@ -112,11 +120,11 @@ func (h *Handlers) startAction(c *gin.Context) (a *action, err error) {
 	}
 	c.Set(originKey, portalOrigin(p))
 	a = &action{ctx: ctx, cancel: cancel, sess: sess, p: p, loc: h.d.Lang.For(sess.Lang),
-		view: h.openView(c.Request.PostForm.Get("view"), sess.ID)}
+		view: h.openView(c.Request.PostForm.Get("view"), sess.ID), via: on.via}
 	a.page = tabPage{base: h.base(a.loc), LeadID: sess.LeadID, LeadTitle: sess.LeadTitle}
 	// The next page keeps the binding checkBrowser just accepted: the
 	// cookie, when the browser sends one, already holds pc.BID.
-	if err := h.setPageContext(&a.page, sess, pc.BID); err != nil {
+	if err := h.setPageContext(&a.page, sess, pc.BID, on); err != nil {
 		return nil, err
 	}
 	return a, nil

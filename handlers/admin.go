@@ -100,6 +100,7 @@ type historyRow struct {
 	UserID    int64
 	UserName  string // "" when unknown: the page says "user #id"
 	Summary   string // what happened, worded per outcome (catalogue text)
+	Via       string // where it came from, "" for the tab (catalogue text)
 	Contacts  []historyContact
 	More      int    // contacts not listed
 	Outcome   string // the badge's word (catalogue text)

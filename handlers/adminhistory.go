@@ -125,6 +125,7 @@ func readableRow(loc *lang.Localizer, e store.HistoryEntry, zone *time.Location,
 		UserID: e.UserID, UserName: e.UserName, Code: e.ErrorCode}
 	r.Path = fmt.Sprintf("/crm/lead/details/%d/", e.LeadID)
 	r.URL = origin + r.Path
+	r.Via = viaText(loc, e.Via)
 	for i, id := range e.ContactIDs {
 		if i == historyContactsShown {
 			r.More = len(e.ContactIDs) - i
@@ -187,4 +188,20 @@ func historyReason(code string) string {
 		return "history.reason_not_found"
 	}
 	return "history.reason_other"
+}
+
+// viaText says where an entry came from, in a few words after the user's
+// name: "from the lead list", "by automation", "in a bulk run". The tab,
+// where the app began and most entries come from, goes unsaid, as does a
+// value this version does not know.
+func viaText(loc *lang.Localizer, via string) string {
+	switch via {
+	case store.ViaList:
+		return loc.T("history.via_list")
+	case store.ViaAutomation:
+		return loc.T("history.via_automation")
+	case store.ViaBulk:
+		return loc.T("history.via_bulk")
+	}
+	return ""
 }

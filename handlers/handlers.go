@@ -149,11 +149,13 @@ type Handlers struct {
 	rejected  rejects // tokens Bitrix24 refused lately
 	removals  flights // one removal per portal, lead and user
 	jsOrigin  string
-	tabPath   string
-	secure    bool // the app is served over https
-	proxies   []netip.Prefix
-	draining  atomic.Bool // /readyz answers 503 (health.go)
-	buffers   sync.Pool   // of *bytes.Buffer, for render
+	// surfaces are the placements whose frame opens the lead page (tab.go),
+	// each with its own family of routes.
+	surfaces []surface
+	secure   bool // the app is served over https
+	proxies  []netip.Prefix
+	draining atomic.Bool // /readyz answers 503 (health.go)
+	buffers  sync.Pool   // of *bytes.Buffer, for render
 
 	// viewCodecs seal the contact list the tab's forms carry (view.go).
 	viewCodecs []securecookie.Codec
@@ -196,11 +198,11 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	if d.Metrics == nil {
 		d.Metrics = noMetrics{}
 	}
-	tab, ok := cfg.Manifest.Placement(placementLeadTab)
-	if !ok {
-		return nil, fmt.Errorf("handlers: app.json binds no %s placement", placementLeadTab)
+	surfaces, err := leadSurfaces(cfg.Manifest)
+	if err != nil {
+		return nil, err
 	}
-	h := &Handlers{cfg: cfg, d: d, tabPath: tab.Handler, secure: cfg.BaseURL.Scheme == "https", proxies: proxies}
+	h := &Handlers{cfg: cfg, d: d, surfaces: surfaces, secure: cfg.BaseURL.Scheme == "https", proxies: proxies}
 	h.refreshes.joined = func() { d.Metrics.FlightJoined(flightRefresh) }
 	h.removals.joined = func() { d.Metrics.FlightJoined(flightRemoval) }
 	if js, err := url.Parse(cfg.JSURL); err == nil && js.Host != "" {
@@ -239,8 +241,12 @@ func New(cfg Config, d Deps) (*Handlers, error) {
 	return h, nil
 }
 
-// placementLeadTab is the placement this app serves.
-const placementLeadTab = "CRM_LEAD_DETAIL_TAB"
+// The placements whose frame opens the lead page: the lead card's tab and
+// the lead list's row menu (its slider).
+const (
+	placementLeadTab      = "CRM_LEAD_DETAIL_TAB"
+	placementLeadListMenu = "CRM_LEAD_LIST_MENU"
+)
 
 // now returns the current time.
 func (h *Handlers) now() time.Time { return h.d.Now() }

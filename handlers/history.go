@@ -15,14 +15,14 @@ import (
 // links were removed, keeps them as the session's undo snapshot. It runs
 // detached from the request: a removal that happened upstream is recorded
 // even if the user's browser has gone. It reports whether Undo is offered.
-func (h *Handlers) recordRemoval(ctx context.Context, sess *store.Session, r removal, err error) bool {
+func (h *Handlers) recordRemoval(ctx context.Context, sess *store.Session, via string, r removal, err error) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	links := make([]store.LeadLink, 0, len(r.removed))
 	for _, it := range r.removed {
 		links = append(links, store.LeadLink{ContactID: int64(it.ContactID), Sort: it.Sort, Primary: bool(it.Primary)})
 	}
-	e := h.historyEntry(sess, store.ActionRemove, links, err)
+	e := h.historyEntry(sess, via, store.ActionRemove, links, err)
 	if err == nil && r.uncounted {
 		e.Outcome = store.OutcomeUncounted
 	}
@@ -42,16 +42,17 @@ func (h *Handlers) recordRemoval(ctx context.Context, sess *store.Session, r rem
 
 // addHistory records one action; a failure to record is logged, never
 // shown: the user's action already happened (or failed) upstream.
-func (h *Handlers) addHistory(ctx context.Context, sess *store.Session, action string, links []store.LeadLink, err error) {
-	h.saveHistory(ctx, h.historyEntry(sess, action, links, err))
+func (h *Handlers) addHistory(ctx context.Context, sess *store.Session, via, action string, links []store.LeadLink, err error) {
+	h.saveHistory(ctx, h.historyEntry(sess, via, action, links, err))
 }
 
 // historyEntry is the history's record of one action: who, on which lead,
-// which contacts and how it ended, with the names the session kept from
-// the tab's batch (see store.HistoryEntry).
-func (h *Handlers) historyEntry(sess *store.Session, action string, links []store.LeadLink, err error) *store.HistoryEntry {
+// from where (via, a store.Via* value), which contacts and how it ended,
+// with the names the session kept from the frame's batch (see
+// store.HistoryEntry).
+func (h *Handlers) historyEntry(sess *store.Session, via, action string, links []store.LeadLink, err error) *store.HistoryEntry {
 	e := &store.HistoryEntry{MemberID: sess.MemberID, LeadID: sess.LeadID, UserID: sess.UserID,
-		Action: action, Outcome: store.OutcomeOK, At: h.now(),
+		Action: action, Outcome: store.OutcomeOK, At: h.now(), Via: via,
 		UserName: sess.UserName, LeadTitle: clip(sess.LeadTitle)}
 	named := false
 	for _, l := range links {

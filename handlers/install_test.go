@@ -17,17 +17,26 @@ func TestInstallBindsWhatAppJSONDeclares(t *testing.T) {
 	e := newTestEnv(t)
 	p := e.install()
 	assert.True(t, p.doc.Find("body").HasClass("install-finish"), "the page must call BX24.installFinish")
-	assert.Equal(t, 2, p.doc.Find("#setup li").Length(), "the tab and ONAPPUNINSTALL")
+	assert.Equal(t, 3, p.doc.Find("#setup li").Length(), "the tab, the list menu and ONAPPUNINSTALL")
+	assert.Contains(t, p.doc.Find("#setup").Text(), "Remove all contacts", "the list menu's item, by its title")
 	assert.Contains(t, p.header.Get("Content-Security-Policy"), "frame-ancestors "+e.portal.URL())
 	scripts := p.doc.Find("script[src]")
 	assert.Equal(t, e.sim.JSURL(), scripts.First().AttrOr("src", ""))
 
 	pls := e.portal.Placements()
-	require.Len(t, pls, 1)
+	require.Len(t, pls, 2)
 	assert.Equal(t, "CRM_LEAD_DETAIL_TAB", pls[0].Placement)
 	assert.Equal(t, e.base+"/placements/lead-tab", pls[0].Handler)
 	assert.Equal(t, "Contacts cleanup", pls[0].Title)
 	assert.NotEmpty(t, pls[0].LangAll["ru"].Title)
+	// The lead list's row menu, titled as the tab's button in every
+	// language Bitrix24 offers.
+	assert.Equal(t, "CRM_LEAD_LIST_MENU", pls[1].Placement)
+	assert.Equal(t, e.base+"/placements/lead-list-menu", pls[1].Handler)
+	assert.Equal(t, "Remove all contacts", pls[1].Title)
+	assert.Len(t, pls[1].LangAll, 19)
+	assert.Equal(t, "Отвязать все контакты", pls[1].LangAll["ru"].Title)
+	assert.Equal(t, "إزالة جميع جهات الاتصال", pls[1].LangAll["ar"].Title)
 
 	evs := map[string]string{}
 	for _, ev := range e.portal.Events() {
@@ -55,17 +64,18 @@ func TestReinstallIsIdempotentAndReplacesStaleHandlers(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Len(t, e.portal.Placements(), 2)
+	require.Len(t, e.portal.Placements(), 3)
 
 	p := e.install()
 	assert.Contains(t, p.doc.Find("#setup").Text(), "updated to the new address")
 	pls := e.portal.Placements()
-	require.Len(t, pls, 1)
+	require.Len(t, pls, 2)
 	assert.Equal(t, e.base+"/placements/lead-tab", pls[0].Handler)
+	assert.Equal(t, e.base+"/placements/lead-list-menu", pls[1].Handler)
 
 	p = e.install()
-	assert.Equal(t, 2, p.doc.Find("#setup li .badge:contains('already set up')").Length())
-	assert.Len(t, e.portal.Placements(), 1)
+	assert.Equal(t, 3, p.doc.Find("#setup li .badge:contains('already set up')").Length())
+	assert.Len(t, e.portal.Placements(), 2, "the tab and the list menu, once each")
 	require.Len(t, e.portal.Events(), 1, "ONAPPINSTALL is the console's, never bound by the app")
 	assert.Equal(t, "ONAPPUNINSTALL", e.portal.Events()[0].Event)
 }
@@ -125,7 +135,7 @@ func TestOnAppInstallEvent(t *testing.T) {
 	require.Equal(t, http.StatusOK, p.status, p.body)
 	stored := e.mustPortal(t)
 	assert.True(t, stored.Active())
-	assert.Len(t, e.portal.Placements(), 1)
+	assert.Len(t, e.portal.Placements(), 2)
 
 	// A forged ONAPPINSTALL for the same member_id with a token the OAuth
 	// server never issued changes nothing.
@@ -141,7 +151,7 @@ func TestOnAppInstallEvent(t *testing.T) {
 
 func TestInstallerURLAnswersHEAD(t *testing.T) {
 	e := newTestEnv(t)
-	for _, path := range []string{"/install", "/placements/lead-tab", "/events/install", "/events/uninstall"} {
+	for _, path := range []string{"/install", "/placements/lead-tab", "/placements/lead-list-menu", "/events/install", "/events/uninstall"} {
 		req, _ := http.NewRequest(http.MethodHead, e.base+path, nil)
 		resp, err := client.Do(req)
 		require.NoError(t, err)

@@ -26,6 +26,11 @@ type pageContext struct {
 	// BID is the browser id of the optional __Host- cookie as it was when
 	// the page was rendered; see browserID.
 	BID string `json:"b"`
+	// Via is the surface the frame opened on (store.ViaTab, ViaList): its
+	// routes are the only ones that accept the context, and the history
+	// records it. Signed, so no form field can claim another origin;
+	// empty in contexts signed before it existed, which were the tab's.
+	Via string `json:"v,omitempty"`
 }
 
 // contextName is bound into the MAC, so a value minted for another purpose
@@ -40,15 +45,16 @@ const cookieName = "__Host-lcs"
 var errContextExpired = errors.New("page context expired")
 
 // setPageContext signs the page context into the page, bound to the
-// browser id bid (see browserID; "" when the browser takes no cookie).
-func (h *Handlers) setPageContext(page *tabPage, s *store.Session, bid string) error {
-	pc := pageContext{SID: s.ID, MemberID: s.MemberID, LeadID: s.LeadID, UserID: s.UserID, BID: bid}
+// browser id bid (see browserID; "" when the browser takes no cookie) and
+// to the surface on, whose routes the page's forms post to.
+func (h *Handlers) setPageContext(page *tabPage, s *store.Session, bid string, on surface) error {
+	pc := pageContext{SID: s.ID, MemberID: s.MemberID, LeadID: s.LeadID, UserID: s.UserID, BID: bid, Via: on.via}
 	enc, err := securecookie.EncodeMulti(contextName, pc, h.ctxCodecs...)
 	if err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
 	page.Context, page.sid = enc, s.ID
-	page.Action = h.tabPath + "/remove?LANG=" + url.QueryEscape(s.Lang)
+	page.Action = on.path + "/remove?LANG=" + url.QueryEscape(s.Lang)
 	return nil
 }
 

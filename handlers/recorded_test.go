@@ -53,8 +53,9 @@ func installVia(t *testing.T, e *testEnv, path string) {
 	assert.Equal(t, "b24apps.leadcontacts", p.AppCode)
 	assert.NotZero(t, p.AppID)
 	pls := e.portal.Placements()
-	require.Len(t, pls, 1)
+	require.Len(t, pls, 2)
 	assert.Equal(t, "CRM_LEAD_DETAIL_TAB", pls[0].Placement)
+	assert.Equal(t, "CRM_LEAD_LIST_MENU", pls[1].Placement)
 }
 
 // TestWholeFlowWithRecordedTokenAnswers is issue 8's "done when": through

@@ -23,7 +23,7 @@ import (
 func (h *Handlers) remove(c *gin.Context, a *action) error {
 	ctx, sess, p, page, loc := a.ctx, a.sess, a.p, a.page, a.loc
 
-	removed, uncounted, undo, err := h.removeContacts(ctx, sess, p)
+	removed, uncounted, undo, err := h.removeContacts(ctx, sess, p, a.via)
 	page.Undo = undo
 	if err != nil {
 		// The page keeps the header and the list the user clicked on, and
@@ -83,7 +83,10 @@ type removal struct {
 //
 // The history entry and the undo snapshot are written once, inside the
 // shared removal, so coalesced clicks leave one record, not one each.
-func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *store.Portal) (removed []leadItem, uncounted, undo bool, err error) {
+//
+// via is where the click came from (store.ViaTab, ViaList), for the
+// history; coalesced clicks from two surfaces leave the first one's.
+func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *store.Portal, via string) (removed []leadItem, uncounted, undo bool, err error) {
 	key := sess.MemberID + "|" + strconv.FormatInt(sess.LeadID, 10) + "|" + strconv.FormatInt(sess.UserID, 10)
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -94,7 +97,7 @@ func (h *Handlers) removeContacts(ctx context.Context, sess *store.Session, p *s
 		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
 		r, err := h.removeOnce(fctx, &s, &pc)
-		r.undo = h.recordRemoval(fctx, &s, r, err)
+		r.undo = h.recordRemoval(fctx, &s, via, r, err)
 		return r, err
 	})
 	v, err := f.wait(ctx)
@@ -203,7 +206,7 @@ func (h *Handlers) undo(c *gin.Context, a *action) error {
 	res, err := h.restore(ctx, sess, p, snap)
 	recordCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer stop()
-	h.addHistory(recordCtx, sess, store.ActionUndo, snap.Items, err)
+	h.addHistory(recordCtx, sess, a.via, store.ActionUndo, snap.Items, err)
 	switch {
 	case errors.Is(err, errLeadChanged):
 		page.Banner = &banner{Kind: "warning", Title: loc.T("undo.refused_title"), Text: loc.T("undo.refused")}

@@ -26,7 +26,10 @@ func (h *Handlers) Engine() *gin.Engine {
 
 	m := h.cfg.Manifest
 	// Routes Bitrix24 POSTs to cross-site; authenticated by stored state.
-	exempt := []string{m.Install, h.tabPath, m.Handler}
+	exempt := []string{m.Install, m.Handler}
+	for _, s := range h.surfaces {
+		exempt = append(exempt, s.path)
+	}
 	for _, ev := range m.EventList() {
 		exempt = append(exempt, ev.Handler)
 	}
@@ -44,11 +47,17 @@ func (h *Handlers) Engine() *gin.Engine {
 
 	post(m.Install, form, h.limitInbound(routeInstall), h.page(h.install))
 
-	post(h.tabPath, form, h.limitInbound(routeFrame), h.page(h.leadTab))
-	post(h.tabPath+"/remove", form, h.page(h.withAction(h.remove)))
-	post(h.tabPath+"/"+routeConfirm, form, h.page(h.withAction(h.confirm)))
-	post(h.tabPath+"/"+routeView, form, h.page(h.withAction(h.view)))
-	post(h.tabPath+"/"+routeUndo, form, h.page(h.withAction(h.undo)))
+	// The lead page, framed by the lead card's tab and by the lead list's
+	// row menu: one family of routes per surface, each accepting only
+	// page contexts signed for it (tab.go).
+	for _, s := range h.surfaces {
+		act := func(fn func(*gin.Context, *action) error) gin.HandlerFunc { return h.page(h.withAction(s, fn)) }
+		post(s.path, form, h.limitInbound(routeFrame), h.page(h.leadFrame(s)))
+		post(s.path+"/remove", form, act(h.remove))
+		post(s.path+"/"+routeConfirm, form, act(h.confirm))
+		post(s.path+"/"+routeView, form, act(h.view))
+		post(s.path+"/"+routeUndo, form, act(h.undo))
+	}
 
 	// The app's main page, framed from the portal's left menu.
 	post(m.Handler, form, h.limitInbound(routeFrame), h.page(h.appPage))

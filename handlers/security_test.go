@@ -779,7 +779,7 @@ func TestConcurrentInstallEventsMakeOneInstall(t *testing.T) {
 	var rows int
 	require.NoError(t, e.rawDB().QueryRow(`SELECT count(*) FROM portals WHERE member_id = ?`, e.portal.MemberID()).Scan(&rows))
 	assert.Equal(t, 1, rows)
-	assert.Len(t, e.portal.Placements(), 1, "one tab binding")
+	assert.Len(t, e.portal.Placements(), 2, "one tab and one list menu binding")
 	assert.Equal(t, http.StatusOK, e.openTab(simulator.SeedSales, e.leadWithContacts(3), "en").status)
 }
 

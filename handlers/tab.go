@@ -14,6 +14,7 @@ import (
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/lang"
+	"github.com/b24apps/leadcontacts/manifest"
 	"github.com/b24apps/leadcontacts/store"
 )
 
@@ -85,18 +86,69 @@ type contactFields struct {
 	Post       string      `json:"POST"`
 }
 
-// leadTab serves the CRM_LEAD_DETAIL_TAB placement. It authenticates the
-// frame against stored state (known member_id, matching application token,
-// AUTH_ID accepted by the stored portal endpoint — never the posted DOMAIN
-// or SERVER_ENDPOINT), then reads the lead and its contacts in the same
-// batch: one round trip to the portal.
-func (h *Handlers) leadTab(c *gin.Context) error {
+// surface is one placement whose frame opens the lead page, and the family
+// of routes under its handler path that every later page of that frame
+// (confirm, remove, undo, view) posts to. The accepted placement decides
+// the family, and the family is signed into the page context (via), so
+// the history says where an action came from and a page of one family
+// is never accepted by another.
+type surface struct {
+	placement string // the PLACEMENT its frame must carry
+	path      string // its handler path in app.json
+	via       string // store.ViaTab or store.ViaList
+	wrongKey  string // the message for a frame of another placement
+}
+
+// leadSurfaces lists the surfaces app.json binds: the lead tab, which the
+// app cannot do without, and the lead list's row menu when declared.
+func leadSurfaces(m *manifest.Manifest) ([]surface, error) {
+	tab, ok := m.Placement(placementLeadTab)
+	if !ok {
+		return nil, fmt.Errorf("handlers: app.json binds no %s placement", placementLeadTab)
+	}
+	out := []surface{{placement: placementLeadTab, path: tab.Handler, via: store.ViaTab, wrongKey: "error.bad_placement"}}
+	if list, ok := m.Placement(placementLeadListMenu); ok {
+		if list.Handler == tab.Handler {
+			return nil, fmt.Errorf("handlers: %s and %s share the handler %s", placementLeadTab, placementLeadListMenu, tab.Handler)
+		}
+		out = append(out, surface{placement: placementLeadListMenu, path: list.Handler, via: store.ViaList, wrongKey: "error.bad_placement_list"})
+	}
+	return out, nil
+}
+
+// surfaceVia returns the surface of a page context's via; "" (a context
+// signed before via existed) is the tab's.
+func (h *Handlers) surfaceVia(via string) (surface, bool) {
+	if via == "" {
+		via = store.ViaTab
+	}
+	for _, s := range h.surfaces {
+		if s.via == via {
+			return s, true
+		}
+	}
+	return surface{}, false
+}
+
+// leadFrame serves the frame of a surface: the lead card's tab
+// (CRM_LEAD_DETAIL_TAB) or the slider of the lead list's row menu
+// (CRM_LEAD_LIST_MENU), which open the same page. It refuses any other
+// PLACEMENT, and authenticates the frame against stored state (known
+// member_id, matching application token, AUTH_ID accepted by the stored
+// portal endpoint — never the posted DOMAIN or SERVER_ENDPOINT), then
+// reads the lead and its contacts in the same batch: one round trip to
+// the portal.
+func (h *Handlers) leadFrame(s surface) func(c *gin.Context) error {
+	return func(c *gin.Context) error { return h.openLead(c, s) }
+}
+
+func (h *Handlers) openLead(c *gin.Context, s surface) error {
 	f, err := ParseFrame(c.Request.URL.Query(), c.Request.PostForm)
 	if err != nil {
 		return fail(http.StatusBadRequest, "error.bad_request", err)
 	}
-	if f.Placement != placementLeadTab {
-		return fail(http.StatusBadRequest, "error.bad_placement", fmt.Errorf("placement %q", f.Placement))
+	if f.Placement != s.placement {
+		return fail(http.StatusBadRequest, s.wrongKey, fmt.Errorf("placement %q at %s", f.Placement, s.path))
 	}
 	leadID, err := ParsePlacementOptions(f.PlacementOptions)
 	if err != nil {
@@ -127,7 +179,7 @@ func (h *Handlers) leadTab(c *gin.Context) error {
 	if err := h.d.Store.CreateSession(ctx, sess); err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	if err := h.setPageContext(&page, sess, h.browserID(c)); err != nil {
+	if err := h.setPageContext(&page, sess, h.browserID(c), s); err != nil {
 		return err
 	}
 	h.renderTab(c, http.StatusOK, "tab", page)

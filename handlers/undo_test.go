@@ -241,7 +241,7 @@ func TestRebindFromTheAppPage(t *testing.T) {
 	done := e.submit(admin, "#rebind-form")
 	require.Equal(t, http.StatusOK, done.status, done.body)
 	assert.Contains(t, text(done, ".alert-success"), "The tab and the event handlers are bound.")
-	assert.Len(t, e.portal.Placements(), 1)
+	assert.Len(t, e.portal.Placements(), 2)
 
 	// The admin context is not a lead tab's, nor the other way round.
 	tab := e.openTab(2, e.leadWithContacts(3), "en")

@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -28,4 +30,31 @@ func TestOptionalScopes(t *testing.T) {
 	assert.ErrorContains(t, err, "optional scope user_brief is not in scope")
 	_, err = Parse(doc(`["user_brief"]`, `["user_brief"]`))
 	assert.ErrorContains(t, err, "every scope is optional")
+}
+
+// bitrixLangs are the 19 LANG codes Bitrix24 opens apps in.
+var bitrixLangs = []string{"en", "ru", "de", "la", "br", "fr", "it", "pl", "tr", "ua", "kz", "ja", "sc", "tc", "vn", "id", "ms", "th", "ar"}
+
+// TestAppJSONPlacements: the app's own app.json binds the lead card's tab
+// and the lead list's row menu, each on a handler of its own and titled
+// in every Bitrix24 language.
+func TestAppJSONPlacements(t *testing.T) {
+	b, err := os.ReadFile("../app.json")
+	require.NoError(t, err)
+	m, err := Parse(b)
+	require.NoError(t, err)
+	handlers := map[string]bool{}
+	for _, code := range []string{"CRM_LEAD_DETAIL_TAB", "CRM_LEAD_LIST_MENU"} {
+		pl, ok := m.Placement(code)
+		require.True(t, ok, "app.json binds %s", code)
+		assert.False(t, handlers[pl.Handler], "%s has a handler of its own", code)
+		handlers[pl.Handler] = true
+		for _, lang := range bitrixLangs {
+			assert.NotEmpty(t, strings.TrimSpace(pl.Title[lang]), "%s is titled in %s", code, lang)
+		}
+		assert.Len(t, pl.Title, len(bitrixLangs), "%s: no title in a language Bitrix24 lacks", code)
+	}
+	list, _ := m.Placement("CRM_LEAD_LIST_MENU")
+	assert.Equal(t, "/placements/lead-list-menu", list.Handler)
+	assert.Equal(t, "Remove all contacts", list.Title["en"], "the menu item says what the tab's button says")
 }
