@@ -39,6 +39,8 @@ type Store interface {
 	Session(ctx context.Context, id string, now time.Time) (*store.Session, error)
 	UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error
 	HistoryStore
+	// The admins' bulk runs (bulkrun.go).
+	store.Bulk
 	// Refresh safety and portal faults (refresh.go, portal.go).
 	store.Locker
 	DeleteSession(ctx context.Context, id string) error
