@@ -208,7 +208,6 @@ func TestBulkRunLostAnswerIsReadBack(t *testing.T) {
 	assert.Empty(t, claimed, "every lead settled")
 }
 
-
 // Pause takes effect at the next step, resume goes on where the run
 // stopped, cancel ends it; nothing is done twice.
 func TestBulkRunPauseResumeCancel(t *testing.T) {

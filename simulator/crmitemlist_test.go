@@ -54,7 +54,7 @@ func TestItemListFiltersPagesAndSelects(t *testing.T) {
 
 	r = callJSON(t, p, "crm.item.list", tok.AccessToken, map[string]any{"entityTypeId": 1, "start": -1,
 		"filter": map[string]any{"@stageId": []string{"JUNK"}, ">id": 1100, "<=createdTime": "2026-01-20T23:59:59"},
-		"order": map[string]any{"id": "ASC"}, "select": []string{"id"}})
+		"order":  map[string]any{"id": "ASC"}, "select": []string{"id"}})
 	items = itemsOf(t, r)
 	assert.NotContains(t, r.Body, "next", "start=-1: no paging")
 	for _, it := range items {

@@ -73,14 +73,14 @@ type BulkRun struct {
 	// Leads counts the leads settled (done, refused or skipped), Removed
 	// the links removed, Refused the leads Bitrix24 refused.
 	Leads, Removed, Refused int64
-	UndoState           string
-	Restored, Kept      int64 // leads the undo restored, and left alone
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
-	FinishedAt          time.Time // zero until the run is final
-	UndoUntil           time.Time // zero until the run is final
-	LeaseOwner          string
-	LeaseUntil          time.Time
+	UndoState               string
+	Restored, Kept          int64 // leads the undo restored, and left alone
+	CreatedAt               time.Time
+	UpdatedAt               time.Time
+	FinishedAt              time.Time // zero until the run is final
+	UndoUntil               time.Time // zero until the run is final
+	LeaseOwner              string
+	LeaseUntil              time.Time
 }
 
 // Active reports whether the run may still do work (an undo included).
