@@ -134,6 +134,8 @@ type Deps struct {
 	Assets *static.Assets
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Bulk, when set, enqueues the work of the admins' bulk runs.
+	Bulk BulkQueue
 	// Metrics, when set, is told about requests and coalesced flights.
 	Metrics Metrics
 }
