@@ -163,7 +163,7 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	_ = res.Decode("me", &prof) // a name is a nicety: the history falls back to the id
 	sess := &store.Session{
 		ID: randomID(), MemberID: p.MemberID, UserID: int64(me.ID), Lang: loc.Code(),
-		UserName: fullName(prof.Name, "", prof.LastName),
+		UserName:    fullName(prof.Name, "", prof.LastName),
 		AccessToken: f.AuthID, RefreshToken: f.RefreshID,
 		CreatedAt: h.now(), ExpiresAt: h.now().Add(h.cfg.SessionTTL),
 	}
