@@ -108,9 +108,7 @@ func (h *Handlers) bulkOp(ctx context.Context, sess *store.Session, p *store.Por
 		} else if err != nil {
 			return nil, fail(http.StatusInternalServerError, "error.internal", err)
 		}
-		if err := h.d.Bulk.EnqueueBulkRun(ctx, r.ID); err != nil {
-			return nil, fail(http.StatusInternalServerError, "error.internal", err)
-		}
+		h.enqueue(ctx, r.ID)
 		h.d.Logger.InfoContext(ctx, "bulk run started", "member", p.MemberID, "user", sess.UserID, "run", r.ID, "leads", leads)
 		return &banner{Kind: "success", Title: loc.T("app.bulk_started")}, nil
 	}
@@ -144,11 +142,21 @@ func (h *Handlers) bulkOp(ctx context.Context, sess *store.Session, p *store.Por
 	if err != nil {
 		return nil, fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	if (op == "resume" || op == "undo") && h.d.Bulk != nil {
-		if err := h.d.Bulk.EnqueueBulkRun(ctx, id); err != nil {
-			return nil, fail(http.StatusInternalServerError, "error.internal", err)
-		}
+	if op == "resume" || op == "undo" {
+		h.enqueue(ctx, id)
 	}
 	h.d.Logger.InfoContext(ctx, "bulk run "+op, "member", p.MemberID, "user", sess.UserID, "run", id)
 	return nil, nil
+}
+
+// enqueue asks the job engine to work a run now. A failure (the engine is
+// still migrating at boot, say) is only logged: the run is stored, and
+// the engine's resume pass picks up every run with work to do.
+func (h *Handlers) enqueue(ctx context.Context, id int64) {
+	if h.d.Bulk == nil {
+		return
+	}
+	if err := h.d.Bulk.EnqueueBulkRun(ctx, id); err != nil {
+		h.d.Logger.WarnContext(ctx, "bulk run not enqueued; the resume pass will pick it up", "run", id, "err", err)
+	}
 }

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -72,6 +73,7 @@ type bulkResumer struct {
 	river.WorkerDefaults[bulkResumeArgs]
 	bulk   Bulk
 	insert *inserter
+	logger *slog.Logger
 }
 
 // inserter is the client's Insert, set once the client exists (the
@@ -87,19 +89,23 @@ func (w *bulkResumer) Work(ctx context.Context, _ *river.Job[bulkResumeArgs]) er
 	}
 	period := time.Now().Truncate(BulkResumeEvery).Unix()
 	for _, id := range ids {
-		if _, err := w.insert.fn(ctx, BulkRunArgs{RunID: id, Since: period}, nil); err != nil {
+		res, err := w.insert.fn(ctx, BulkRunArgs{RunID: id, Since: period}, nil)
+		if err != nil {
 			return fmt.Errorf("jobs: resume bulk run %d: %w", id, err)
+		}
+		if !res.UniqueSkippedAsDuplicate {
+			w.logger.InfoContext(ctx, "bulk run resumed", "run", id)
 		}
 	}
 	return nil
 }
 
 // addBulk registers the bulk workers and returns the resume pass.
-func addBulk(workers *river.Workers, bulk Bulk, ins *inserter) (*river.PeriodicJob, error) {
+func addBulk(workers *river.Workers, bulk Bulk, ins *inserter, logger *slog.Logger) (*river.PeriodicJob, error) {
 	if err := river.AddWorkerSafely(workers, &bulkWorker{bulk: bulk}); err != nil {
 		return nil, err
 	}
-	if err := river.AddWorkerSafely(workers, &bulkResumer{bulk: bulk, insert: ins}); err != nil {
+	if err := river.AddWorkerSafely(workers, &bulkResumer{bulk: bulk, insert: ins, logger: logger}); err != nil {
 		return nil, err
 	}
 	return river.NewPeriodicJob(river.PeriodicInterval(BulkResumeEvery),

@@ -18,7 +18,7 @@ func register(workers *river.Workers, cfg Config, ins *inserter) ([]*river.Perio
 		return nil, err
 	}
 	if cfg.Bulk != nil {
-		resume, err := addBulk(workers, cfg.Bulk, ins)
+		resume, err := addBulk(workers, cfg.Bulk, ins, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
