@@ -326,3 +326,39 @@ func TestBulkRunUndo(t *testing.T) {
 	}
 	assert.Equal(t, 1, refusedUndo)
 }
+
+// BenchmarkBulkRun is a run over 2,000 leads (30 % of them with one to
+// three contacts, as SeedLeads makes them) against the simulator, with
+// the production limiter: links unlinked per portal request (the batch
+// limit, 50, is the goal), the requests, and the wall time against the
+// budget's floor (requests / 2 per second, ignoring the burst) and
+// against what the background share of the burst allows.
+func BenchmarkBulkRun(b *testing.B) {
+	var links, requests int
+	var took time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		e := newInstalledEnv(b, withPortalBudget())
+		e.portal.SeedLeads(simulator.BulkOptions{Leads: 2000, Seed: 14})
+		links = 0
+		for id := 1; id <= 2100; id++ {
+			links += len(e.portal.LeadContacts(id))
+		}
+		mark := len(e.portal.Calls())
+		run := e.newBulkRun(store.BulkFilter{}, 2000)
+		b.StartTimer()
+		start := time.Now()
+		require.NoError(b, e.h.WorkBulkRun(context.Background(), run.ID))
+		took = time.Since(start)
+		b.StopTimer()
+		require.Equal(b, store.RunDone, e.bulkRun(run.ID).State)
+		requests, _, _, _ = requestsSince(e.portal, mark)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(links)/float64(requests), "links/request")
+	b.ReportMetric(float64(requests), "requests")
+	b.ReportMetric(took.Seconds(), "s/2000-leads")
+	b.ReportMetric(float64(requests)/2, "floor-s")
+	share := bitrix24.DefaultPortalBurst - bitrix24.BackgroundReserve(bitrix24.DefaultPortalBurst)
+	b.ReportMetric(float64(max(requests-share, 0))/2, "floor-after-burst-s")
+}
