@@ -53,7 +53,7 @@ func newAppProcAt(t testing.TB, addr, base string, events http.RoundTripper) *ap
 	require.NoError(t, err)
 	sim, err := simulator.New(simulator.Options{
 		App: simulator.App{ClientID: harnessClientID, ClientSecret: harnessClientSecret, Scope: m.Scope,
-			InstallURL: manifest.Absolute(mustURL(t, base), m.Install)},
+			InstallURL: manifest.Absolute(mustURL(t, base), m.Install), AppURL: manifest.Absolute(mustURL(t, base), m.Handler)},
 		AllowLocalHandlers: true,
 		EventTransport:     events,
 	})

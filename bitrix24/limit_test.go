@@ -453,3 +453,50 @@ func TestWarmConnectionSettings(t *testing.T) {
 	assert.Positive(t, tr.HTTP2.SendPingTimeout)
 	assert.Less(t, tr.HTTP2.SendPingTimeout, tr.IdleConnTimeout)
 }
+
+// Background calls (bulk runs) take the bucket only down to half: a tab
+// view and a click that come while a run has filled its share go at once,
+// and the run waits its turn, at the portal's drain rate.
+func TestBackgroundKeepsViewsAndClicksFree(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lp := newLimitedPortal(Options{})
+		share := DefaultPortalBurst - BackgroundReserve(DefaultPortalBurst)
+		require.Equal(t, 25, share)
+		bulk := Background(t.Context())
+		start := time.Now()
+		for range share {
+			require.NoError(t, lp.call(bulk, "a.bitrix24.com"))
+		}
+		assert.Equal(t, start, time.Now(), "the run's share goes at once")
+
+		mark := lp.sent()
+		done := make(chan struct{})
+		go func() {
+			assert.NoError(t, lp.call(bulk, "a.bitrix24.com"))
+			close(done)
+		}()
+		synctest.Wait()
+		assert.Equal(t, mark, lp.sent(), "the run waits at its level")
+		views := Deferrable(t.Context())
+		for range DefaultPortalBurst - ClickReserve(DefaultPortalBurst) - share {
+			require.NoError(t, lp.call(views, "a.bitrix24.com"))
+		}
+		for range ClickReserve(DefaultPortalBurst) {
+			require.NoError(t, lp.call(t.Context(), "a.bitrix24.com"))
+		}
+		assert.Equal(t, start, time.Now(), "views and clicks never waited for the run")
+		assert.Equal(t, make([]time.Duration, DefaultPortalBurst-share), lp.waits(mark))
+		<-done
+		w := lp.waits(mark)
+		assert.Equal(t, 13*time.Second, w[len(w)-1], "the run went once the bucket was back at its level: (50-24)/2 per s")
+
+		// Alone, the run goes at the drain rate.
+		time.Sleep(time.Minute)
+		mark, again := lp.sent(), time.Now()
+		for range share + 10 {
+			require.NoError(t, lp.call(bulk, "a.bitrix24.com"))
+		}
+		assert.Equal(t, 10*500*time.Millisecond, time.Since(again), "2 per second past its share")
+		assert.Len(t, lp.waits(mark), share+10)
+	})
+}

@@ -68,6 +68,7 @@ type adminPage struct {
 	Banner        *banner
 	Context       string // signed admin context; empty hides the re-bind form
 	RebindAction  string
+	Bulk          *bulkSection // the bulk run card; nil hides it
 	TabTitle      string
 }
 
@@ -144,7 +145,7 @@ func (h *Handlers) appPage(c *gin.Context) error {
 		if entries, err = h.d.Store.History(ctx, p.MemberID, historyShown); err != nil {
 			return nil, fail(http.StatusInternalServerError, "error.internal", err)
 		}
-		return adminCommands(unnamedUsers(entries, f.Scope)), nil
+		return append(adminCommands(unnamedUsers(entries, f.Scope)), statusCommands()...), nil
 	})
 	if err != nil {
 		return err
@@ -156,8 +157,14 @@ func (h *Handlers) appPage(c *gin.Context) error {
 		h.render(c, http.StatusOK, "app", page)
 		return nil
 	}
+	var prof struct {
+		Name     string `json:"NAME"`
+		LastName string `json:"LAST_NAME"`
+	}
+	_ = res.Decode("me", &prof) // a name is a nicety: the history falls back to the id
 	sess := &store.Session{
 		ID: randomID(), MemberID: p.MemberID, UserID: int64(me.ID), Lang: loc.Code(),
+		UserName:    fullName(prof.Name, "", prof.LastName),
 		AccessToken: f.AuthID, RefreshToken: f.RefreshID,
 		CreatedAt: h.now(), ExpiresAt: h.now().Add(h.cfg.SessionTTL),
 	}
@@ -167,6 +174,7 @@ func (h *Handlers) appPage(c *gin.Context) error {
 	if err := h.fillAdmin(&page, loc, p, sess, res, h.browserID(c), entries, f.Scope); err != nil {
 		return err
 	}
+	h.fillBulk(ctx, &page, loc, p, res, store.BulkFilter{})
 	if missing := missingScopes(f.Scope, h.cfg.Manifest.Required()); len(missing) > 0 {
 		// The scopes granted now (APPLICATION_SCOPE), which an update of
 		// the app's permissions may have changed since the install.
@@ -258,45 +266,56 @@ func (h *Handlers) fillAdmin(page *adminPage, loc *lang.Localizer, p *store.Port
 	return nil
 }
 
+// adminAction is the prologue of every action posted from the admins'
+// page: the signed admin context, bound to this browser, naming a live
+// admin session of an installed portal. It sets the frame's origin.
+func (h *Handlers) adminAction(ctx context.Context, c *gin.Context) (*store.Session, *store.Portal, error) {
+	var ac adminContext
+	v := c.Request.PostForm.Get("ctx")
+	if v == "" || len(v) > 4096 {
+		return nil, nil, fail(http.StatusForbidden, "error.forbidden_action", errors.New("no admin context"))
+	}
+	if err := securecookie.DecodeMulti(adminContextName, v, &ac, h.ctxCodecs...); err != nil {
+		if strings.Contains(err.Error(), "expired timestamp") {
+			return nil, nil, fail(http.StatusUnauthorized, "error.session_expired", err)
+		}
+		return nil, nil, fail(http.StatusForbidden, "error.forbidden_action", err)
+	}
+	if err := h.checkBrowser(c, ac.BID); err != nil {
+		return nil, nil, fail(http.StatusForbidden, "error.forbidden_action", err)
+	}
+	sess, err := h.d.Store.Session(ctx, ac.SID, h.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, fail(http.StatusUnauthorized, "error.session_expired", err)
+	}
+	if err != nil {
+		return nil, nil, fail(http.StatusInternalServerError, "error.internal", err)
+	}
+	if sess.MemberID != ac.MemberID || sess.UserID != ac.UserID || sess.LeadID != 0 {
+		return nil, nil, fail(http.StatusForbidden, "error.forbidden_action", errors.New("admin context does not match its session"))
+	}
+	p, err := h.activePortal(ctx, sess.MemberID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := notReported(p); err != nil {
+		return nil, nil, err
+	}
+	c.Set(originKey, portalOrigin(p))
+	return sess, p, nil
+}
+
 // rebind binds app.json's placements and events again, from the admins'
 // page, with the clicking admin's own token (Bitrix24 lets only admins
 // bind; an expired token is refreshed as for a removal). It reuses the
 // installer's bind, so what is right is kept and what is stale replaced.
 func (h *Handlers) rebind(c *gin.Context) error {
-	var ac adminContext
-	v := c.Request.PostForm.Get("ctx")
-	if v == "" || len(v) > 4096 {
-		return fail(http.StatusForbidden, "error.forbidden_action", errors.New("no admin context"))
-	}
-	if err := securecookie.DecodeMulti(adminContextName, v, &ac, h.ctxCodecs...); err != nil {
-		if strings.Contains(err.Error(), "expired timestamp") {
-			return fail(http.StatusUnauthorized, "error.session_expired", err)
-		}
-		return fail(http.StatusForbidden, "error.forbidden_action", err)
-	}
-	if err := h.checkBrowser(c, ac.BID); err != nil {
-		return fail(http.StatusForbidden, "error.forbidden_action", err)
-	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	sess, err := h.d.Store.Session(ctx, ac.SID, h.now())
-	if errors.Is(err, store.ErrNotFound) {
-		return fail(http.StatusUnauthorized, "error.session_expired", err)
-	}
-	if err != nil {
-		return fail(http.StatusInternalServerError, "error.internal", err)
-	}
-	if sess.MemberID != ac.MemberID || sess.UserID != ac.UserID || sess.LeadID != 0 {
-		return fail(http.StatusForbidden, "error.forbidden_action", errors.New("admin context does not match its session"))
-	}
-	p, err := h.activePortal(ctx, sess.MemberID)
+	sess, p, err := h.adminAction(ctx, c)
 	if err != nil {
 		return err
 	}
-	if err := notReported(p); err != nil {
-		return err
-	}
-	c.Set(originKey, portalOrigin(p))
 	loc := h.d.Lang.For(sess.Lang)
 	page := adminPage{base: h.base(loc)}
 
@@ -317,7 +336,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		}
 		// The scopes granted now are unknown here (the stored ones date
 		// from the install): user.get is tried, and its answer decides.
-		res, err = h.d.REST.Batch(ctx, endpoint, token, false, adminCommands(unnamedUsers(entries, "")))
+		res, err = h.d.REST.Batch(ctx, endpoint, token, false, append(adminCommands(unnamedUsers(entries, "")), statusCommands()...))
 		return err
 	})
 	if err != nil {
@@ -334,6 +353,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 	if err := h.fillAdmin(&page, loc, p, sess, res, h.browserID(c), entries, ""); err != nil {
 		return err
 	}
+	h.fillBulk(ctx, &page, loc, p, res, store.BulkFilter{})
 	if page.Banner == nil {
 		page.Banner = &banner{Kind: "success", Title: loc.T("app.rebind_done")}
 	}

@@ -102,6 +102,8 @@ type testEnv struct {
 	// simOptions and portalOptions adjust the simulator and its portal.
 	simOptions    func(*simulator.Options)
 	portalOptions func(*simulator.PortalOptions)
+	// bulk, when set, is the app's queue of bulk runs.
+	bulk handlers.BulkQueue
 }
 
 type envOption func(*testEnv)
@@ -227,6 +229,7 @@ func (e *testEnv) start() {
 		REST:  e.restClient(httpClient, logger),
 		OAuth: e.oauthClient(httpClient),
 		Keys:  e.keys, Lang: bundle, Assets: assets, Logger: logger, Now: e.clock.Now,
+		Bulk: e.bulk,
 	})
 	require.NoError(t, err)
 	e.h = h

@@ -39,6 +39,8 @@ type Store interface {
 	Session(ctx context.Context, id string, now time.Time) (*store.Session, error)
 	UpdateSessionTokens(ctx context.Context, id string, version int64, access, refresh secret.String) error
 	HistoryStore
+	// The admins' bulk runs (bulkrun.go).
+	store.Bulk
 	// Refresh safety and portal faults (refresh.go, portal.go).
 	store.Locker
 	DeleteSession(ctx context.Context, id string) error
@@ -132,6 +134,8 @@ type Deps struct {
 	Assets *static.Assets
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Bulk, when set, enqueues the work of the admins' bulk runs.
+	Bulk BulkQueue
 	// Metrics, when set, is told about requests and coalesced flights.
 	Metrics Metrics
 }

@@ -36,6 +36,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Chores are the periodic jobs.
 	Chores []Chore
+	// Bulk, when set, works the admins' bulk runs (bulk.go).
+	Bulk Bulk
 	// Observe is told every outcome of a chore (metrics.ObserveChore).
 	Observe func(key string, n int64, err error)
 	// StartDelay defers the migration and the start, so that they do
@@ -163,7 +165,8 @@ func newEngine[TTx any](driver riverdriver.Driver[TTx], cfg Config, lock func(co
 		cfg.StopTimeout = 10 * time.Second
 	}
 	workers := river.NewWorkers()
-	periodic, err := register(workers, cfg)
+	ins := &inserter{}
+	periodic, err := register(workers, cfg, ins)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +185,7 @@ func newEngine[TTx any](driver riverdriver.Driver[TTx], cfg Config, lock func(co
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	ins.fn = rc.Insert
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: riverLogger(cfg.Logger)})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)

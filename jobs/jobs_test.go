@@ -400,7 +400,7 @@ func TestChoreValidation(t *testing.T) {
 }
 
 func newChoresOnly(cfg Config) ([]*river.PeriodicJob, error) {
-	return register(river.NewWorkers(), cfg)
+	return register(river.NewWorkers(), cfg, &inserter{})
 }
 
 // The schedule falls on the multiples of the period, as River's unique

@@ -9,13 +9,20 @@ import (
 // InsertOpts, its worker in a file of its own (chore.go is the model: it
 // logs and observes its outcome itself), and one line here; it is then
 // enqueued with Engine.Insert.
-func register(workers *river.Workers, cfg Config) ([]*river.PeriodicJob, error) {
+func register(workers *river.Workers, cfg Config, ins *inserter) ([]*river.PeriodicJob, error) {
 	chores, periodic, err := newChores(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if err := river.AddWorkerSafely(workers, chores); err != nil {
 		return nil, err
+	}
+	if cfg.Bulk != nil {
+		resume, err := addBulk(workers, cfg.Bulk, ins, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		periodic = append(periodic, resume)
 	}
 	return periodic, nil
 }

@@ -20,6 +20,11 @@ func (p *Portal) mItemGet(c *callCtx) (result, *apiError) {
 	if !ok {
 		return result{}, apiErr(400, "NOT_FOUND", "Element not found")
 	}
+	return okResult(fields("item", leadItem(rec)))
+}
+
+// leadItem is a lead in the universal API's camelCase shape.
+func leadItem(rec *leadRec) obj {
 	contactIDs := make([]any, 0, len(rec.contacts))
 	contactID := 0
 	for _, lc := range rec.contacts {
@@ -32,7 +37,7 @@ func (p *Portal) mItemGet(c *callCtx) (result, *apiError) {
 	classic := leadRecord(rec)
 	by := max(rec.AssignedByID, 1)
 	created, modified := dateTime(rec.created), dateTime(rec.modified)
-	item := fields("id", rec.ID, "createdTime", created, "dateCreateShort", nil, "updatedTime", modified,
+	return fields("id", rec.ID, "createdTime", created, "dateCreateShort", nil, "updatedTime", modified,
 		"dateModifyShort", nil, "createdBy", by, "updatedBy", by, "assignedById", by, "opened", "Y", "companyId", 0,
 		"contactId", contactID, "stageId", rec.StatusID, "isConvert", nil, "statusDescription", nil,
 		"stageSemanticId", classic.vals["STATUS_SEMANTIC_ID"], "productId", nil, "opportunity", 0, "currencyId", "USD",
@@ -45,5 +50,4 @@ func (p *Portal) mItemGet(c *callCtx) (result, *apiError) {
 		"emailWork", "", "emailMailing", "", "skype", nil, "icq", nil, "imol", "", "email", "", "phone", "", "fm", []any{},
 		"utmSource", nil, "utmMedium", nil, "utmCampaign", nil, "utmContent", nil, "utmTerm", nil, "observers", []any{},
 		"contactIds", contactIDs, "entityTypeId", entityTypeLead)
-	return okResult(fields("item", item))
 }

@@ -42,6 +42,8 @@ func (p *Portal) buildMethods() map[string]methodDef {
 		"crm.contact.get":               {scope: "crm", fn: crmGet(p.contacts, contactRecord)},
 		"crm.contact.list":              {scope: "crm", fn: crmList(p.contacts, contactRecord)},
 		"crm.item.get":                  {scope: "crm", fn: p.mItemGet},
+		"crm.item.list":                 {scope: "crm", fn: p.mItemList},
+		"crm.status.list":               {scope: "crm", fn: p.mStatusList},
 		"crm.lead.contact.items.get":    {scope: "crm", fn: p.mLeadContactItemsGet},
 		"crm.lead.contact.items.set":    {scope: "crm", fn: p.editLinks(p.itemsSet)},
 		"crm.lead.contact.items.delete": {scope: "crm", fn: p.editLinks(itemsDelete)},

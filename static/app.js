@@ -140,7 +140,50 @@
     if (failure) { failure.focus(); }
   }
 
+  // pollBulk keeps the bulk run's progress current while it works: every
+  // two seconds it posts the page's admin context to the status route and
+  // writes the counters back; the page itself reads them from the store,
+  // so a reload shows the same progress. Buttons a state no longer allows
+  // are taken away; a finished run stops the poll.
+  function pollBulk() {
+    var run = document.getElementById('bulk-run');
+    if (!run || run.getAttribute('data-active') !== 'true' || !window.fetch || !window.FormData) { return; }
+    var ctx = document.querySelector('#bulk-control input[name="ctx"]');
+    function set(id, v) {
+      var el = document.getElementById(id);
+      if (el && v !== undefined) { el.textContent = String(v); }
+    }
+    function tick() {
+      var body = new FormData();
+      body.append('ctx', ctx ? ctx.value : '');
+      window.fetch(run.getAttribute('data-status'), { method: 'POST', body: body, credentials: 'same-origin' })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (v) {
+          if (!v || v.id !== Number(run.getAttribute('data-run'))) { return; }
+          var bar = document.getElementById('bulk-progress');
+          bar.max = Math.max(v.matched, 1);
+          bar.value = v.leads;
+          bar.textContent = v.leads + ' / ' + v.matched;
+          set('bulk-state', v.text);
+          set('bulk-leads', v.leads);
+          set('bulk-matched', v.matched);
+          set('bulk-removed', v.removed);
+          set('bulk-refused', v.refused);
+          set('bulk-restored', v.restored);
+          set('bulk-kept', v.kept);
+          [['bulk-pause', v.can_pause], ['bulk-cancel', v.can_cancel]].forEach(function (b) {
+            var el = document.getElementById(b[0]);
+            if (el && !b[1]) { el.remove(); }
+          });
+          if (v.active) { window.setTimeout(tick, 2000); }
+        })
+        .catch(function () { window.setTimeout(tick, 5000); });
+    }
+    window.setTimeout(tick, 1000);
+  }
+
   onReady(function () {
+    pollBulk();
     enhanceLinks();
     enhanceBusyForms();
     enhanceRemove();

@@ -208,6 +208,8 @@ type Store interface {
 	// installed.
 	RecentTokens(ctx context.Context, memberID string, limit int, now time.Time) ([]TokenPair, error)
 
+	// Bulk: the admins' bulk runs (bulk.go).
+	Bulk
 	// Locker: token refreshes rely on it in every backend.
 	Locker
 	// Resealer lets a key rotation finish.

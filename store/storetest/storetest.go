@@ -300,6 +300,10 @@ func runContract(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UninstallReport/ReinstallOrUninstallEndsIt", testUninstallReportEnds},
 		{"RecentTokens", testRecentTokens},
 		{"Ping", testPing},
+		{"Bulk/RoundTrip", testBulkRunRoundTrip},
+		{"Bulk/Lease", testBulkLease},
+		{"Bulk/ClaimSettle", testBulkClaimSettle},
+		{"Bulk/Undo", testBulkUndo},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
