@@ -197,6 +197,18 @@ func (p *Portal) serveREST(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if faulted && !f.AfterRun {
 		s.log("portal %s: fault on %s", p.memberID, method)
+		if f.Hang || f.CloseConnection {
+			// Recorded first: the client sees the dropped connection (or
+			// gives up waiting) at once and may act on it, and read the
+			// calls, before this goroutine runs again.
+			rec.Error = "fault: connection closed"
+			if f.Hang {
+				rec.Error = "fault: hang"
+			}
+			p.record(rec)
+			s.serveFault(r.Context(), w, f)
+			return
+		}
 		handled, status, errText := s.serveFault(r.Context(), w, f)
 		if handled {
 			rec.HTTPStatus, rec.Error = status, errText
