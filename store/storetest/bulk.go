@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -81,7 +82,7 @@ func testBulkLease(t *testing.T, open func(t *testing.T) store.Store) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			_, err := s.LeaseBulkRun(ctx, r.ID, string(rune('a'+i)), now, now.Add(time.Minute))
+			_, err := s.LeaseBulkRun(ctx, r.ID, "instance-"+strconv.Itoa(i), now, now.Add(time.Minute))
 			if err == nil {
 				mu.Lock()
 				wins++
