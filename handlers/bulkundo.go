@@ -3,8 +3,6 @@ package handlers
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 
@@ -95,18 +93,8 @@ func (w *bulkWork) undoStep(ctx context.Context, run *store.BulkRun) (bool, erro
 func (w *bulkWork) setLinks(ctx context.Context, sess *store.Session, p *store.Portal, leads []store.BulkLead) (*bitrix24.BatchResult, error) {
 	cmds := make([]bitrix24.Cmd, 0, len(leads))
 	for _, l := range leads {
-		q := url.Values{"id": {strconv.FormatInt(l.LeadID, 10)}}
-		for i, k := range l.Links {
-			key := fmt.Sprintf("items[%d]", i)
-			primary := "N"
-			if k.Primary {
-				primary = "Y"
-			}
-			q.Set(key+"[CONTACT_ID]", strconv.FormatInt(k.ContactID, 10))
-			q.Set(key+"[SORT]", strconv.Itoa(k.Sort))
-			q.Set(key+"[IS_PRIMARY]", primary)
-		}
-		cmds = append(cmds, bitrix24.Cmd{Key: "s" + strconv.FormatInt(l.LeadID, 10), Method: "crm.lead.contact.items.set", Params: q})
+		cmds = append(cmds, bitrix24.Cmd{Key: "s" + strconv.FormatInt(l.LeadID, 10), Method: "crm.lead.contact.items.set",
+			Params: itemsSetParams(l.LeadID, l.Links)})
 	}
 	var res *bitrix24.BatchResult
 	err := w.h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {

@@ -260,18 +260,7 @@ func (h *Handlers) restore(ctx context.Context, sess *store.Session, p *store.Po
 			out = check
 			return errLeadChanged
 		}
-		set := url.Values{"id": {strconv.FormatInt(sess.LeadID, 10)}}
-		for i, l := range snap.Items {
-			k := fmt.Sprintf("items[%d]", i)
-			primary := "N"
-			if l.Primary {
-				primary = "Y"
-			}
-			set.Set(k+"[CONTACT_ID]", strconv.FormatInt(l.ContactID, 10))
-			set.Set(k+"[SORT]", strconv.Itoa(l.Sort))
-			set.Set(k+"[IS_PRIMARY]", primary)
-		}
-		cmds := append([]bitrix24.Cmd{{Key: "set", Method: "crm.lead.contact.items.set", Params: set}},
+		cmds := append([]bitrix24.Cmd{{Key: "set", Method: "crm.lead.contact.items.set", Params: itemsSetParams(sess.LeadID, snap.Items)}},
 			listCommands(sess.LeadID)...)
 		res, err := h.d.REST.Batch(ctx, endpoint, token, true, cmds)
 		if err != nil {
@@ -284,6 +273,24 @@ func (h *Handlers) restore(ctx context.Context, sess *store.Session, p *store.Po
 		return nil
 	})
 	return out, err
+}
+
+// itemsSetParams is crm.lead.contact.items.set's parameters that link a
+// lead's contacts back exactly as they were: order, SORT and primary flag.
+// The tab's undo and a bulk run's undo both put links back with it.
+func itemsSetParams(leadID int64, links []store.LeadLink) url.Values {
+	q := url.Values{"id": {strconv.FormatInt(leadID, 10)}}
+	for i, l := range links {
+		k := fmt.Sprintf("items[%d]", i)
+		primary := "N"
+		if l.Primary {
+			primary = "Y"
+		}
+		q.Set(k+"[CONTACT_ID]", strconv.FormatInt(l.ContactID, 10))
+		q.Set(k+"[SORT]", strconv.Itoa(l.Sort))
+		q.Set(k+"[IS_PRIMARY]", primary)
+	}
+	return q
 }
 
 // answeredTrue reads a write's answer in a batch: anything but true is a
