@@ -243,6 +243,9 @@ type appJSON struct {
 		Handler string `json:"handler"`
 	} `json:"placements"`
 	Events map[string]string `json:"events"`
+	Robots []struct {
+		Handler string `json:"handler"`
+	} `json:"robots"`
 }
 
 func readAppJSON(t *testing.T) appJSON {

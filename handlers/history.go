@@ -27,8 +27,8 @@ func (h *Handlers) recordRemoval(ctx context.Context, sess *store.Session, via s
 		e.Outcome = store.OutcomeUncounted
 	}
 	h.saveHistory(ctx, e)
-	if err != nil || len(links) == 0 {
-		return false
+	if err != nil || len(links) == 0 || sess.ID == "" {
+		return false // nothing to undo, or no session to offer it in (a rule's run)
 	}
 	now := h.now()
 	snap := &store.UndoSnapshot{SessionID: sess.ID, MemberID: sess.MemberID, LeadID: sess.LeadID, UserID: sess.UserID,

@@ -269,6 +269,10 @@ type setupPlan struct {
 	appCode    string
 	placements []binding
 	events     []binding
+	// robots are the codes bizproc.robot.list names; robotsErr its error
+	// (no bizproc scope, no automation on the plan): robots unavailable.
+	robots    []string
+	robotsErr error
 }
 
 // readSetup reads, with the installer's fresh token and in one batch, the
@@ -277,12 +281,16 @@ type setupPlan struct {
 // anyone else stops here (profile ADMIN, and placement.get is for admins
 // only), before anything is stored.
 func (h *Handlers) readSetup(ctx context.Context, p *store.Portal) (*setupPlan, error) {
-	cur, err := h.d.REST.Batch(ctx, p.RESTEndpoint, p.AccessToken, false, []bitrix24.Cmd{
+	cmds := []bitrix24.Cmd{
 		{Key: "me", Method: "profile"},
 		{Key: "app", Method: "app.info"},
 		{Key: "placements", Method: "placement.get"},
 		{Key: "events", Method: "event.get"},
-	})
+	}
+	if len(h.cfg.Manifest.Robots) > 0 {
+		cmds = append(cmds, bitrix24.Cmd{Key: "robots", Method: "bizproc.robot.list"})
+	}
+	cur, err := h.d.REST.Batch(ctx, p.RESTEndpoint, p.AccessToken, false, cmds)
 	if err != nil {
 		return nil, bindProblem("", err)
 	}
@@ -309,6 +317,11 @@ func (h *Handlers) readSetup(ctx context.Context, p *store.Portal) (*setupPlan, 
 	}
 	if err := cur.Decode("events", &plan.events); err != nil {
 		return nil, bindProblem("event.get", err)
+	}
+	if len(h.cfg.Manifest.Robots) > 0 {
+		if plan.robotsErr = cur.Decode("robots", &plan.robots); plan.robotsErr != nil {
+			h.d.Logger.WarnContext(ctx, "automation rules unavailable: bizproc.robot.list failed", "member", p.MemberID, "code", upstreamCode(plan.robotsErr))
+		}
 	}
 	plan.appID, plan.appCode = int64(ai.ID), ai.Code
 	return &plan, nil
@@ -347,19 +360,28 @@ func (h *Handlers) bind(ctx context.Context, p *store.Portal, plan *setupPlan, l
 			url.Values{"event": {ev.Name}, "handler": {want}})
 		items = append(items, setupItem{Label: loc.T("install.event", "Event", ev.Name), Status: loc.T(status)})
 	}
+	robotItems, robotKeys := h.robotOps(&ops, plan, loc)
 	if len(ops) == 0 {
-		return items, nil
+		return append(items, robotItems...), nil
 	}
 	res, err := h.d.REST.Batch(ctx, p.RESTEndpoint, p.AccessToken, false, ops)
 	if err != nil {
 		return items, bindProblem("", err)
 	}
+	for i, key := range robotKeys {
+		// A robot Bitrix24 refuses leaves the tab working: the report
+		// says so, and the install goes on.
+		if err := res.Err(key); key != "" && err != nil && !alreadyInstalled(err) {
+			h.d.Logger.WarnContext(ctx, "automation rule not registered", "member", p.MemberID, "code", upstreamCode(err), "err", err)
+			robotItems[i].Status = robotRefused(loc, err)
+		}
+	}
 	for _, op := range ops {
-		if err := res.Err(op.Key); err != nil && !alreadyBound(err) {
+		if err := res.Err(op.Key); err != nil && !alreadyBound(err) && !slices.Contains(robotKeys, op.Key) {
 			return items, bindProblem(op.Method, err)
 		}
 	}
-	return items, nil
+	return append(items, robotItems...), nil
 }
 
 // reconcile compares the current bindings of one placement or event with
@@ -409,8 +431,11 @@ func bindProblem(method string, err error) error {
 	if errors.Is(err, bitrix24.ErrInsufficientScope) {
 		// The answer does not say which scope; the method does.
 		scope := "placement"
-		if strings.HasPrefix(method, "crm.") {
+		switch {
+		case strings.HasPrefix(method, "crm."):
 			scope = "crm"
+		case strings.HasPrefix(method, "bizproc."):
+			scope = "bizproc"
 		}
 		return scopeProblem(err, []string{scope})
 	}
@@ -430,9 +455,4 @@ func placementTitle(m *manifest.Manifest, code string) string {
 	return titleIn(pl, code)
 }
 
-func titleIn(pl manifest.Placement, code string) string {
-	if t := pl.Title[code]; t != "" {
-		return t
-	}
-	return pl.Title["en"]
-}
+func titleIn(pl manifest.Placement, code string) string { return textIn(pl.Title, code) }

@@ -17,7 +17,7 @@ func TestInstallBindsWhatAppJSONDeclares(t *testing.T) {
 	e := newTestEnv(t)
 	p := e.install()
 	assert.True(t, p.doc.Find("body").HasClass("install-finish"), "the page must call BX24.installFinish")
-	assert.Equal(t, 3, p.doc.Find("#setup li").Length(), "the tab, the list menu and ONAPPUNINSTALL")
+	assert.Equal(t, 4, p.doc.Find("#setup li").Length(), "the tab, the list menu, ONAPPUNINSTALL and the automation rule")
 	assert.Contains(t, p.doc.Find("#setup").Text(), "Remove all contacts", "the list menu's item, by its title")
 	assert.Contains(t, p.header.Get("Content-Security-Policy"), "frame-ancestors "+e.portal.URL())
 	scripts := p.doc.Find("script[src]")

@@ -46,13 +46,16 @@ const (
 // have refreshed it meanwhile (and a refresh may revoke the old access
 // token, which then answers invalid_token rather than expired_token). Only
 // a token with no newer pair stored is refreshed, once, persisted before
-// use; call then runs once more — never a loop.
+// use; call then runs once more — never a loop. A session without a
+// refresh token is never refreshed.
 func (h *Handlers) asUser(ctx context.Context, sess *store.Session, p *store.Portal, call func(endpoint string, token secret.String) error) error {
 	run := func(token secret.String) error {
 		return h.onPortal(ctx, p, func(endpoint string) error { return call(endpoint, token) })
 	}
 	err := run(sess.AccessToken)
-	if bitrix24.IsAuthFailure(err) {
+	// A token given without a refresh token (an automation rule's run)
+	// cannot be renewed: its refusal stands.
+	if bitrix24.IsAuthFailure(err) && !sess.RefreshToken.IsZero() {
 		token, rerr := h.refreshSession(ctx, sess, p, bitrix24.Refreshable(err))
 		switch {
 		case rerr == nil:

@@ -33,6 +33,9 @@ func (h *Handlers) Engine() *gin.Engine {
 	for _, ev := range m.EventList() {
 		exempt = append(exempt, ev.Handler)
 	}
+	for _, rb := range m.Robots {
+		exempt = append(exempt, rb.Handler)
+	}
 	r.Use(h.requestID(), h.recoverPanics(), h.logRequests(), h.securityHeaders(), h.crossOrigin(exempt...))
 
 	form := h.formBody(frameBodyLimit)
@@ -76,6 +79,11 @@ func (h *Handlers) Engine() *gin.Engine {
 			r.GET(ev.Handler, landing)
 			r.HEAD(ev.Handler, landing)
 		}
+	}
+
+	// Automation rules: Bitrix24's queue server posts a run like an event.
+	for _, rb := range m.Robots {
+		post(rb.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeEvent), h.event(h.onRobot(rb)))
 	}
 
 	r.GET("/static/:name", h.asset)

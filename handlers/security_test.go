@@ -559,7 +559,8 @@ func TestCrossSiteActionIsRefusedEvenWithCredentials(t *testing.T) {
 
 // C5: CrossOriginProtection covers every state-changing route of the
 // engine; only the exact paths Bitrix24 itself POSTs to cross-site (those
-// app.json declares: installer, main page, placements, events) are exempt.
+// app.json declares: installer, main page, placements, events, automation
+// rules) are exempt.
 // A trailing slash or an extra segment is not exempt. The route list comes
 // from the engine itself, so a new route is covered the day it is added.
 func TestCrossOriginProtectionExemptsExactPathsOnly(t *testing.T) {
@@ -608,6 +609,9 @@ func exemptPaths(t *testing.T) map[string]struct{} {
 	}
 	for _, h := range m.Events {
 		out[h] = struct{}{}
+	}
+	for _, r := range m.Robots {
+		out[r.Handler] = struct{}{}
 	}
 	return out
 }

@@ -203,7 +203,7 @@ func TestEveryMessageRendersInEveryLanguage(t *testing.T) {
 					counts = []any{0, 1, 2, 3, 5, 11, 21, 101, 1000000}
 				}
 				for _, n := range counts {
-					data := map[string]any{"ID": 7, "Title": "Big deal", "Code": "ACCESS_DENIED", "Event": "ONAPPINSTALL", "Tab": "Tab", "Scopes": "crm", "Reason": "Bitrix24 was busy", "Count": n}
+					data := map[string]any{"ID": 7, "Title": "Big deal", "Code": "ACCESS_DENIED", "Event": "ONAPPINSTALL", "Tab": "Tab", "Scopes": "crm", "Reason": "Bitrix24 was busy", "Number": 4, "Count": n}
 					s, tag, err := strict.LocalizeWithTag(&i18n.LocalizeConfig{MessageID: id, TemplateData: data, PluralCount: n})
 					require.NoError(t, err, "%s (count %v)", id, n)
 					assert.Equal(t, tags[code], tag, "%s came from another catalogue", id)

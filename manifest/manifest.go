@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +28,27 @@ type Manifest struct {
 	Handler       string            `json:"handler"`
 	Placements    []Placement       `json:"placements"`
 	Events        map[string]string `json:"events"`
+	Robots        []Robot           `json:"robots"`
+}
+
+// Robot is an automation rule the app registers (bizproc.robot.add) and
+// serves on Handler. Name and Description are keyed by Bitrix24 LANG
+// code, "en" required. ReturnProperties are the values the rule hands
+// back through bizproc.event.send, in the order the designer lists them.
+type Robot struct {
+	Code             string            `json:"code"`
+	Handler          string            `json:"handler"`
+	Name             map[string]string `json:"name"`
+	Description      map[string]string `json:"description"`
+	ReturnProperties []RobotProperty   `json:"return_properties"`
+}
+
+// RobotProperty is one return value of a robot: its code, its type in
+// the designer's terms (string, int, bool, …) and its name by language.
+type RobotProperty struct {
+	Code string            `json:"code"`
+	Type string            `json:"type"`
+	Name map[string]string `json:"name"`
 }
 
 // Placement is one widget the app binds.
@@ -80,6 +102,7 @@ func Parse(appJSON []byte) (*Manifest, error) {
 			problems = append(problems, fmt.Sprintf("placement %s needs an English title", p.Placement))
 		}
 	}
+	problems = append(problems, m.robotProblems()...)
 	for ev, h := range m.Events {
 		if ev != strings.ToUpper(ev) || !strings.HasPrefix(h, "/") {
 			problems = append(problems, fmt.Sprintf("event %s needs an upper-case name and an absolute handler path", ev))
@@ -89,6 +112,42 @@ func Parse(appJSON []byte) (*Manifest, error) {
 		return nil, errors.New("manifest: " + strings.Join(problems, "; "))
 	}
 	return m, nil
+}
+
+// robotCode and propertyCode are what bizproc.robot.add accepts
+// (bizproc-robot-add.md): a code of letters, digits, dot, hyphen and
+// underscore; a property's system name starting with a letter.
+var (
+	robotCode    = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+	propertyCode = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]*$`)
+)
+
+// robotProblems checks the robots: a robot needs the bizproc scope, a
+// code Bitrix24 accepts, its own absolute handler path and English text.
+func (m *Manifest) robotProblems() []string {
+	var problems []string
+	if len(m.Robots) > 0 && !m.HasScope("bizproc") {
+		problems = append(problems, "robots need the bizproc scope")
+	}
+	seen := map[string]bool{}
+	for i, r := range m.Robots {
+		if !robotCode.MatchString(r.Code) || seen[r.Code] {
+			problems = append(problems, fmt.Sprintf("robot %d needs a unique code of letters, digits, '.', '-' and '_'", i))
+		}
+		seen[r.Code] = true
+		if !strings.HasPrefix(r.Handler, "/") || r.Handler == m.Install || r.Handler == m.Handler {
+			problems = append(problems, fmt.Sprintf("robot %s needs an absolute handler path of its own", r.Code))
+		}
+		if r.Name["en"] == "" {
+			problems = append(problems, fmt.Sprintf("robot %s needs an English name", r.Code))
+		}
+		for _, p := range r.ReturnProperties {
+			if !propertyCode.MatchString(p.Code) || p.Type == "" || p.Name["en"] == "" {
+				problems = append(problems, fmt.Sprintf("robot %s: return property %q needs a code starting with a letter, a type and an English name", r.Code, p.Code))
+			}
+		}
+	}
+	return problems
 }
 
 // EventList returns the events sorted by name.
