@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +87,9 @@ func momentIn(t time.Time, zone *time.Location) moment {
 type placementRow struct {
 	Code, Title, Handler string
 	OK                   bool // bound to the URL app.json asks for
+	// Unavailable marks an automation rule the portal does not offer the
+	// app (no bizproc scope, no automation on the plan): not a fault.
+	Unavailable bool
 }
 
 // historyRow is one entry as an administrator reads it: the lead by its
@@ -195,6 +199,9 @@ func adminCommands(unnamed []int64) []bitrix24.Cmd {
 		{Key: "app", Method: "app.info"},
 		{Key: "me", Method: "profile"},
 		{Key: "placements", Method: "placement.get"},
+		// The automation rule's registration: Bitrix24 drops an app's
+		// robots on an update, and a re-bind brings them back.
+		{Key: "robots", Method: "bizproc.robot.list"},
 	}
 	if len(unnamed) > 0 {
 		q := url.Values{}
@@ -244,6 +251,20 @@ func (h *Handlers) fillAdmin(page *adminPage, loc *lang.Localizer, p *store.Port
 			page.PlacementsOK = false
 			page.Placements = append(page.Placements, placementRow{Code: want.Placement, Title: titleIn(want, loc.Code())})
 		}
+	}
+	var robots []string
+	robotsErr := res.Decode("robots", &robots)
+	for _, rb := range h.cfg.Manifest.Robots {
+		row := placementRow{Code: rb.Code, Title: loc.T("install.robot", "Title", textIn(rb.Name, loc.Code()))}
+		switch {
+		case robotsErr != nil:
+			row.Unavailable = true
+		case slices.Contains(robots, rb.Code):
+			row.OK = true
+		default:
+			page.PlacementsOK = false
+		}
+		page.Placements = append(page.Placements, row)
 	}
 	names, refused := userNames(res)
 	origin := portalOrigin(p)

@@ -344,7 +344,11 @@ func (h *Handlers) bind(ctx context.Context, p *store.Portal, plan *setupPlan, l
 		}
 		status := reconcile(&ops, plan.placements, func(b binding) string { return b.Placement }, pl.Placement, want,
 			"placement", func(old string) url.Values { return url.Values{"PLACEMENT": {pl.Placement}, "HANDLER": {old}} }, bind)
-		items = append(items, setupItem{Label: loc.T("install.placement", "Title", titleIn(pl, loc.Code())), Status: loc.T(status)})
+		label := "install.placement"
+		if pl.Placement == placementLeadListMenu {
+			label = "install.list_menu"
+		}
+		items = append(items, setupItem{Label: loc.T(label, "Title", titleIn(pl, loc.Code())), Status: loc.T(status)})
 	}
 	for _, ev := range m.EventList() {
 		if ev.Name == "ONAPPINSTALL" {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -243,4 +244,53 @@ func TestRobotWithoutUserTokenSaysWhatToSet(t *testing.T) {
 	assert.Equal(t, simulator.SeedAdmin, last.UserID, "reported with the installer's token")
 	assert.Contains(t, last.Params.Get("LOG_MESSAGE"), "“Run as”")
 	assert.Equal(t, "no_user", last.Params.Get("RETURN_VALUES[outcome]"))
+}
+
+// TestAdminPageShowsTheRuleAndRebindBringsItBack: the admins' page lists
+// the automation rule with the placements; after an update (which drops
+// an app's robots) it shows it unbound, and the re-bind registers it
+// again. A portal that did not grant bizproc shows it as not available,
+// and its install still succeeds.
+func TestAdminPageShowsTheRuleAndRebindBringsItBack(t *testing.T) {
+	e := newInstalledEnv(t)
+	row := func(p page) string {
+		return strings.Join(strings.Fields(p.doc.Find(`#placements li[data-placement="` + robotCode + `"]`).Text()), " ")
+	}
+	admin := e.openApp(simulator.SeedAdmin, "en")
+	require.Equal(t, http.StatusOK, admin.status, admin.body)
+	assert.Equal(t, "Automation rule “Remove all contacts” leadcontacts_remove_all bound", row(admin))
+
+	// As after an update, which drops an app's robots, when the admin
+	// closed the installer: the rule is gone.
+	tok := e.portal.IssueTokens(simulator.SeedAdmin)
+	e.remember(tok.AccessToken, tok.RefreshToken)
+	res, err := http.PostForm(e.portal.RESTEndpoint()+"bizproc.robot.delete.json", url.Values{"auth": {tok.AccessToken}, "CODE": {robotCode}})
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Empty(t, e.portal.Robots())
+	admin = e.openApp(simulator.SeedAdmin, "en")
+	assert.Equal(t, "Automation rule “Remove all contacts” leadcontacts_remove_all not bound", row(admin))
+
+	done := e.submit(admin, "#rebind-form")
+	require.Equal(t, http.StatusOK, done.status, done.body)
+	require.Len(t, e.portal.Robots(), 1)
+	assert.Equal(t, "Automation rule “Remove all contacts” leadcontacts_remove_all bound", row(done))
+}
+
+// TestInstallWithoutBizprocScopeSaysTheRuleIsUnavailable: bizproc is an
+// optional scope; a portal that does not grant it gets the tab and the
+// list menu, and the report and the admins' page say the rule is not
+// available rather than failing.
+func TestInstallWithoutBizprocScopeSaysTheRuleIsUnavailable(t *testing.T) {
+	e := newTestEnv(t, withSim(func(o *simulator.Options) { o.App.Scope = []string{"crm", "placement", "user_brief"} }))
+	report := e.install()
+	assert.True(t, report.doc.Find("body").HasClass("install-finish"), "the install succeeds")
+	assert.Contains(t, report.doc.Find("#setup li").Last().Text(), "Automation rule “Remove all contacts”")
+	assert.Contains(t, report.doc.Find("#setup li").Last().Text(), "not available: the app has no Automation (bizproc) permission")
+	assert.Empty(t, e.portal.Robots())
+	assert.Len(t, e.portal.Placements(), 2)
+
+	admin := e.openApp(simulator.SeedAdmin, "en")
+	assert.Contains(t, admin.doc.Find(`#placements li[data-placement="`+robotCode+`"]`).Text(), "not available")
 }

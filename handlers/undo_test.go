@@ -240,7 +240,7 @@ func TestRebindFromTheAppPage(t *testing.T) {
 	admin := e.openApp(simulator.SeedAdmin, "en")
 	done := e.submit(admin, "#rebind-form")
 	require.Equal(t, http.StatusOK, done.status, done.body)
-	assert.Contains(t, text(done, ".alert-success"), "The tab, the lead list's menu item and the event handlers are bound.")
+	assert.Contains(t, text(done, ".alert-success"), "The tab, the lead list's menu item, the event handlers and, where the portal offers it, the automation rule are bound.")
 	assert.Len(t, e.portal.Placements(), 2)
 
 	// The admin context is not a lead tab's, nor the other way round.
