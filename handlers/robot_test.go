@@ -254,7 +254,7 @@ func TestRobotWithoutUserTokenSaysWhatToSet(t *testing.T) {
 func TestAdminPageShowsTheRuleAndRebindBringsItBack(t *testing.T) {
 	e := newInstalledEnv(t)
 	row := func(p page) string {
-		return strings.Join(strings.Fields(p.doc.Find(`#placements li[data-placement="` + robotCode + `"]`).Text()), " ")
+		return strings.Join(strings.Fields(p.doc.Find(`#placements li[data-placement="`+robotCode+`"]`).Text()), " ")
 	}
 	admin := e.openApp(simulator.SeedAdmin, "en")
 	require.Equal(t, http.StatusOK, admin.status, admin.body)
