@@ -78,6 +78,7 @@ func TestBrowserListMenuRemoveAndUndo(t *testing.T) {
 		assert.Contains(t, readStep(t, frame, l.code+": read the question", chromedp.Text(chromedp.CSS("#confirm-text"))), l.question)
 		assert.Len(t, portal.LeadContacts(lead), 3, "%s: asking changes nothing", l.code)
 		requireAxeClean(t, frame, axe, l.code+": list menu confirmation")
+		shot(t, b, frame, "listmenu-"+l.code+".png", "body")
 
 		doStep(t, frame, l.code+": confirm", chromedp.Click(chromedp.CSS("#confirm-yes")))
 		doStep(t, frame, l.code+": wait for the result", chromedp.WaitVisible(chromedp.CSS(".alert-success #undo")))

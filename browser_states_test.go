@@ -13,8 +13,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -197,7 +195,7 @@ func TestBrowserLanding(t *testing.T) {
 		assert.Equal(t, "200 image/svg+xml", icon)
 		requireNoHorizontalScroll(t, b, b.ctx, l.code+" landing at 1280 px")
 		requireAxeClean(t, b.ctx, axe, l.code+" landing")
-		pageShot(t, b, "landing-"+l.code+".png")
+		pageShot(t, b, "landing-"+l.code+".png", "body")
 		doStep(t, b.ctx, "narrow the window", chromedp.EmulateViewport(400, 800))
 		requireNoHorizontalScroll(t, b, b.ctx, l.code+" landing at 400 px")
 		requireAxeClean(t, b.ctx, axe, l.code+" landing at 400 px")
@@ -206,14 +204,3 @@ func TestBrowserLanding(t *testing.T) {
 	requireNoProblems(t, b)
 }
 
-// pageShot saves a PNG of a whole top-level page, like shot does for the
-// app's frame.
-func pageShot(t *testing.T, b *browser, name string) {
-	t.Helper()
-	png := readStep(t, b.ctx, "take a screenshot", chromedp.Screenshot(chromedp.CSS("body")))
-	require.NoError(t, os.WriteFile(filepath.Join(t.TempDir(), name), png, 0o644))
-	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" {
-		require.NoError(t, os.MkdirAll(dir, 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
-	}
-}

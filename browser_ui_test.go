@@ -175,6 +175,13 @@ func requireAxeClean(t *testing.T, frame context.Context, axe, what string) {
 func shot(t *testing.T, b *browser, frame context.Context, name, selector string) {
 	t.Helper()
 	settle(t, b, frame)
+	pageShot(t, b, name, selector)
+}
+
+// pageShot saves a PNG of an element of the portal's own page, as shot
+// does, without waiting for an app frame.
+func pageShot(t *testing.T, b *browser, name, selector string) {
+	t.Helper()
 	png := readStep(t, b.ctx, "take a screenshot", chromedp.Screenshot(chromedp.CSS(selector)))
 	require.NoError(t, os.WriteFile(filepath.Join(t.TempDir(), name), png, 0o644))
 	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" {

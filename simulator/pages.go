@@ -264,7 +264,7 @@ func (p *Portal) leadCard(w http.ResponseWriter, r *http.Request, base pageBase)
 	}
 	installedNow := p.state == installed
 	tabs := p.bindingsLocked("CRM_LEAD_DETAIL_TAB")
-	auto := p.automationLocked(id)
+	auto := p.automationLocked(id, base.Lang)
 	p.s.mu.Unlock()
 	if !found {
 		return p.message(base, http.StatusNotFound, "Lead not found", "There is no lead with ID "+r.PathValue("id")+".", false)

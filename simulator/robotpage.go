@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 	"strconv"
@@ -11,11 +12,16 @@ import (
 // user moves the lead with, the admin's control that puts a robot on a
 // stage (the automation designer, reduced), and the robots' log.
 type automationView struct {
-	Stages     []string
-	RobotCodes []string // registered robots, for the admin's control
-	OnStages   []string // "STAGE: code" of the robots put on stages
-	Log        []robotLogRow
+	Stages   []string
+	Robots   []robotOption // registered robots, for the admin's control
+	OnStages []string      // "STAGE: code" of the robots put on stages
+	Log      []robotLogRow
 }
+
+// robotOption is a registered robot as the designer lists it: by its
+// name in the page's language (the registration's English one, or its
+// only one, otherwise).
+type robotOption struct{ Code, Name string }
 
 type robotLogRow struct {
 	Time, Code, Stage, State string
@@ -25,10 +31,14 @@ type robotLogRow struct {
 }
 
 // automationLocked fills the panel for one lead.
-func (p *Portal) automationLocked(leadID int) automationView {
+func (p *Portal) automationLocked(leadID int, lang string) automationView {
 	v := automationView{Stages: leadStages}
 	for _, r := range p.robots {
-		v.RobotCodes = append(v.RobotCodes, r.Code)
+		name := r.Name[lang]
+		if name == "" {
+			name = cmp.Or(r.Name["en"], r.Name[""], r.Code)
+		}
+		v.Robots = append(v.Robots, robotOption{Code: r.Code, Name: name})
 	}
 	for _, a := range p.automations {
 		blocked := ""
