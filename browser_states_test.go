@@ -203,4 +203,3 @@ func TestBrowserLanding(t *testing.T) {
 	assert.NotEmpty(t, b.rec.requestsTo(d.app+"/static/favicon."), "the browser loaded the linked icon")
 	requireNoProblems(t, b)
 }
-
