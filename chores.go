@@ -56,16 +56,26 @@ func newJobs(ctx context.Context, dsn string, st store.Store, cfg jobs.Config) (
 	return jobs.NewSQLite(db.DB(), cfg)
 }
 
-// bulkQueue enqueues bulk runs on the job engine, once it exists.
-type bulkQueue struct{ eng *jobs.Engine }
+// jobQueue enqueues the handlers' background work (bulk runs, the
+// automation rules' runs) on the job engine, once it exists.
+type jobQueue struct{ eng *jobs.Engine }
 
 // EnqueueBulkRun implements handlers.BulkQueue: a job for the run, told
 // apart from the run's earlier jobs by the time (a resume after a pause
 // needs a job of its own; the run's lease keeps a duplicate harmless).
-func (q *bulkQueue) EnqueueBulkRun(ctx context.Context, id int64) error {
+func (q *jobQueue) EnqueueBulkRun(ctx context.Context, id int64) error {
 	if q.eng == nil {
 		return errors.New("jobs: the engine is not built yet")
 	}
 	_, err := q.eng.Insert(ctx, jobs.BulkRunArgs{RunID: id, Since: time.Now().UnixNano()}, nil)
+	return err
+}
+
+// EnqueueRobotRun implements handlers.RobotQueue.
+func (q *jobQueue) EnqueueRobotRun(ctx context.Context, sealed string) error {
+	if q.eng == nil {
+		return errors.New("jobs: the engine is not built yet")
+	}
+	_, err := q.eng.Insert(ctx, jobs.RobotRunArgs{Sealed: sealed}, nil)
 	return err
 }

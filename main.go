@@ -156,22 +156,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Refused: mx.ObserveRefusal})
 	oc := oauth.New(cfg.ClientID, cfg.ClientSecret, cfg.OAuthServers, httpClient)
 	oc.Observe = mx.ObserveRefresh
-	// The handlers enqueue bulk runs on the engine, which is built after
-	// them (its chores and bulk worker are the handlers').
-	queue := &bulkQueue{}
+	// The handlers enqueue bulk runs and the rules' runs on the engine,
+	// which is built after them (its chores and workers are the handlers').
+	queue := &jobQueue{}
 	h, err := handlers.New(handlers.Config{
 		BaseURL: cfg.BaseURL, JSURL: cfg.JSURL, AllowHTTP: cfg.AllowHTTP, Manifest: m,
 		HistoryRetention: cfg.HistoryRetention, RequestTimeout: requestTimeout, UninstallGrace: cfg.UninstallGrace,
 		TrustedProxies: cfg.TrustedProxies, ReadyTimeout: readyTimeout,
 	}, handlers.Deps{Store: st, REST: rest, OAuth: oc, Keys: keys, Lang: bundle, Assets: assets, Logger: logger, Metrics: mx,
-		Bulk: queue})
+		Bulk: queue, Robots: queue})
 	if err != nil {
 		return err
 	}
 
 	srv := newServer(withDeadline(h.Engine(), requestTimeout+2*time.Second), 15*time.Second, 32<<10, logger)
 	eng, err := newJobs(ctx, cfg.DatabaseURL, st, jobs.Config{Logger: logger, Observe: mx.ObserveChore,
-		Chores: chores(st, h, cfg.HistoryRetention, keys.KeyID()), StartDelay: jobsStartDelay, Bulk: h})
+		Chores: chores(st, h, cfg.HistoryRetention, keys.KeyID()), StartDelay: jobsStartDelay, Bulk: h, Robots: h})
 	if err != nil {
 		return err
 	}

@@ -104,6 +104,8 @@ type testEnv struct {
 	portalOptions func(*simulator.PortalOptions)
 	// bulk, when set, is the app's queue of bulk runs.
 	bulk handlers.BulkQueue
+	// robots, when set, is the app's queue of the automation rules' runs.
+	robots handlers.RobotQueue
 }
 
 type envOption func(*testEnv)
@@ -229,7 +231,7 @@ func (e *testEnv) start() {
 		REST:  e.restClient(httpClient, logger),
 		OAuth: e.oauthClient(httpClient),
 		Keys:  e.keys, Lang: bundle, Assets: assets, Logger: logger, Now: e.clock.Now,
-		Bulk: e.bulk,
+		Bulk: e.bulk, Robots: e.robots,
 	})
 	require.NoError(t, err)
 	e.h = h

@@ -136,6 +136,9 @@ type Deps struct {
 	Now    func() time.Time
 	// Bulk, when set, enqueues the work of the admins' bulk runs.
 	Bulk BulkQueue
+	// Robots, when set, enqueues the runs of the automation rules; without
+	// it a run is worked while Bitrix24 waits for the answer.
+	Robots RobotQueue
 	// Metrics, when set, is told about requests and coalesced flights.
 	Metrics Metrics
 }

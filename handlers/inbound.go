@@ -23,6 +23,7 @@ const (
 	routeInstall routeKind = "install"
 	routeEvent   routeKind = "event"
 	routeFrame   routeKind = "frame"
+	routeRobot   routeKind = "robot"
 )
 
 // inboundLimit is one route kind's budget: per source IP, per claimed
@@ -44,6 +45,11 @@ var inboundLimits = map[routeKind]inboundLimit{
 	routeInstall: {ipRate: 1, ipBurst: 10, portalRate: 1, portalBurst: 5},
 	routeEvent:   {ipRate: 50, ipBurst: 200, portalRate: 5, portalBurst: 20},
 	routeFrame:   {ipRate: 10, ipBurst: 40, portalRate: 20, portalBurst: 60, pairRate: 1, pairBurst: 10},
+	// An automation rule's runs come in floods by design (a stage change
+	// of hundreds of leads fires one each), and a run costs nothing
+	// outbound before it is checked against stored state and queued: a
+	// wide budget, still bounded per portal.
+	routeRobot: {ipRate: 100, ipBurst: 1000, portalRate: 50, portalBurst: 1000},
 }
 
 // maxInboundKeys bounds the limiter map; past it, full buckets (which a
@@ -139,7 +145,7 @@ func (h *Handlers) limitInbound(kind routeKind) gin.HandlerFunc {
 					"ip", ip, "member", member, "retry_after", retry.Round(time.Millisecond).String())
 			}
 			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
-			if kind == routeEvent {
+			if kind == routeEvent || kind == routeRobot {
 				c.AbortWithStatusJSON(http.StatusTooManyRequests, gin.H{"status": "error", "error": "error.too_many_requests"})
 				return
 			}

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -102,13 +103,18 @@ type robotOutcome struct {
 	Log     string
 }
 
-// onRobot serves a run of robot rb. The call is verified like a frame
-// (stored portal, application token, then the token itself in one batch:
-// app.info names this app and profile the user auth[user_id] claims),
-// the contacts are removed with the run-as user's token exactly as the
-// tab's button removes them, the history records it "by automation", and
-// the outcome goes back to the rule. A refusal (ACCESS_DENIED, a lead
-// gone) is reported, never retried: the rule's log says what to change.
+// RobotQueue enqueues a run of an automation rule, sealed (the job engine
+// works it with WorkRobotRun).
+type RobotQueue interface {
+	EnqueueRobotRun(ctx context.Context, sealed string) error
+}
+
+// onRobot serves a run of robot rb. The post is checked against stored
+// state only (the installed portal, the application token), which costs
+// the portal nothing, and the run is queued: a stage change of hundreds
+// of leads fires hundreds of runs at once, and each is worked in its turn
+// within the portal's budget instead of timing out. Without a queue (or
+// when it refuses) the run is worked at once.
 func (h *Handlers) onRobot(rb manifest.Robot) func(*gin.Context) error {
 	return func(c *gin.Context) error {
 		rc, err := parseRobotCall(c.Request.PostForm)
@@ -120,41 +126,134 @@ func (h *Handlers) onRobot(rb manifest.Robot) func(*gin.Context) error {
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 		defer cancel()
-		// A stage change of many leads at once fires many runs: they wait
-		// behind the requests kept for users' clicks, as tab views do.
-		ctx = bitrix24.Deferrable(ctx)
-		if rc.AccessToken.IsZero() {
-			return h.robotWithoutUser(ctx, rc)
-		}
-		cmds := append([]bitrix24.Cmd{{Key: "app", Method: "app.info"}, {Key: "me", Method: "profile"}}, listCommands(rc.LeadID)...)
-		p, res, me, err := h.verifyFrame(ctx, Frame{MemberID: rc.MemberID, Domain: rc.Domain, AuthID: rc.AccessToken, AppToken: rc.AppToken}, cmds)
+		p, err := h.activePortal(ctx, rc.MemberID)
 		if err != nil {
 			return err
 		}
-		if int64(me.ID) != rc.UserID {
-			return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("robot token of user %d, call claims user %d", me.ID, rc.UserID))
+		if err := h.verifyAppToken(ctx, rc.AppToken, p); err != nil {
+			return err
 		}
-		loc := h.d.Lang.For(p.Lang)
-		sess := &store.Session{MemberID: p.MemberID, UserID: rc.UserID, LeadID: rc.LeadID, Lang: p.Lang,
-			UserName: profileName(res), ContactNames: contactNames(res), AccessToken: rc.AccessToken}
-		var lead struct {
-			Item struct {
-				Title string `json:"title"`
-			} `json:"item"`
+		if h.d.Robots != nil {
+			sealed, err := h.sealRun(rc)
+			if err == nil {
+				err = h.d.Robots.EnqueueRobotRun(ctx, sealed)
+			}
+			if err == nil {
+				return nil
+			}
+			h.d.Logger.ErrorContext(ctx, "automation rule's run not queued; working it now", "member", rc.MemberID, "lead", rc.LeadID, "err", err)
 		}
-		var r removal
-		err = res.Decode("lead", &lead)
-		if err == nil {
-			sess.LeadTitle = lead.Item.Title
-			r, err = h.removeOnce(ctx, sess, p)
-		}
-		h.recordRemoval(ctx, sess, store.ViaAutomation, r, err)
-		out := robotResult(loc, r, err)
-		h.d.Logger.InfoContext(ctx, "automation rule ran", "member", p.MemberID, "lead", rc.LeadID, "user", rc.UserID,
-			"outcome", out.Outcome, "count", out.Count, "code", upstreamCode(err))
-		h.answerRobot(ctx, p, rc, out)
+		// A stage change of many leads fires many runs: they wait behind
+		// the requests kept for users' clicks, as tab views do.
+		return h.runRobot(bitrix24.Deferrable(ctx), rc, true)
+	}
+}
+
+// robotRunAAD binds a sealed run to its purpose.
+const robotRunAAD = "robot-run"
+
+// queuedRun is a run as the queue keeps it, sealed whole.
+type queuedRun struct {
+	Code, MemberID, Domain string
+	Access, Event, App     string
+	UserID, LeadID         int64
+	Waits                  bool
+}
+
+func (h *Handlers) sealRun(rc robotCall) (string, error) {
+	b, err := json.Marshal(queuedRun{Code: rc.Code, MemberID: rc.MemberID, Domain: rc.Domain,
+		Access: rc.AccessToken.Reveal(), Event: rc.EventToken.Reveal(), App: rc.AppToken.Reveal(), UserID: rc.UserID, LeadID: rc.LeadID, Waits: rc.Waits})
+	if err != nil {
+		return "", err
+	}
+	return h.d.Keys.Seal(secret.New(string(b)), robotRunAAD), nil
+}
+
+// WorkRobotRun implements jobs.Robots: it works a queued run in the
+// background's share of the portal's budget, so people's clicks and tab
+// views never wait for a rule. An error asks for another attempt.
+func (h *Handlers) WorkRobotRun(ctx context.Context, sealed string, last bool) error {
+	plain, err := h.d.Keys.Open(sealed, robotRunAAD)
+	if err != nil {
+		// Sealed under a key this instance lacks: no attempt can help.
+		h.d.Logger.ErrorContext(ctx, "queued automation rule's run cannot be opened; dropped", "err", err)
 		return nil
 	}
+	var q queuedRun
+	if err := json.Unmarshal([]byte(plain.Reveal()), &q); err != nil {
+		h.d.Logger.ErrorContext(ctx, "queued automation rule's run unreadable; dropped", "err", err)
+		return nil
+	}
+	rc := robotCall{Code: q.Code, MemberID: q.MemberID, Domain: q.Domain, AccessToken: secret.New(q.Access),
+		EventToken: secret.New(q.Event), AppToken: secret.New(q.App), UserID: q.UserID, LeadID: q.LeadID, Waits: q.Waits}
+	err = h.runRobot(bitrix24.Background(ctx), rc, last)
+	if err != nil && asProblem(err).status < http.StatusInternalServerError {
+		// Refused (a forged or stale run): logged, never tried again.
+		h.d.Logger.WarnContext(ctx, "automation rule's run refused", "member", rc.MemberID, "lead", rc.LeadID, "err", err)
+		return nil
+	}
+	return err
+}
+
+// runRobot works one run: verified like a frame (stored portal,
+// application token, then the token itself in one batch: app.info names
+// this app and profile the user auth[user_id] claims), the contacts
+// removed with the run-as user's token exactly as the tab's button removes
+// them, the history told "by automation", and the outcome sent back to
+// the rule. A refusal (ACCESS_DENIED, a lead gone) is reported, never
+// retried: the rule's log says what to change. A failure that another
+// attempt may cure (the portal busy or unreachable) is returned unless
+// last, with nothing recorded yet; the last attempt reports it.
+func (h *Handlers) runRobot(ctx context.Context, rc robotCall, last bool) error {
+	if rc.AccessToken.IsZero() {
+		return h.robotWithoutUser(ctx, rc)
+	}
+	cmds := append([]bitrix24.Cmd{{Key: "app", Method: "app.info"}, {Key: "me", Method: "profile"}}, listCommands(rc.LeadID)...)
+	p, res, me, err := h.verifyFrame(ctx, Frame{MemberID: rc.MemberID, Domain: rc.Domain, AuthID: rc.AccessToken, AppToken: rc.AppToken}, cmds)
+	switch {
+	case err != nil && asProblem(err).status < http.StatusInternalServerError:
+		return err // refused: nothing vouches for the token, so nothing is said with it
+	case err != nil && !last:
+		return err // the portal did not answer: try again
+	case err != nil:
+		// The portal did not answer, attempt after attempt: the rule and
+		// the history are told.
+		p, perr := h.activePortal(ctx, rc.MemberID)
+		if perr != nil {
+			return perr
+		}
+		sess := &store.Session{MemberID: p.MemberID, UserID: rc.UserID, LeadID: rc.LeadID, Lang: p.Lang}
+		h.recordRemoval(ctx, sess, store.ViaAutomation, removal{}, err)
+		h.answerRobot(ctx, p, rc, robotResult(h.d.Lang.For(p.Lang), removal{}, err))
+		return nil
+	}
+	if int64(me.ID) != rc.UserID {
+		return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("robot token of user %d, call claims user %d", me.ID, rc.UserID))
+	}
+	loc := h.d.Lang.For(p.Lang)
+	sess := &store.Session{MemberID: p.MemberID, UserID: rc.UserID, LeadID: rc.LeadID, Lang: p.Lang,
+		UserName: profileName(res), ContactNames: contactNames(res), AccessToken: rc.AccessToken}
+	var lead struct {
+		Item struct {
+			Title string `json:"title"`
+		} `json:"item"`
+	}
+	var r removal
+	err = res.Decode("lead", &lead)
+	if err == nil {
+		sess.LeadTitle = lead.Item.Title
+		r, err = h.removeOnce(ctx, sess, p)
+	}
+	if err != nil && retryable(err) && !last {
+		h.d.Logger.InfoContext(ctx, "automation rule's run failed; trying again", "member", p.MemberID, "lead", rc.LeadID, "code", upstreamCode(err), "err", err)
+		return err
+	}
+	h.recordRemoval(ctx, sess, store.ViaAutomation, r, err)
+	out := robotResult(loc, r, err)
+	h.d.Logger.InfoContext(ctx, "automation rule ran", "member", p.MemberID, "lead", rc.LeadID, "user", rc.UserID,
+		"outcome", out.Outcome, "count", out.Count, "code", upstreamCode(err))
+	h.answerRobot(ctx, p, rc, out)
+	return nil
 }
 
 // robotResult turns a removal's result into the rule's outcome.

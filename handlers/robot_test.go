@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -293,4 +294,86 @@ func TestInstallWithoutBizprocScopeSaysTheRuleIsUnavailable(t *testing.T) {
 
 	admin := e.openApp(simulator.SeedAdmin, "en")
 	assert.Contains(t, admin.doc.Find(`#placements li[data-placement="`+robotCode+`"]`).Text(), "not available")
+}
+
+// robotQueue keeps the runs the app queues, as the job engine's table
+// does, for the test to work them with WorkRobotRun (the engine itself is
+// tested in robot_queue_test.go at the top level).
+type robotQueue struct {
+	mu     sync.Mutex
+	sealed []string
+}
+
+func (q *robotQueue) EnqueueRobotRun(_ context.Context, sealed string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sealed = append(q.sealed, sealed)
+	return nil
+}
+
+func (q *robotQueue) take(t *testing.T) string {
+	t.Helper()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	require.Len(t, q.sealed, 1)
+	s := q.sealed[0]
+	q.sealed = nil
+	return s
+}
+
+// TestQueuedRobotRunIsRetriedThenReported: with the job queue, a run is
+// answered at once and queued sealed (no token in clear); an attempt that
+// meets a failing portal asks for another and records nothing, the next one
+// does the work and reports it; a run whose last attempt still fails tells
+// the rule and the history; an unreadable job is dropped, not retried.
+func TestQueuedRobotRunIsRetriedThenReported(t *testing.T) {
+	q := &robotQueue{}
+	e := newInstalledEnv(t, func(e *testEnv) { e.robots = q })
+	lead := e.leadWithContacts(3)
+	require.NoError(t, e.portal.AddAutomation("JUNK", robotCode, simulator.SeedSales))
+	mark := len(e.portal.Calls())
+	runs := e.moveLead(simulator.SeedAdmin, lead, "JUNK")
+	require.Len(t, runs, 1)
+	assert.Equal(t, http.StatusOK, runs[0].Status)
+	assert.False(t, runs[0].Completed, "queued: nothing done yet")
+	assert.Len(t, e.portal.Calls(), mark, "queuing costs the portal nothing")
+	sealed := q.take(t)
+	assert.NotContains(t, sealed, runs[0].Payload.Get("auth[application_token]"), "the job holds no token in clear")
+	entries, err := e.st.History(context.Background(), e.portal.MemberID(), 10)
+	require.NoError(t, err)
+	historyBefore := len(entries)
+
+	ctx := context.Background()
+	// A 500 is not retried by the REST client (QUERY_LIMIT_EXCEEDED is,
+	// within the call): the job's next attempt is the retry.
+	e.portal.InjectFault(simulator.Fault{Method: "batch", Status: http.StatusInternalServerError, Code: "INTERNAL_SERVER_ERROR", Description: "Internal error"})
+	assert.Error(t, e.h.WorkRobotRun(ctx, sealed, false), "a failing portal asks for another attempt")
+	assert.Len(t, e.portal.LeadContacts(lead), 3)
+	entries, err = e.st.History(ctx, e.portal.MemberID(), 10)
+	require.NoError(t, err)
+	assert.Len(t, entries, historyBefore, "nothing recorded for an attempt that will be repeated")
+	assert.False(t, e.portal.RobotRuns()[0].Completed)
+
+	require.NoError(t, e.h.WorkRobotRun(ctx, sealed, false))
+	assert.Empty(t, e.portal.LeadContacts(lead))
+	run := e.portal.RobotRuns()[0]
+	assert.True(t, run.Completed)
+	assert.Equal(t, map[string]string{"outcome": "removed", "count": "3"}, run.ReturnValues)
+
+	// The last attempt reports what it meets.
+	other := e.leadWithContacts(1)
+	e.moveLead(simulator.SeedAdmin, other, "JUNK")
+	sealed = q.take(t)
+	e.portal.InjectFault(simulator.Fault{Method: "batch", Status: http.StatusInternalServerError, Code: "INTERNAL_SERVER_ERROR", Description: "Internal error"})
+	require.NoError(t, e.h.WorkRobotRun(ctx, sealed, true))
+	last := e.portal.RobotRuns()[1]
+	assert.True(t, last.Completed)
+	assert.Equal(t, "failed", last.ReturnValues["outcome"])
+	assert.Contains(t, last.LogMessage, "INTERNAL_SERVER_ERROR")
+	assert.Len(t, e.portal.LeadContacts(other), 1)
+	h := e.lastHistory()
+	assert.Equal(t, store.ViaAutomation, h.Via)
+	assert.Equal(t, store.OutcomeError, h.Outcome)
+
+	assert.NoError(t, e.h.WorkRobotRun(ctx, "not a sealed run", false), "an unreadable job is dropped")
 }

@@ -83,7 +83,7 @@ func (h *Handlers) Engine() *gin.Engine {
 
 	// Automation rules: Bitrix24's queue server posts a run like an event.
 	for _, rb := range m.Robots {
-		post(rb.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeEvent), h.event(h.onRobot(rb)))
+		post(rb.Handler, h.formBody(eventBodyLimit), h.limitInbound(routeRobot), h.event(h.onRobot(rb)))
 	}
 
 	r.GET("/static/:name", h.asset)

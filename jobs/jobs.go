@@ -38,6 +38,8 @@ type Config struct {
 	Chores []Chore
 	// Bulk, when set, works the admins' bulk runs (bulk.go).
 	Bulk Bulk
+	// Robots, when set, works the automation rules' runs (robot.go).
+	Robots Robots
 	// Observe is told every outcome of a chore (metrics.ObserveChore).
 	Observe func(key string, n int64, err error)
 	// StartDelay defers the migration and the start, so that they do
@@ -170,12 +172,16 @@ func newEngine[TTx any](driver riverdriver.Driver[TTx], cfg Config, lock func(co
 	if err != nil {
 		return nil, err
 	}
+	queues := map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: maxWorkers}}
+	if cfg.Robots != nil {
+		queues[QueueRobots] = river.QueueConfig{MaxWorkers: robotWorkers}
+	}
 	rc, err := river.NewClient(driver, &river.Config{
 		ID:                cfg.id,
 		Logger:            riverLogger(cfg.Logger),
 		Workers:           workers,
 		PeriodicJobs:      periodic,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: maxWorkers}},
+		Queues:            queues,
 		FetchPollInterval: cfg.pollInterval,
 		TestOnly:          cfg.testOnly,
 		SoftStopTimeout:   cfg.StopTimeout,
@@ -253,6 +259,7 @@ func (e *Engine) run(ctx context.Context) error {
 	if err := e.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("jobs: start: %w", err)
 	}
+	e.cfg.Logger.InfoContext(ctx, "jobs started")
 	<-ctx.Done()
 	return e.stop()
 }

@@ -17,6 +17,11 @@ func register(workers *river.Workers, cfg Config, ins *inserter) ([]*river.Perio
 	if err := river.AddWorkerSafely(workers, chores); err != nil {
 		return nil, err
 	}
+	if cfg.Robots != nil {
+		if err := river.AddWorkerSafely(workers, &robotWorker{robots: cfg.Robots}); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Bulk != nil {
 		resume, err := addBulk(workers, cfg.Bulk, ins, cfg.Logger)
 		if err != nil {
