@@ -16,10 +16,31 @@ import (
 	"github.com/b24apps/leadcontacts/store"
 )
 
-// fakeQueue records the runs the app enqueues.
+// fakeQueue records what the app enqueues, as the job engine's table
+// does: bulk runs by id, the automation rules' runs sealed (the engine
+// itself is tested at the top level).
 type fakeQueue struct {
-	mu  sync.Mutex
-	ids []int64
+	mu     sync.Mutex
+	ids    []int64
+	sealed []string
+}
+
+func (q *fakeQueue) EnqueueRobotRun(_ context.Context, sealed string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sealed = append(q.sealed, sealed)
+	return nil
+}
+
+// takeRun returns the one rule's run queued since the last take.
+func (q *fakeQueue) takeRun(t *testing.T) string {
+	t.Helper()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	require.Len(t, q.sealed, 1)
+	s := q.sealed[0]
+	q.sealed = nil
+	return s
 }
 
 func (q *fakeQueue) EnqueueBulkRun(_ context.Context, id int64) error {

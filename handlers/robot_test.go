@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -296,38 +295,13 @@ func TestInstallWithoutBizprocScopeSaysTheRuleIsUnavailable(t *testing.T) {
 	assert.Contains(t, admin.doc.Find(`#placements li[data-placement="`+robotCode+`"]`).Text(), "not available")
 }
 
-// robotQueue keeps the runs the app queues, as the job engine's table
-// does, for the test to work them with WorkRobotRun (the engine itself is
-// tested in robot_queue_test.go at the top level).
-type robotQueue struct {
-	mu     sync.Mutex
-	sealed []string
-}
-
-func (q *robotQueue) EnqueueRobotRun(_ context.Context, sealed string) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.sealed = append(q.sealed, sealed)
-	return nil
-}
-
-func (q *robotQueue) take(t *testing.T) string {
-	t.Helper()
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	require.Len(t, q.sealed, 1)
-	s := q.sealed[0]
-	q.sealed = nil
-	return s
-}
-
 // TestQueuedRobotRunIsRetriedThenReported: with the job queue, a run is
 // answered at once and queued sealed (no token in clear); an attempt that
 // meets a failing portal asks for another and records nothing, the next one
 // does the work and reports it; a run whose last attempt still fails tells
 // the rule and the history; an unreadable job is dropped, not retried.
 func TestQueuedRobotRunIsRetriedThenReported(t *testing.T) {
-	q := &robotQueue{}
+	q := &fakeQueue{}
 	e := newInstalledEnv(t, func(e *testEnv) { e.robots = q })
 	lead := e.leadWithContacts(3)
 	require.NoError(t, e.portal.AddAutomation("JUNK", robotCode, simulator.SeedSales))
@@ -337,7 +311,7 @@ func TestQueuedRobotRunIsRetriedThenReported(t *testing.T) {
 	assert.Equal(t, http.StatusOK, runs[0].Status)
 	assert.False(t, runs[0].Completed, "queued: nothing done yet")
 	assert.Len(t, e.portal.Calls(), mark, "queuing costs the portal nothing")
-	sealed := q.take(t)
+	sealed := q.takeRun(t)
 	assert.NotContains(t, sealed, runs[0].Payload.Get("auth[application_token]"), "the job holds no token in clear")
 	entries, err := e.st.History(context.Background(), e.portal.MemberID(), 10)
 	require.NoError(t, err)
@@ -363,7 +337,7 @@ func TestQueuedRobotRunIsRetriedThenReported(t *testing.T) {
 	// The last attempt reports what it meets.
 	other := e.leadWithContacts(1)
 	e.moveLead(simulator.SeedAdmin, other, "JUNK")
-	sealed = q.take(t)
+	sealed = q.takeRun(t)
 	e.portal.InjectFault(simulator.Fault{Method: "batch", Status: http.StatusInternalServerError, Code: "INTERNAL_SERVER_ERROR", Description: "Internal error"})
 	require.NoError(t, e.h.WorkRobotRun(ctx, sealed, true))
 	last := e.portal.RobotRuns()[1]
