@@ -23,14 +23,21 @@ func mustBulkRun(t *testing.T, s store.Store, memberID, sid string) *store.BulkR
 	return r
 }
 
+// newBulkStore opens a store with portal m1 installed, its admin session
+// sid-1, and a queued run of that session.
+func newBulkStore(t *testing.T, open func(t *testing.T) store.Store) (store.Store, *store.BulkRun) {
+	t.Helper()
+	s := open(t)
+	mustSavePortal(t, s, "m1")
+	mustCreateSession(t, s, "sid-1", "m1")
+	return s, mustBulkRun(t, s, "m1", "sid-1")
+}
+
 // testBulkRunRoundTrip: a run reads back as created (the session id
 // unsealed), one active run per portal, and the latest run is the newest.
 func testBulkRunRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s, r := newBulkStore(t, open)
 	ctx := t.Context()
-	mustSavePortal(t, s, "m1")
-	mustCreateSession(t, s, "sid-1", "m1")
-	r := mustBulkRun(t, s, "m1", "sid-1")
 
 	got, err := s.BulkRun(ctx, r.ID)
 	require.NoError(t, err)
@@ -66,11 +73,8 @@ func testBulkRunRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
 // testBulkLease: one owner at a time; a lapsed lease is taken over, and a
 // stale owner can no longer claim or settle.
 func testBulkLease(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s, r := newBulkStore(t, open)
 	ctx := t.Context()
-	mustSavePortal(t, s, "m1")
-	mustCreateSession(t, s, "sid-1", "m1")
-	r := mustBulkRun(t, s, "m1", "sid-1")
 	now := time.Now()
 
 	stale, err := s.StaleBulkRuns(ctx, now)
@@ -116,11 +120,8 @@ func testBulkLease(t *testing.T, open func(t *testing.T) store.Store) {
 // testBulkClaimSettle: claims move the cursor and count skipped leads;
 // settling counts and records each lead once, however often it is tried.
 func testBulkClaimSettle(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s, r := newBulkStore(t, open)
 	ctx := t.Context()
-	mustSavePortal(t, s, "m1")
-	mustCreateSession(t, s, "sid-1", "m1")
-	r := mustBulkRun(t, s, "m1", "sid-1")
 	now := time.Now()
 	_, err := s.LeaseBulkRun(ctx, r.ID, "me", now, now.Add(time.Minute))
 	require.NoError(t, err)
@@ -176,12 +177,9 @@ func testBulkClaimSettle(t *testing.T, open func(t *testing.T) store.Store) {
 
 // testBulkUndo: an undo starts only on a final run within its window, once.
 func testBulkUndo(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s, r := newBulkStore(t, open)
 	ctx := t.Context()
-	mustSavePortal(t, s, "m1")
-	mustCreateSession(t, s, "sid-1", "m1")
 	mustCreateSession(t, s, "sid-2", "m1")
-	r := mustBulkRun(t, s, "m1", "sid-1")
 	now := time.Now()
 	require.ErrorIs(t, s.SetBulkUndo(ctx, r.ID, store.UndoNone, store.UndoRunning, "", now), store.ErrConflict,
 		"a run in progress is not undone")
@@ -198,3 +196,4 @@ func testBulkUndo(t *testing.T, open func(t *testing.T) store.Store) {
 	require.NoError(t, err)
 	assert.Equal(t, []int64{r.ID}, stale, "an undo in progress is work to pick up")
 }
+
