@@ -136,7 +136,10 @@ type Store interface {
 	// its tokens and deletes its sessions. With clean (the admin chose to
 	// delete the app's data) it also blanks domain, endpoints and scope,
 	// keeping only member_id, the application-token hash and the time, so a
-	// repeated uninstall event can still be verified. Idempotent: a repeat
+	// repeated uninstall event can still be verified, and deletes the
+	// portal's bulk runs with their leads; without clean, its runs still
+	// at work are cancelled (ErrorCode UNINSTALLED) and an undo at work is
+	// stopped, since they cannot go on without a session. Idempotent: a repeat
 	// keeps the first uninstall time and changes nothing unless clean asks
 	// for more. ErrNotFound for an unknown portal.
 	UninstallPortal(ctx context.Context, memberID string, clean bool, at time.Time) error
