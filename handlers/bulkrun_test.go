@@ -375,6 +375,43 @@ func TestBulkRunUndoRestoresSort(t *testing.T) {
 	}
 }
 
+// An uninstall from the portal ends the portal's bulk run: a plain one
+// cancels it (it has no session left to act with, and would block a run
+// after a reinstall), one with CLEAN deletes it with its leads.
+func TestUninstallEndsBulkRuns(t *testing.T) {
+	for name, clean := range map[string]bool{"keep data": false, "clean": true} {
+		t.Run(name, func(t *testing.T) {
+			e := newInstalledEnv(t)
+			e.portal.SeedLeads(simulator.BulkOptions{Leads: 20, Seed: 4, WithContacts: 1})
+			ctx := context.Background()
+			run := e.newBulkRun(store.BulkFilter{}, 25)
+			require.NoError(t, e.st.SetBulkRunState(ctx, run.ID, []string{store.RunQueued}, store.RunRunning, "", "", time.Now()))
+			_, err := e.st.LeaseBulkRun(ctx, run.ID, "w", time.Now(), time.Now().Add(time.Minute))
+			require.NoError(t, err)
+			require.NoError(t, e.st.ClaimBulkLeads(ctx, run.ID, "w", 5, []store.BulkLead{{LeadID: 5, State: store.LeadClaimed}}))
+
+			require.NoError(t, e.portal.Uninstall(ctx, clean))
+			require.False(t, e.mustPortal(t).Active())
+			got, err := e.st.BulkRun(ctx, run.ID)
+			if clean {
+				require.ErrorIs(t, err, store.ErrNotFound, "the run is deleted with the app's data")
+				leads, err := e.st.BulkLeads(ctx, run.ID, store.LeadClaimed, 10)
+				require.NoError(t, err)
+				assert.Empty(t, leads, "and its leads")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, store.RunCancelled, got.State)
+			assert.Equal(t, "UNINSTALLED", got.ErrorCode)
+			require.NoError(t, e.st.ReleaseBulkRun(ctx, run.ID, "w"))
+			mark := len(e.portal.Calls())
+			require.NoError(t, e.h.WorkBulkRun(ctx, run.ID))
+			n, _, _, _ := requestsSince(e.portal, mark)
+			assert.Zero(t, n, "a cancelled run sends nothing")
+		})
+	}
+}
+
 // BenchmarkBulkRun is a run over 2,000 leads (30 % of them with one to
 // three contacts, as SeedLeads makes them) against the simulator, with
 // the production limiter: links unlinked per portal request (the batch
