@@ -15,7 +15,8 @@ import (
 
 var _ store.Bulk = (*Store)(nil)
 
-// bulkAAD binds a run's sealed session reference to its portal.
+// bulkAAD binds a run's sealed session reference to its portal, in the
+// table|key|column shape the reseal pass opens it with (resealTables).
 func bulkAAD(memberID string) string { return "bulk_runs|" + memberID + "|session_ref" }
 
 // CreateBulkRun implements store.Bulk. The insert selects the installed
