@@ -340,14 +340,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		return err
 	})
 	if err != nil {
-		pr := asProblem(err)
-		if bitrix24.IsAuthFailure(err) || errors.Is(err, errSessionDead) {
-			pr = fail(http.StatusUnauthorized, "error.session_expired", err)
-		}
-		h.logProblem(c, pr)
-		page.Admin = true
-		page.Banner = &banner{Kind: "danger", Title: loc.T("app.rebind_failed"), Text: pr.text(loc), Code: pr.code}
-		h.render(c, pr.status, "app", page)
+		h.adminFailed(c, page, loc, loc.T("app.rebind_failed"), err)
 		return nil
 	}
 	if err := h.fillAdmin(&page, loc, p, sess, res, h.browserID(c), entries, ""); err != nil {

@@ -56,11 +56,7 @@ func (h *Handlers) bulk(c *gin.Context) error {
 		return err
 	})
 	if err != nil {
-		pr := asProblem(err)
-		h.logProblem(c, pr)
-		page.Admin = true
-		page.Banner = &banner{Kind: "danger", Title: loc.T("app.bulk_failed"), Text: pr.text(loc), Code: pr.code}
-		h.render(c, pr.status, "app", page)
+		h.adminFailed(c, page, loc, loc.T("app.bulk_failed"), err)
 		return nil
 	}
 	if err := h.fillAdmin(&page, loc, p, sess, res, h.browserID(c), entries, ""); err != nil {
