@@ -55,7 +55,7 @@ type bulkWork struct {
 // lease lapses.
 func (h *Handlers) WorkBulkRun(ctx context.Context, id int64) error {
 	ctx = bitrix24.Background(ctx)
-	w := &bulkWork{h: h, owner: randomID()[:16], sleep: sleepCtx}
+	w := &bulkWork{h: h, owner: randomID()[:16], sleep: bitrix24.Sleep}
 	run, err := h.d.Store.LeaseBulkRun(ctx, id, w.owner, time.Now(), time.Now().Add(bulkLease))
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -199,16 +199,4 @@ func permanent(err error) bool {
 	var be *bitrix24.Error
 	return errors.Is(err, errBulkSession) || errors.Is(err, errSessionDead) || errors.Is(err, errRefreshFailed) ||
 		errors.As(err, &be) || errors.Is(err, bitrix24.ErrMoved)
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
