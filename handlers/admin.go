@@ -145,7 +145,7 @@ func (h *Handlers) appPage(c *gin.Context) error {
 		if entries, err = h.d.Store.History(ctx, p.MemberID, historyShown); err != nil {
 			return nil, fail(http.StatusInternalServerError, "error.internal", err)
 		}
-		return append(adminCommands(unnamedUsers(entries, f.Scope)), statusCommands()...), nil
+		return pageCommands(entries, f.Scope), nil
 	})
 	if err != nil {
 		return err
@@ -336,7 +336,7 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		}
 		// The scopes granted now are unknown here (the stored ones date
 		// from the install): user.get is tried, and its answer decides.
-		res, err = h.d.REST.Batch(ctx, endpoint, token, false, append(adminCommands(unnamedUsers(entries, "")), statusCommands()...))
+		res, err = h.d.REST.Batch(ctx, endpoint, token, false, pageCommands(entries, ""))
 		return err
 	})
 	if err != nil {

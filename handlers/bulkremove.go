@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
-	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
 
@@ -57,11 +56,7 @@ type bulkUnit struct {
 // crm.lead.contact.delete per link, so a contact linked after the listing
 // is never removed unseen.
 func (w *bulkWork) removeStep(ctx context.Context, run *store.BulkRun) (bool, error) {
-	sess, p, err := w.actor(ctx, run)
-	if err != nil {
-		return false, err
-	}
-	claimed, err := w.h.d.Store.BulkLeads(ctx, run.ID, store.LeadClaimed, bitrix24.MaxBatch)
+	sess, p, claimed, err := w.begin(ctx, run, store.LeadClaimed)
 	if err != nil {
 		return false, err
 	}
@@ -123,12 +118,7 @@ func (w *bulkWork) list(ctx context.Context, run *store.BulkRun, sess *store.Ses
 		q.Set("start", strconv.Itoa(i*50))
 		cmds = append(cmds, bitrix24.Cmd{Key: "l" + strconv.Itoa(i), Method: "crm.item.list", Params: q})
 	}
-	var res *bitrix24.BatchResult
-	err := w.h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		var err error
-		res, err = w.h.d.REST.Batch(ctx, endpoint, token, true, cmds)
-		return err
-	})
+	res, err := w.h.batchAsUser(ctx, sess, p, true, cmds)
 	if err != nil {
 		return err
 	}
@@ -227,12 +217,7 @@ func (w *bulkWork) readLinks(ctx context.Context, sess *store.Session, p *store.
 		cmds = append(cmds, bitrix24.Cmd{Key: "g" + strconv.FormatInt(l.LeadID, 10), Method: "crm.lead.contact.items.get",
 			Params: url.Values{"id": {strconv.FormatInt(l.LeadID, 10)}}})
 	}
-	var res *bitrix24.BatchResult
-	err := w.h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		var err error
-		res, err = w.h.d.REST.Batch(ctx, endpoint, token, false, cmds)
-		return err
-	})
+	res, err := w.h.batchAsUser(ctx, sess, p, false, cmds)
 	if err != nil {
 		return nil, err
 	}
@@ -299,12 +284,7 @@ func (w *bulkWork) deleteUnits(ctx context.Context, run *store.BulkRun, sess *st
 			cmds = append(cmds, bitrix24.Cmd{Key: fmt.Sprintf("d%d_%d", u.lead.LeadID, l.ContactID), Method: "crm.lead.contact.delete",
 				Params: url.Values{"id": {lead}, "fields[CONTACT_ID]": {strconv.FormatInt(l.ContactID, 10)}}})
 		}
-		var res *bitrix24.BatchResult
-		err := w.h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-			var err error
-			res, err = w.h.d.REST.Batch(ctx, endpoint, token, false, cmds)
-			return err
-		})
+		res, err := w.h.batchAsUser(ctx, sess, p, false, cmds)
 		for i, r := range chunk {
 			switch {
 			case r.link < 0:
