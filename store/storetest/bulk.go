@@ -33,6 +33,13 @@ func newBulkStore(t *testing.T, open func(t *testing.T) store.Store) (store.Stor
 	return s, mustBulkRun(t, s, "m1", "sid-1")
 }
 
+// mustLease takes run id's lease for owner for a minute from now.
+func mustLease(t *testing.T, s store.Store, id int64, owner string, now time.Time) {
+	t.Helper()
+	_, err := s.LeaseBulkRun(t.Context(), id, owner, now, now.Add(time.Minute))
+	require.NoError(t, err)
+}
+
 // testBulkRunRoundTrip: a run reads back as created (the session id
 // unsealed), one active run per portal, and the latest run is the newest.
 func testBulkRunRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
@@ -123,8 +130,7 @@ func testBulkClaimSettle(t *testing.T, open func(t *testing.T) store.Store) {
 	s, r := newBulkStore(t, open)
 	ctx := t.Context()
 	now := time.Now()
-	_, err := s.LeaseBulkRun(ctx, r.ID, "me", now, now.Add(time.Minute))
-	require.NoError(t, err)
+	mustLease(t, s, r.ID, "me", now)
 
 	links := []store.LeadLink{{ContactID: 5, Sort: 10, Primary: true}, {ContactID: 6, Sort: 20}}
 	claim := []store.BulkLead{
@@ -244,8 +250,7 @@ func testBulkUninstallClean(t *testing.T, open func(t *testing.T) store.Store) {
 	s, r := newBulkStore(t, open)
 	ctx := t.Context()
 	now := time.Now()
-	_, err := s.LeaseBulkRun(ctx, r.ID, "me", now, now.Add(time.Minute))
-	require.NoError(t, err)
+	mustLease(t, s, r.ID, "me", now)
 	claim := []store.BulkLead{
 		{LeadID: 10, Title: "Ten", State: store.LeadClaimed, Links: []store.LeadLink{{ContactID: 5, Sort: 10, Primary: true}}},
 		{LeadID: 11, Title: "Eleven", State: store.LeadSkipped},
@@ -254,12 +259,11 @@ func testBulkUninstallClean(t *testing.T, open func(t *testing.T) store.Store) {
 	mustSavePortal(t, s, "m2")
 	mustCreateSession(t, s, "sid-m2", "m2")
 	other := mustBulkRun(t, s, "m2", "sid-m2")
-	_, err = s.LeaseBulkRun(ctx, other.ID, "me", now, now.Add(time.Minute))
-	require.NoError(t, err)
+	mustLease(t, s, other.ID, "me", now)
 	require.NoError(t, s.ClaimBulkLeads(ctx, other.ID, "me", 10, claim[:1]))
 
 	require.NoError(t, s.UninstallPortal(ctx, "m1", true, now))
-	_, err = s.BulkRun(ctx, r.ID)
+	_, err := s.BulkRun(ctx, r.ID)
 	require.ErrorIs(t, err, store.ErrNotFound, "the run is gone")
 	_, err = s.LatestBulkRun(ctx, "m1")
 	require.ErrorIs(t, err, store.ErrNotFound)
