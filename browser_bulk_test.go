@@ -30,17 +30,17 @@ import (
 const bulkStage = "JUNK"
 
 // openAdminPage opens the app from the portal's left menu as the
-// administrator, in lang, and waits for the bulk card. The portal serves
+// administrator, in lang, and waits for the element sel. The portal serves
 // that page only once the app is installed (before, it says "Application
 // not available" and has no frame, which a wait for the frame would sit
-// out to its timeout), and only an administrator gets the card.
-func openAdminPage(t *testing.T, b *browser, d *runningDemo, lang string) context.Context {
+// out to its timeout), and only an administrator gets the admins' page.
+func openAdminPage(t *testing.T, b *browser, d *runningDemo, lang, sel string) context.Context {
 	t.Helper()
 	doStep(t, b.ctx, lang+": open the app from the left menu",
 		chromedp.Navigate(fmt.Sprintf("%s/marketplace/app/?user=%d&lang=%s", d.portal, simulator.SeedAdmin, lang)),
 		chromedp.WaitVisible(chromedp.CSS("#app-frame")))
 	frame := b.appFrame(t, d)
-	doStep(t, frame, lang+": wait for the bulk card", chromedp.WaitVisible(chromedp.CSS("#bulk-form")))
+	doStep(t, frame, lang+": wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
 	waitFitted(t, b)
 	return frame
 }
@@ -131,7 +131,7 @@ func TestBrowserBulk(t *testing.T) {
 	require.Greater(t, links, 3*50, "more links than three batches, so the run can be caught halfway")
 	portal.InjectFault(simulator.Fault{Method: "crm.lead.contact.delete", Delay: 12 * time.Millisecond, Times: 10 * links})
 
-	frame := openAdminPage(t, b, d, "en")
+	frame := openAdminPage(t, b, d, "en", "#bulk-form")
 	doStep(t, frame, "pick the stage", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#bulk-form input[name="stage"][value=%q]`, bulkStage))))
 	submitBulk(t, frame, "click Count", "#bulk-count-button", `!!document.getElementById("bulk-count")`)
 	assert.Equal(t, len(matched), bulkFigure(t, frame, "bulk-count-leads"), "the leads in the stage")
@@ -142,37 +142,34 @@ func TestBrowserBulk(t *testing.T) {
 	requireAxeClean(t, frame, axe, "en: counted")
 	cardShot(t, b, frame, "bulk-en.png")
 
-	// Start; the poll moves the bar.
+	// Start, and pause as soon as the first batch of deletes has reached
+	// the portal: that batch ends, then nothing more is sent.
 	submitBulk(t, frame, "click Start", "#bulk-start", `!!document.getElementById("bulk-run")`)
 	assert.Equal(t, en.T("app.bulk_started"), strings.TrimSpace(readStep(t, frame, "read the banner", chromedp.TextContent(chromedp.CSS("#banner .alert-title")))))
 	assert.Equal(t, len(matched), bulkFigure(t, frame, "bulk-matched"))
-	waitBulk(t, frame, "wait for the bar to move",
-		`Number(document.getElementById("bulk-progress").value) > 0 && Number(document.getElementById("bulk-leads").textContent) > 0`)
-	require.Equal(t, en.T("app.bulk_state_running"), strings.TrimSpace(readStep(t, frame, "read the state", chromedp.TextContent(chromedp.CSS("#bulk-state")))))
-
-	// A reload mid-run shows the run as the store has it.
-	frame = openAdminPage(t, b, d, "en")
-	doStep(t, frame, "wait for the run", chromedp.WaitVisible(chromedp.CSS("#bulk-run")))
-	reloaded := bulkFigure(t, frame, "bulk-leads")
-	assert.Positive(t, reloaded, "the reloaded page shows the progress so far")
-	assert.Equal(t, len(matched), bulkFigure(t, frame, "bulk-matched"))
-	requireAxeClean(t, frame, axe, "en: running")
-
-	// Pause halfway: the batch in flight ends, then nothing more is sent.
+	require.Eventually(t, func() bool { return len(portal.CallsTo("crm.lead.contact.delete")) > 0 }, stepTimeout, 5*time.Millisecond,
+		"the run's first deletes reach the portal")
 	submitBulk(t, frame, "click Pause", "#bulk-pause", `!!document.getElementById("bulk-resume")`)
 	assert.Equal(t, en.T("app.bulk_state_paused"), strings.TrimSpace(readStep(t, frame, "read the state", chromedp.TextContent(chromedp.CSS("#bulk-state")))))
-	time.Sleep(1500 * time.Millisecond) // longer than a batch: the one in flight settles
-	frame = openAdminPage(t, b, d, "en")
-	doStep(t, frame, "wait for Resume", chromedp.WaitVisible(chromedp.CSS("#bulk-resume")))
-	paused := bulkFigure(t, frame, "bulk-leads")
-	assert.Less(t, paused, len(matched), "the pause stopped the run before its end")
-	deletes := len(portal.CallsTo("crm.lead.contact.delete"))
-	time.Sleep(500 * time.Millisecond)
-	assert.Equal(t, deletes, len(portal.CallsTo("crm.lead.contact.delete")), "a paused run sends nothing")
-	assert.Equal(t, paused, bulkFigure(t, frame, "bulk-leads"))
+	time.Sleep(time.Second) // longer than a batch: the one in flight settles
 
-	// Resume to the end.
+	// A reload mid-run shows the run as the store has it.
+	frame = openAdminPage(t, b, d, "en", "#bulk-resume")
+	paused := bulkFigure(t, frame, "bulk-leads")
+	assert.Positive(t, paused, "the reloaded page shows the progress so far")
+	assert.Less(t, paused, len(matched), "the pause stopped the run before its end")
+	assert.Equal(t, len(matched), bulkFigure(t, frame, "bulk-matched"))
+	assert.Equal(t, float64(paused), readStep(t, frame, "read the bar", chromedp.Evaluate[float64](`document.getElementById("bulk-progress").value`)))
+	deletes := len(portal.CallsTo("crm.lead.contact.delete"))
+	requireAxeClean(t, frame, axe, "en: paused")
+	assert.Equal(t, deletes, len(portal.CallsTo("crm.lead.contact.delete")), "a paused run sends nothing")
+
+	// Resume: the poll moves the bar on from where the run stopped, to
+	// the end.
 	submitBulk(t, frame, "click Resume", "#bulk-resume", `!document.getElementById("bulk-resume")`)
+	require.Equal(t, en.T("app.bulk_state_running"), strings.TrimSpace(readStep(t, frame, "read the state", chromedp.TextContent(chromedp.CSS("#bulk-state")))))
+	waitBulk(t, frame, "wait for the bar to move",
+		fmt.Sprintf(`Number(document.getElementById("bulk-progress").value) > %d && Number(document.getElementById("bulk-leads").textContent) > %d`, paused, paused))
 	waitBulk(t, frame, "wait for the run to end",
 		fmt.Sprintf(`document.getElementById("bulk-state").textContent.trim() === %q`, en.T("app.bulk_state_done")))
 	assert.Equal(t, len(matched), bulkFigure(t, frame, "bulk-leads"))
@@ -185,7 +182,7 @@ func TestBrowserBulk(t *testing.T) {
 	}
 
 	// After the end, a reload shows the finished run, full bar and Undo.
-	frame = openAdminPage(t, b, d, "en")
+	frame = openAdminPage(t, b, d, "en", "#bulk-form")
 	doStep(t, frame, "wait for Undo", chromedp.WaitVisible(chromedp.CSS("#bulk-undo")))
 	bar := readStep(t, frame, "read the bar", chromedp.Evaluate[[]float64](
 		`[document.getElementById("bulk-progress").value, document.getElementById("bulk-progress").max]`))
@@ -205,7 +202,7 @@ func TestBrowserBulk(t *testing.T) {
 
 	// Russian and Arabic: the card counted, checked and pictured.
 	for _, code := range []string{"ru", "ar"} {
-		frame := openAdminPage(t, b, d, code)
+		frame := openAdminPage(t, b, d, code, "#bulk-form")
 		attrs := readStep(t, frame, code+": read lang and dir", chromedp.Evaluate[[]string](
 			`[document.documentElement.lang, document.documentElement.dir]`))
 		assert.Equal(t, []string{code, bundle.For(code).Dir()}, attrs)
