@@ -106,12 +106,7 @@ func TestBrowserUIInstallerAndAdminPages(t *testing.T) {
 		{"ru", "ltr", "Отвязаны 4 контакта", "Ничего не отвязано: у пользователя нет прав в Bitrix24", "Время указано в вашем часовом поясе Bitrix24: Europe/Berlin"},
 		{"ar", "rtl", "فُصلت 4 جهات اتصال", "لم يُفصل شيء: ليس لدى المستخدم صلاحية في Bitrix24", "الأوقات معروضة حسب منطقتك الزمنية في Bitrix24: Europe/Berlin"},
 	} {
-		doStep(t, b.ctx, w.code+": open the app from the left menu",
-			chromedp.Navigate(fmt.Sprintf("%s/marketplace/app/?user=%d&lang=%s", d.portal, simulator.SeedAdmin, w.code)),
-			chromedp.WaitVisible(chromedp.CSS("#app-frame")))
-		admin := b.appFrame(t, d)
-		doStep(t, admin, w.code+": wait for the history", chromedp.WaitVisible(chromedp.CSS("#history")))
-		waitFitted(t, b)
+		admin := openAdminPage(t, b, d, w.code, "#history")
 		assert.Equal(t, w.dir, readStep(t, admin, w.code+": read dir", chromedp.Evaluate[string](`document.documentElement.dir`)))
 		what := textsOf(t, admin, w.code+": read the outcomes", "#history > li .history-what")
 		assert.Equal(t, []string{w.refused, w.unlinked}, what, w.code)

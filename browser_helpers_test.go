@@ -518,6 +518,8 @@ func staleDOM(err error) bool {
 		"Node with given id does not belong to the document",
 		"Cannot find context with specified id",
 		"Execution context was destroyed",
+		// A poll evaluated while the form POST replaces the document.
+		"Inspected target navigated or closed",
 	} {
 		if strings.Contains(cerr.Message, m) {
 			return true

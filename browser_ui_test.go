@@ -183,6 +183,13 @@ func shot(t *testing.T, b *browser, frame context.Context, name, selector string
 func pageShot(t *testing.T, b *browser, name, selector string) {
 	t.Helper()
 	png := readStep(t, b.ctx, "take a screenshot", chromedp.Screenshot(chromedp.CSS(selector)))
+	saveShot(t, name, png)
+}
+
+// saveShot writes a screenshot to the test's directory and, when
+// SCREENSHOT_DIR is set, there too.
+func saveShot(t *testing.T, name string, png []byte) {
+	t.Helper()
 	require.NoError(t, os.WriteFile(filepath.Join(t.TempDir(), name), png, 0o644))
 	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" {
 		require.NoError(t, os.MkdirAll(dir, 0o755))

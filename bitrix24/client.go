@@ -224,7 +224,7 @@ func (c *Client) post(ctx context.Context, endpoint, method string, body []byte,
 	var lastErr error
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		if attempt > 1 {
-			if err := sleep(ctx, c.backoff(attempt-1)); err != nil {
+			if err := Sleep(ctx, c.backoff(attempt-1)); err != nil {
 				return nil, lastErr
 			}
 		}
@@ -344,7 +344,12 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or until ctx ends (its error then). A wait that would
+// overrun ctx's deadline is not begun: it fails at once with
+// context.DeadlineExceeded, so a caller reports its last answer instead
+// of a bare timeout. Callers that pace themselves against Bitrix24 (a
+// retry's backoff, a bulk run's pause) all wait this one way.
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -143,7 +143,7 @@ func (l *limiters) wait(ctx context.Context, host string) (waited time.Duration,
 		}
 		if d > 0 {
 			start := time.Now()
-			err := sleep(ctx, d)
+			err := Sleep(ctx, d)
 			waited += time.Since(start)
 			if err != nil {
 				// A click's turn stays counted: giving it back could let a

@@ -500,3 +500,21 @@ func TestBackgroundKeepsViewsAndClicksFree(t *testing.T) {
 		assert.Len(t, lp.waits(mark), share+10)
 	})
 }
+
+// TestSleep: Sleep waits, ends with its context, and does not begin a
+// wait its context's deadline would cut short.
+func TestSleep(t *testing.T) {
+	start := time.Now()
+	require.NoError(t, Sleep(t.Context(), 20*time.Millisecond))
+	assert.GreaterOrEqual(t, time.Since(start), 20*time.Millisecond)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	require.ErrorIs(t, Sleep(ctx, time.Hour), context.Canceled)
+
+	ctx, cancel = context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	start = time.Now()
+	require.ErrorIs(t, Sleep(ctx, time.Minute), context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "given up at once, not at the deadline")
+}

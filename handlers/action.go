@@ -14,7 +14,6 @@ import (
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/lang"
-	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
 
@@ -176,12 +175,7 @@ func (h *Handlers) fillList(page *tabPage, loc *lang.Localizer, p *store.Portal,
 // readList runs listCommands with the user's token and fills the page;
 // an upstream failure becomes the page's banner, and is returned.
 func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.Portal, page *tabPage, loc *lang.Localizer) error {
-	var res *bitrix24.BatchResult
-	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		var err error
-		res, err = h.d.REST.Batch(ctx, endpoint, token, false, listCommands(sess.LeadID))
-		return err
-	})
+	res, err := h.batchAsUser(ctx, sess, p, false, listCommands(sess.LeadID))
 	if err == nil {
 		_, err = h.fillList(page, loc, p, res)
 	}

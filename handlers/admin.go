@@ -149,7 +149,7 @@ func (h *Handlers) appPage(c *gin.Context) error {
 		if entries, err = h.d.Store.History(ctx, p.MemberID, historyShown); err != nil {
 			return nil, fail(http.StatusInternalServerError, "error.internal", err)
 		}
-		return append(adminCommands(unnamedUsers(entries, f.Scope)), statusCommands()...), nil
+		return pageCommands(entries, f.Scope), nil
 	})
 	if err != nil {
 		return err
@@ -357,18 +357,11 @@ func (h *Handlers) rebind(c *gin.Context) error {
 		}
 		// The scopes granted now are unknown here (the stored ones date
 		// from the install): user.get is tried, and its answer decides.
-		res, err = h.d.REST.Batch(ctx, endpoint, token, false, append(adminCommands(unnamedUsers(entries, "")), statusCommands()...))
+		res, err = h.d.REST.Batch(ctx, endpoint, token, false, pageCommands(entries, ""))
 		return err
 	})
 	if err != nil {
-		pr := asProblem(err)
-		if bitrix24.IsAuthFailure(err) || errors.Is(err, errSessionDead) {
-			pr = fail(http.StatusUnauthorized, "error.session_expired", err)
-		}
-		h.logProblem(c, pr)
-		page.Admin = true
-		page.Banner = &banner{Kind: "danger", Title: loc.T("app.rebind_failed"), Text: pr.text(loc), Code: pr.code}
-		h.render(c, pr.status, "app", page)
+		h.adminFailed(c, page, loc, loc.T("app.rebind_failed"), err)
 		return nil
 	}
 	if err := h.fillAdmin(&page, loc, p, sess, res, h.browserID(c), entries, ""); err != nil {

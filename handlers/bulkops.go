@@ -9,9 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/lang"
-	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
 
@@ -49,18 +47,9 @@ func (h *Handlers) bulk(c *gin.Context) error {
 	if err != nil {
 		return fail(http.StatusInternalServerError, "error.internal", err)
 	}
-	var res *bitrix24.BatchResult
-	err = h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		var err error
-		res, err = h.d.REST.Batch(ctx, endpoint, token, false, append(adminCommands(unnamedUsers(entries, "")), statusCommands()...))
-		return err
-	})
+	res, err := h.batchAsUser(ctx, sess, p, false, pageCommands(entries, ""))
 	if err != nil {
-		pr := asProblem(err)
-		h.logProblem(c, pr)
-		page.Admin = true
-		page.Banner = &banner{Kind: "danger", Title: loc.T("app.bulk_failed"), Text: pr.text(loc), Code: pr.code}
-		h.render(c, pr.status, "app", page)
+		h.adminFailed(c, page, loc, loc.T("app.bulk_failed"), err)
 		return nil
 	}
 	if err := h.fillAdmin(&page, loc, p, sess, res, h.browserID(c), entries, ""); err != nil {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/lang"
-	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
 
@@ -74,6 +73,13 @@ func newBulkView(r *store.BulkRun, loc *lang.Localizer, now time.Time) *bulkView
 	v.CanCancel = r.Active() && r.UndoState == store.UndoNone
 	v.CanUndo = !r.Active() && r.UndoState == store.UndoNone && r.Removed > 0 && now.Before(r.UndoUntil)
 	return v
+}
+
+// pageCommands are the admins' page's batch: the admin, the app and
+// the names the history lacks (adminCommands), and the bulk card's
+// stages and sources.
+func pageCommands(entries []store.HistoryEntry, scope string) []bitrix24.Cmd {
+	return append(adminCommands(unnamedUsers(entries, scope)), statusCommands()...)
 }
 
 // statusCommands read the portal's lead stages and sources for the form.
@@ -197,15 +203,8 @@ func (h *Handlers) countLeads(ctx context.Context, sess *store.Session, p *store
 			break
 		}
 	}
-	var res *bitrix24.BatchResult
-	run := func(cmds []bitrix24.Cmd) error {
-		return h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-			var err error
-			res, err = h.d.REST.Batch(ctx, endpoint, token, true, cmds)
-			return err
-		})
-	}
-	if err := run(cmds); err != nil {
+	res, err := h.batchAsUser(ctx, sess, p, true, cmds)
+	if err != nil {
 		return 0, 0, false, err
 	}
 	leads = res.Total["l0"]
@@ -217,7 +216,7 @@ func (h *Handlers) countLeads(ctx context.Context, sess *store.Session, p *store
 			q.Set("start", strconv.Itoa(i*50))
 			cmds = append(cmds, bitrix24.Cmd{Key: "l" + strconv.Itoa(i), Method: "crm.item.list", Params: q})
 		}
-		if err := run(cmds); err != nil {
+		if res, err = h.batchAsUser(ctx, sess, p, true, cmds); err != nil {
 			return 0, 0, false, err
 		}
 	}

@@ -154,3 +154,17 @@ func TestBulkCardRefusesAForgedFilter(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, p.status, "%v", bad)
 	}
 }
+
+// A session Bitrix24 no longer accepts, met by a bulk button, says so as
+// the re-bind does: 401 and "reopen", not an internal error.
+func TestBulkCardSessionRefused(t *testing.T) {
+	e := newInstalledEnv(t, func(e *testEnv) { e.bulk = &fakeQueue{} })
+	admin := e.openApp(simulator.SeedAdmin, "en")
+	require.Equal(t, http.StatusOK, admin.status, admin.body)
+	e.portal.InjectFault(simulator.Fault{Method: "batch", Status: http.StatusUnauthorized, Code: "NO_AUTH_FOUND",
+		Description: "Wrong authorization data", Times: 20})
+	res := e.press(admin, "#bulk-form", "count", nil)
+	assert.Equal(t, http.StatusUnauthorized, res.status, res.body)
+	assert.Contains(t, text(res, "#banner .alert-danger"), "Your session has expired.")
+	assert.Contains(t, text(res, "#banner .alert-title"), "The bulk run could not go ahead")
+}

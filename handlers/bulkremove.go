@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
-	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
 
@@ -28,9 +27,11 @@ type listedLead struct {
 	ContactID  bitrix24.ID   `json:"contactId"`
 }
 
-// links is the lead's links as the run's snapshot keeps them: in their
-// order, SORT 10, 20... (crm.item.list gives the order, not the SORT
-// values), the primary one marked.
+// links is the lead's links as the listing shows them: in their order,
+// the primary one marked, SORT 10, 20... as placeholders (crm.item.list
+// gives the order, not the SORT values). The batch that deletes them
+// reads the real values first (deleteUnits), and those are what the
+// run keeps for its undo.
 func (l listedLead) links() []store.LeadLink {
 	out := make([]store.LeadLink, 0, len(l.ContactIDs))
 	for i, c := range l.ContactIDs {
@@ -51,14 +52,11 @@ type bulkUnit struct {
 // removeStep does one step of a run: leads claimed by a batch whose
 // answer was lost are read back first; otherwise the next leads are
 // claimed (listing more when the buffer is empty) and their links deleted
-// in one batch of up to 50 crm.lead.contact.delete sub-calls, one per
-// link, so a contact linked after the listing is never removed unseen.
+// in one batch of up to 50 sub-calls: per lead, its links read, then one
+// crm.lead.contact.delete per link, so a contact linked after the listing
+// is never removed unseen.
 func (w *bulkWork) removeStep(ctx context.Context, run *store.BulkRun) (bool, error) {
-	sess, p, err := w.actor(ctx, run)
-	if err != nil {
-		return false, err
-	}
-	claimed, err := w.h.d.Store.BulkLeads(ctx, run.ID, store.LeadClaimed, bitrix24.MaxBatch)
+	sess, p, claimed, err := w.begin(ctx, run, store.LeadClaimed)
 	if err != nil {
 		return false, err
 	}
@@ -120,12 +118,7 @@ func (w *bulkWork) list(ctx context.Context, run *store.BulkRun, sess *store.Ses
 		q.Set("start", strconv.Itoa(i*50))
 		cmds = append(cmds, bitrix24.Cmd{Key: "l" + strconv.Itoa(i), Method: "crm.item.list", Params: q})
 	}
-	var res *bitrix24.BatchResult
-	err := w.h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		var err error
-		res, err = w.h.d.REST.Batch(ctx, endpoint, token, true, cmds)
-		return err
-	})
+	res, err := w.h.batchAsUser(ctx, sess, p, true, cmds)
 	if err != nil {
 		return err
 	}
@@ -143,16 +136,17 @@ func (w *bulkWork) list(ctx context.Context, run *store.BulkRun, sess *store.Ses
 	return nil
 }
 
-// claimNext takes leads from the buffer up to 50 links (a lead with more
-// goes alone, in several batches), with the leads without links before
-// and among them, and claims them all with the cursor moved past them.
+// claimNext takes leads from the buffer up to a batch's 50 sub-calls
+// (a read per lead and a delete per link; a lead with more goes alone, in
+// several batches), with the leads without links before and among them,
+// and claims them all with the cursor moved past them.
 func (w *bulkWork) claimNext(ctx context.Context, run *store.BulkRun) ([]bulkUnit, error) {
 	var claim []store.BulkLead
 	var units []bulkUnit
 	n, taken := 0, 0
 	for _, l := range w.buffer {
 		links := l.links()
-		if len(links) > 0 && n > 0 && n+len(links) > bitrix24.MaxBatch {
+		if len(links) > 0 && n > 0 && n+1+len(links) > bitrix24.MaxBatch {
 			break
 		}
 		taken++
@@ -161,7 +155,7 @@ func (w *bulkWork) claimNext(ctx context.Context, run *store.BulkRun) ([]bulkUni
 			lead.State = store.LeadSkipped
 		} else {
 			units = append(units, bulkUnit{lead: lead, toDelete: links})
-			n += len(links)
+			n += 1 + len(links)
 		}
 		claim = append(claim, lead)
 	}
@@ -223,12 +217,7 @@ func (w *bulkWork) readLinks(ctx context.Context, sess *store.Session, p *store.
 		cmds = append(cmds, bitrix24.Cmd{Key: "g" + strconv.FormatInt(l.LeadID, 10), Method: "crm.lead.contact.items.get",
 			Params: url.Values{"id": {strconv.FormatInt(l.LeadID, 10)}}})
 	}
-	var res *bitrix24.BatchResult
-	err := w.h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		var err error
-		res, err = w.h.d.REST.Batch(ctx, endpoint, token, false, cmds)
-		return err
-	})
+	res, err := w.h.batchAsUser(ctx, sess, p, false, cmds)
 	if err != nil {
 		return nil, err
 	}
@@ -253,13 +242,25 @@ func linksOf(items []leadItem) []store.LeadLink {
 	return out
 }
 
-// deleteUnits deletes the units' links, 50 per batch, and settles every
-// lead whose outcome is known; a lead with an unknown outcome (a sub-call
-// failed transiently) stays claimed, to be read back next step.
+// deleteUnits deletes the units' links, up to 50 sub-calls per batch,
+// and settles every lead whose outcome is known; a lead with an unknown
+// outcome (a sub-call failed transiently) stays claimed, to be read back
+// next step.
+//
+// Each lead's deletes follow a crm.lead.contact.items.get of it in the
+// same batch (Bitrix24 runs a batch's sub-calls in order), so the undo
+// puts back each link's real SORT and primary flag as they were just
+// before the delete. That costs one sub-call per lead and no request: a
+// separate read batch per step would double the requests, the portal's
+// scarce budget, while this lowers the links per batch only from 50 to
+// 50·k/(k+1) for leads of k links. The listing's placeholders remain
+// only for a link whose batch's answer was lost and which was gone when
+// read back.
 func (w *bulkWork) deleteUnits(ctx context.Context, run *store.BulkRun, sess *store.Session, p *store.Portal, units []bulkUnit) error {
-	type ref struct{ unit, link int }
+	type ref struct{ unit, link int } // link -1: the lead's read
 	var all []ref
 	for ui, u := range units {
+		all = append(all, ref{ui, -1})
 		for li := range u.toDelete {
 			all = append(all, ref{ui, li})
 		}
@@ -268,22 +269,29 @@ func (w *bulkWork) deleteUnits(ctx context.Context, run *store.BulkRun, sess *st
 	for i, u := range units {
 		results[i] = make([]error, len(u.toDelete))
 	}
+	read := make([][]store.LeadLink, len(units))
 	var failed error
 	for chunk := range slices.Chunk(all, bitrix24.MaxBatch) {
 		cmds := make([]bitrix24.Cmd, 0, len(chunk))
 		for _, r := range chunk {
-			u, l := units[r.unit], units[r.unit].toDelete[r.link]
+			u := units[r.unit]
+			lead := strconv.FormatInt(u.lead.LeadID, 10)
+			if r.link < 0 {
+				cmds = append(cmds, bitrix24.Cmd{Key: "g" + lead, Method: "crm.lead.contact.items.get", Params: url.Values{"id": {lead}}})
+				continue
+			}
+			l := u.toDelete[r.link]
 			cmds = append(cmds, bitrix24.Cmd{Key: fmt.Sprintf("d%d_%d", u.lead.LeadID, l.ContactID), Method: "crm.lead.contact.delete",
-				Params: url.Values{"id": {strconv.FormatInt(u.lead.LeadID, 10)}, "fields[CONTACT_ID]": {strconv.FormatInt(l.ContactID, 10)}}})
+				Params: url.Values{"id": {lead}, "fields[CONTACT_ID]": {strconv.FormatInt(l.ContactID, 10)}}})
 		}
-		var res *bitrix24.BatchResult
-		err := w.h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-			var err error
-			res, err = w.h.d.REST.Batch(ctx, endpoint, token, false, cmds)
-			return err
-		})
+		res, err := w.h.batchAsUser(ctx, sess, p, false, cmds)
 		for i, r := range chunk {
 			switch {
+			case r.link < 0:
+				var items []leadItem
+				if err == nil && res.Decode(cmds[i].Key, &items) == nil {
+					read[r.unit] = linksOf(items)
+				}
 			case err != nil:
 				results[r.unit][r.link] = errors.Join(errUnknownOutcome, err)
 			default:
@@ -297,7 +305,7 @@ func (w *bulkWork) deleteUnits(ctx context.Context, run *store.BulkRun, sess *st
 	}
 	var settled []store.BulkLead
 	for i, u := range units {
-		if l, ok := w.settled(run, u, results[i]); ok {
+		if l, ok := w.settled(run, u.asRead(read[i]), results[i]); ok {
 			settled = append(settled, l)
 		}
 	}
@@ -305,6 +313,22 @@ func (w *bulkWork) deleteUnits(ctx context.Context, run *store.BulkRun, sess *st
 		return err
 	}
 	return failed
+}
+
+// asRead is the unit with its links' SORT and primary flag as read just
+// before their delete; a link the read did not return keeps its own.
+func (u bulkUnit) asRead(read []store.LeadLink) bulkUnit {
+	withRead := func(links []store.LeadLink) []store.LeadLink {
+		out := slices.Clone(links)
+		for i, l := range out {
+			if j := slices.IndexFunc(read, func(r store.LeadLink) bool { return r.ContactID == l.ContactID }); j >= 0 {
+				out[i].Sort, out[i].Primary = read[j].Sort, read[j].Primary
+			}
+		}
+		return out
+	}
+	u.toDelete, u.gone = withRead(u.toDelete), withRead(u.gone)
+	return u
 }
 
 // errUnknownOutcome marks a link whose delete may or may not have run.

@@ -55,7 +55,7 @@ type bulkWork struct {
 // lease lapses.
 func (h *Handlers) WorkBulkRun(ctx context.Context, id int64) error {
 	ctx = bitrix24.Background(ctx)
-	w := &bulkWork{h: h, owner: randomID()[:16], sleep: sleepCtx}
+	w := &bulkWork{h: h, owner: randomID()[:16], sleep: bitrix24.Sleep}
 	run, err := h.d.Store.LeaseBulkRun(ctx, id, w.owner, time.Now(), time.Now().Add(bulkLease))
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -158,6 +158,22 @@ func (w *bulkWork) actor(ctx context.Context, run *store.BulkRun) (*store.Sessio
 	return sess, p, nil
 }
 
+// begin is the prologue of every step, a removal's or an undo's: the
+// admin session and portal the run acts with (actor), and up to a batch
+// of the run's leads still in state (claimed, restoring) from a batch
+// whose answer was lost, to be read back before anything is sent.
+func (w *bulkWork) begin(ctx context.Context, run *store.BulkRun, state string) (*store.Session, *store.Portal, []store.BulkLead, error) {
+	sess, p, err := w.actor(ctx, run)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	leads, err := w.h.d.Store.BulkLeads(ctx, run.ID, state, bitrix24.MaxBatch)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return sess, p, leads, nil
+}
+
 // stopRun ends a run's work on a failure that waiting does not cure: a
 // dead session pauses the run (an admin resumes it from a fresh page, with
 // fresh tokens); anything else (the admin lost the right to list leads,
@@ -199,16 +215,4 @@ func permanent(err error) bool {
 	var be *bitrix24.Error
 	return errors.Is(err, errBulkSession) || errors.Is(err, errSessionDead) || errors.Is(err, errRefreshFailed) ||
 		errors.As(err, &be) || errors.Is(err, bitrix24.ErrMoved)
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -325,6 +326,90 @@ func TestBulkRunUndo(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, refusedUndo)
+}
+
+// The undo puts back each link's real SORT and primary flag, read just
+// before its delete, not the listing's order as 10, 20...: on leads whose
+// SORTs are uneven and whose primary contact is not the first.
+func TestBulkRunUndoRestoresSort(t *testing.T) {
+	e := newInstalledEnv(t)
+	sorts := map[int][][2]int{ // lead -> (contact, SORT), the primary first
+		701: {{7011, 35}, {7012, 5}, {7013, 990}},
+		702: {{7021, 100}, {7022, 110}},
+		703: {{7031, 7}},
+	}
+	before := map[int][]simulator.LeadContact{}
+	for lead, links := range sorts {
+		e.portal.AddLead(simulator.Lead{ID: lead, Title: "Sorted " + strconv.Itoa(lead), StatusID: "JUNK"})
+		for i, l := range links {
+			e.portal.AddContact(simulator.Contact{ID: l[0], Name: "C" + strconv.Itoa(l[0])})
+			require.NoError(t, e.portal.LinkContact(lead, l[0], l[1], i == 0))
+		}
+		before[lead] = e.portal.LeadContacts(lead)
+	}
+	require.Equal(t, 990, before[701][2].Sort, "the portal keeps the SORTs as given")
+
+	run := e.newBulkRun(store.BulkFilter{Stages: []string{"JUNK"}}, 3)
+	ctx := context.Background()
+	require.NoError(t, e.h.WorkBulkRun(ctx, run.ID))
+	require.Equal(t, store.RunDone, e.bulkRun(run.ID).State)
+	for lead := range sorts {
+		require.Empty(t, e.portal.LeadContacts(lead))
+	}
+	done, err := e.st.BulkLeads(ctx, run.ID, store.LeadDone, 10)
+	require.NoError(t, err)
+	require.Len(t, done, 3)
+	for _, l := range done {
+		for _, k := range l.Links {
+			i := slices.IndexFunc(before[int(l.LeadID)], func(c simulator.LeadContact) bool { return int64(c.ContactID) == k.ContactID })
+			require.GreaterOrEqual(t, i, 0)
+			assert.Equal(t, before[int(l.LeadID)][i].Sort, k.Sort, "lead %d contact %d: the run keeps the real SORT", l.LeadID, k.ContactID)
+		}
+	}
+
+	require.NoError(t, e.st.SetBulkUndo(ctx, run.ID, store.UndoNone, store.UndoRunning, "", time.Now()))
+	require.NoError(t, e.h.WorkBulkRun(ctx, run.ID))
+	assert.Equal(t, store.UndoDone, e.bulkRun(run.ID).UndoState)
+	for lead, links := range before {
+		assert.Equal(t, links, e.portal.LeadContacts(lead), "lead %d: the same links, SORT and primary contact", lead)
+	}
+}
+
+// An uninstall from the portal ends the portal's bulk run: a plain one
+// cancels it (it has no session left to act with, and would block a run
+// after a reinstall), one with CLEAN deletes it with its leads.
+func TestUninstallEndsBulkRuns(t *testing.T) {
+	for name, clean := range map[string]bool{"keep data": false, "clean": true} {
+		t.Run(name, func(t *testing.T) {
+			e := newInstalledEnv(t)
+			e.portal.SeedLeads(simulator.BulkOptions{Leads: 20, Seed: 4, WithContacts: 1})
+			ctx := context.Background()
+			run := e.newBulkRun(store.BulkFilter{}, 25)
+			require.NoError(t, e.st.SetBulkRunState(ctx, run.ID, []string{store.RunQueued}, store.RunRunning, "", "", time.Now()))
+			_, err := e.st.LeaseBulkRun(ctx, run.ID, "w", time.Now(), time.Now().Add(time.Minute))
+			require.NoError(t, err)
+			require.NoError(t, e.st.ClaimBulkLeads(ctx, run.ID, "w", 5, []store.BulkLead{{LeadID: 5, State: store.LeadClaimed}}))
+
+			require.NoError(t, e.portal.Uninstall(ctx, clean))
+			require.False(t, e.mustPortal(t).Active())
+			got, err := e.st.BulkRun(ctx, run.ID)
+			if clean {
+				require.ErrorIs(t, err, store.ErrNotFound, "the run is deleted with the app's data")
+				leads, err := e.st.BulkLeads(ctx, run.ID, store.LeadClaimed, 10)
+				require.NoError(t, err)
+				assert.Empty(t, leads, "and its leads")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, store.RunCancelled, got.State)
+			assert.Equal(t, "UNINSTALLED", got.ErrorCode)
+			require.NoError(t, e.st.ReleaseBulkRun(ctx, run.ID, "w"))
+			mark := len(e.portal.Calls())
+			require.NoError(t, e.h.WorkBulkRun(ctx, run.ID))
+			n, _, _, _ := requestsSince(e.portal, mark)
+			assert.Zero(t, n, "a cancelled run sends nothing")
+		})
+	}
 }
 
 // BenchmarkBulkRun is a run over 2,000 leads (30 % of them with one to

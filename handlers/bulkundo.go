@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/b24apps/leadcontacts/bitrix24"
-	"github.com/b24apps/leadcontacts/secret"
 	"github.com/b24apps/leadcontacts/store"
 )
 
@@ -19,11 +18,7 @@ import (
 // list, which would unlink the new ones); see undo in remove.go for the
 // one-round-trip window Bitrix24 leaves between the read and the write.
 func (w *bulkWork) undoStep(ctx context.Context, run *store.BulkRun) (bool, error) {
-	sess, p, err := w.actor(ctx, run)
-	if err != nil {
-		return false, err
-	}
-	leads, err := w.h.d.Store.BulkLeads(ctx, run.ID, store.LeadRestoring, bitrix24.MaxBatch)
+	sess, p, leads, err := w.begin(ctx, run, store.LeadRestoring)
 	if err != nil {
 		return false, err
 	}
@@ -96,13 +91,7 @@ func (w *bulkWork) setLinks(ctx context.Context, sess *store.Session, p *store.P
 		cmds = append(cmds, bitrix24.Cmd{Key: "s" + strconv.FormatInt(l.LeadID, 10), Method: "crm.lead.contact.items.set",
 			Params: itemsSetParams(l.LeadID, l.Links)})
 	}
-	var res *bitrix24.BatchResult
-	err := w.h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
-		var err error
-		res, err = w.h.d.REST.Batch(ctx, endpoint, token, false, cmds)
-		return err
-	})
-	return res, err
+	return w.h.batchAsUser(ctx, sess, p, false, cmds)
 }
 
 // sameContacts reports whether two link lists name the same contacts.

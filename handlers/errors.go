@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/b24apps/leadcontacts/bitrix24"
 	"github.com/b24apps/leadcontacts/lang"
 )
 
@@ -47,6 +48,21 @@ func asProblem(err error) *problem {
 		return p
 	}
 	return fail(http.StatusInternalServerError, "error.internal", err)
+}
+
+// adminFailed renders the admins' page after its action failed (a
+// re-bind, a bulk run's button), with a banner titled title: a session
+// Bitrix24 no longer accepts asks the admin to reopen the page, as on
+// every other page; any other failure says what its problem says.
+func (h *Handlers) adminFailed(c *gin.Context, page adminPage, loc *lang.Localizer, title string, err error) {
+	pr := asProblem(err)
+	if bitrix24.IsAuthFailure(err) || errors.Is(err, errSessionDead) {
+		pr = fail(http.StatusUnauthorized, "error.session_expired", err)
+	}
+	h.logProblem(c, pr)
+	page.Admin = true
+	page.Banner = &banner{Kind: "danger", Title: title, Text: pr.text(loc), Code: pr.code}
+	h.render(c, pr.status, "app", page)
 }
 
 // errorPage is the data of error.html.

@@ -68,6 +68,18 @@ func (h *Handlers) asUser(ctx context.Context, sess *store.Session, p *store.Por
 	return err
 }
 
+// batchAsUser sends cmds in one batch with the session's user's token,
+// through asUser; halt stops the batch at its first failing sub-call.
+func (h *Handlers) batchAsUser(ctx context.Context, sess *store.Session, p *store.Portal, halt bool, cmds []bitrix24.Cmd) (*bitrix24.BatchResult, error) {
+	var res *bitrix24.BatchResult
+	err := h.asUser(ctx, sess, p, func(endpoint string, token secret.String) error {
+		var err error
+		res, err = h.d.REST.Batch(ctx, endpoint, token, halt, cmds)
+		return err
+	})
+	return res, err
+}
+
 // refreshSession renews the session's token pair and returns the access
 // token to use. Bitrix24 refresh tokens are single-use, so a pair must be
 // spent exactly once, however many requests and instances find it expired:

@@ -65,7 +65,7 @@ func (p *Portal) mItemList(c *callCtx) (result, *apiError) {
 	items := []any{}
 	for _, v := range res.value.([]any) {
 		rec := keyed[phpInt(v.(obj).vals["ID"])]
-		items = append(items, projectItem(leadItem(rec), sel))
+		items = append(items, project(leadItem(rec), sel, "id"))
 	}
 	res.value = fields("items", items)
 	return res, nil
@@ -124,25 +124,6 @@ func itemSelect(v any) []string {
 		}
 		if s != "" {
 			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// projectItem keeps the selected fields of an item (case-insensitively),
-// and id always.
-func projectItem(item obj, sel []string) obj {
-	if len(sel) == 0 {
-		return item
-	}
-	out := newObj()
-	for _, k := range item.keys {
-		want := k == "id"
-		for _, s := range sel {
-			want = want || strings.EqualFold(s, k)
-		}
-		if want {
-			out.Set(k, item.vals[k])
 		}
 	}
 	return out

@@ -32,7 +32,7 @@ func listResult(c *callCtx, recs []obj) (result, *apiError) {
 	page := []any{}
 	sel := selectFields(c.param("select"))
 	for i := start; i < end; i++ {
-		page = append(page, project(kept[i], sel))
+		page = append(page, project(kept[i], sel, "ID"))
 	}
 	if noCount {
 		zero := 0
@@ -56,19 +56,20 @@ func selectFields(v any) []string {
 	return out
 }
 
-// project keeps the selected fields; no select or "*" means all standard
-// fields. SILENT: ID always comes back, as list consumers page by it.
-func project(r obj, sel []string) obj {
+// project keeps the selected fields of a record, matched
+// case-insensitively (crm.item.list takes camelCase names in any case;
+// the classic lists' names are upper case already); no select or "*"
+// means all fields. SILENT: the id field (ID, or crm.item's id) always
+// comes back, as list consumers page by it.
+func project(r obj, sel []string, id string) obj {
 	if len(sel) == 0 {
 		return r
 	}
 	out := newObj()
 	for _, k := range r.keys {
-		want := k == "ID"
+		want := k == id
 		for _, s := range sel {
-			if s == "*" || s == k {
-				want = true
-			}
+			want = want || s == "*" || strings.EqualFold(s, k)
 		}
 		if want {
 			out.Set(k, r.vals[k])

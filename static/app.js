@@ -147,14 +147,15 @@
   // are taken away; a finished run stops the poll.
   function pollBulk() {
     var run = document.getElementById('bulk-run');
-    if (!run || run.getAttribute('data-active') !== 'true' || !window.fetch || !window.FormData) { return; }
+    if (!run || run.getAttribute('data-active') !== 'true' || !window.fetch || !window.URLSearchParams) { return; }
     var ctx = document.querySelector('#bulk-control input[name="ctx"]');
     function set(id, v) {
       var el = document.getElementById(id);
       if (el && v !== undefined) { el.textContent = String(v); }
     }
     function tick() {
-      var body = new FormData();
+      // URL-encoded, as the forms post: the app refuses multipart bodies.
+      var body = new URLSearchParams();
       body.append('ctx', ctx ? ctx.value : '');
       window.fetch(run.getAttribute('data-status'), { method: 'POST', body: body, credentials: 'same-origin' })
         .then(function (r) { return r.ok ? r.json() : null; })

@@ -136,7 +136,10 @@ type Store interface {
 	// its tokens and deletes its sessions. With clean (the admin chose to
 	// delete the app's data) it also blanks domain, endpoints and scope,
 	// keeping only member_id, the application-token hash and the time, so a
-	// repeated uninstall event can still be verified. Idempotent: a repeat
+	// repeated uninstall event can still be verified, and deletes the
+	// portal's bulk runs with their leads; without clean, its runs still
+	// at work are cancelled (ErrorCode UNINSTALLED) and an undo at work is
+	// stopped, since they cannot go on without a session. Idempotent: a repeat
 	// keeps the first uninstall time and changes nothing unless clean asks
 	// for more. ErrNotFound for an unknown portal.
 	UninstallPortal(ctx context.Context, memberID string, clean bool, at time.Time) error
@@ -248,14 +251,17 @@ type Resealer interface {
 	UpdateAppTokenHash(ctx context.Context, memberID, old, fresh string) error
 }
 
-// ResealTable is one table holding sealed tokens, with a backend's own
-// queries: Select returns (row key, access_token, refresh_token) of every
-// row, and Update[column] is a compare-and-swap taking (new ciphertext,
+// ResealTable is one table holding sealed values, with a backend's own
+// queries: Select returns, per row, its key, the key its values are bound
+// to (the middle part of their associated data, table|key|column: the
+// row key itself, or for a bulk run its portal), and one value per
+// Columns; Update[column] is a compare-and-swap taking (new ciphertext,
 // row key, old ciphertext).
 type ResealTable struct {
-	Table  string
-	Select string
-	Update map[string]string
+	Table   string
+	Columns []string
+	Select  string
+	Update  map[string]string
 }
 
 // Querier is what ResealTokens needs from a *sql.DB or *sql.Tx.
@@ -271,21 +277,9 @@ type Querier interface {
 func ResealTokens(ctx context.Context, q Querier, keys *secret.Keyring, tables []ResealTable) (int, error) {
 	n := 0
 	for _, t := range tables {
-		rows, err := q.QueryContext(ctx, t.Select)
+		todo, err := staleValues(ctx, q, keys, t)
 		if err != nil {
-			return n, fmt.Errorf("store: reseal %s: %w", t.Table, err)
-		}
-		var todo []sealedValue
-		for rows.Next() {
-			var key, access, refresh string
-			if err := rows.Scan(&key, &access, &refresh); err != nil {
-				_ = rows.Close()
-				return n, fmt.Errorf("store: reseal %s: %w", t.Table, err)
-			}
-			todo = append(todo, stale(keys, t.Table, key, access, refresh)...)
-		}
-		if err := rows.Close(); err != nil {
-			return n, fmt.Errorf("store: reseal %s: %w", t.Table, err)
+			return n, err
 		}
 		for _, v := range todo {
 			fresh, err := v.reseal(keys)
@@ -304,29 +298,52 @@ func ResealTokens(ctx context.Context, q Querier, keys *secret.Keyring, tables [
 	return n, nil
 }
 
-// sealedValue is one stored ciphertext found under an older key.
+// sealedValue is one stored ciphertext found under an older key. Key is
+// the row's key as the driver returned it (so it goes back in the same
+// type); Bound is what the ciphertext's associated data names.
 type sealedValue struct {
-	Table, Key, Column, Sealed string
+	Table, Bound, Column, Sealed string
+	Key                          any
 }
 
-// stale lists the columns of one row whose ciphertexts an older key sealed.
-func stale(keys *secret.Keyring, table, key, access, refresh string) []sealedValue {
+// staleValues lists the values of t that an older key sealed.
+func staleValues(ctx context.Context, q Querier, keys *secret.Keyring, t ResealTable) ([]sealedValue, error) {
+	rows, err := q.QueryContext(ctx, t.Select)
+	if err != nil {
+		return nil, fmt.Errorf("store: reseal %s: %w", t.Table, err)
+	}
+	defer rows.Close()
 	var out []sealedValue
-	for col, v := range map[string]string{"access_token": access, "refresh_token": refresh} {
-		if v != "" && keys.NeedsReseal(v) {
-			out = append(out, sealedValue{Table: table, Key: key, Column: col, Sealed: v})
+	for rows.Next() {
+		var key any
+		var bound string
+		vals := make([]string, len(t.Columns))
+		dest := []any{&key, &bound}
+		for i := range vals {
+			dest = append(dest, &vals[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("store: reseal %s: %w", t.Table, err)
+		}
+		for i, col := range t.Columns {
+			if vals[i] != "" && keys.NeedsReseal(vals[i]) {
+				out = append(out, sealedValue{Table: t.Table, Key: key, Bound: bound, Column: col, Sealed: vals[i]})
+			}
 		}
 	}
-	return out
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: reseal %s: %w", t.Table, err)
+	}
+	return out, nil
 }
 
 // reseal opens the value under its old key and seals it under the current
 // one, with the same associated data (table, row key, column).
 func (v sealedValue) reseal(keys *secret.Keyring) (string, error) {
-	aad := v.Table + "|" + v.Key + "|" + v.Column
+	aad := v.Table + "|" + v.Bound + "|" + v.Column
 	plain, err := keys.Open(v.Sealed, aad)
 	if err != nil {
-		return "", fmt.Errorf("store: reseal %s %q %s: %w", v.Table, v.Key, v.Column, err)
+		return "", fmt.Errorf("store: reseal %s %v %s: %w", v.Table, v.Key, v.Column, err)
 	}
 	return keys.Seal(plain, aad), nil
 }

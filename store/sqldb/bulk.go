@@ -15,7 +15,8 @@ import (
 
 var _ store.Bulk = (*Store)(nil)
 
-// bulkAAD binds a run's sealed session reference to its portal.
+// bulkAAD binds a run's sealed session reference to its portal, in the
+// table|key|column shape the reseal pass opens it with (resealTables).
 func bulkAAD(memberID string) string { return "bulk_runs|" + memberID + "|session_ref" }
 
 // CreateBulkRun implements store.Bulk. The insert selects the installed
@@ -223,6 +224,41 @@ func (s *Store) SetBulkUndo(ctx context.Context, id int64, from, to, sessionID s
 		}
 		return nil
 	})
+}
+
+// endBulkRuns is the bulk runs' part of an uninstall, in its
+// transaction. With clean every run of the portal goes, its leads first
+// (not left to ON DELETE CASCADE, which SQLite applies only with foreign
+// keys on). Otherwise a run still at work is cancelled (UNINSTALLED): its
+// session is gone with the portal's, so it could only wait, and as an
+// active run it would block a new one after a reinstall. An undo at work
+// is stopped, as when its session dies, so an admin can start it again
+// after a reinstall, within the run's window. A worker in the middle of a
+// step finds the run cancelled, or gone, at its next lease.
+func (s *Store) endBulkRuns(ctx context.Context, q querier, memberID string, clean bool, at time.Time) error {
+	if clean {
+		if _, err := q.ExecContext(ctx, `
+			DELETE FROM bulk_leads WHERE run_id IN (SELECT id FROM bulk_runs WHERE member_id = ?)`, memberID); err != nil {
+			return fmt.Errorf("delete bulk leads: %w", err)
+		}
+		if _, err := q.ExecContext(ctx, `DELETE FROM bulk_runs WHERE member_id = ?`, memberID); err != nil {
+			return fmt.Errorf("delete bulk runs: %w", err)
+		}
+		return nil
+	}
+	if _, err := q.ExecContext(ctx, `
+		UPDATE bulk_runs SET state = ?, error_code = 'UNINSTALLED', updated_at = ?,
+			finished_at = ?, undo_until = ?
+		WHERE member_id = ? AND state IN ('queued', 'running', 'paused')`,
+		store.RunCancelled, s.t(at), s.t(at), s.t(at.Add(store.BulkUndoTTL)), memberID); err != nil {
+		return fmt.Errorf("cancel bulk runs: %w", err)
+	}
+	if _, err := q.ExecContext(ctx, `
+		UPDATE bulk_runs SET undo_state = ?, updated_at = ? WHERE member_id = ? AND undo_state = ?`,
+		store.UndoNone, s.t(at), memberID, store.UndoRunning); err != nil {
+		return fmt.Errorf("stop bulk undo: %w", err)
+	}
+	return nil
 }
 
 // holdLease renews owner's lease inside a transaction, and fails with

@@ -171,7 +171,7 @@ func (s *Store) UninstallPortal(ctx context.Context, memberID string, clean bool
 		if _, err := q.ExecContext(ctx, `DELETE FROM sessions WHERE member_id = ?`, memberID); err != nil {
 			return fmt.Errorf("delete sessions: %w", err)
 		}
-		return nil
+		return s.endBulkRuns(ctx, q, memberID, clean, at)
 	})
 	if err != nil {
 		return fmt.Errorf("store: uninstall portal %q: %w", memberID, err)

@@ -26,15 +26,22 @@ func (s *Store) UpdateAppTokenHash(ctx context.Context, memberID, old, fresh str
 	return nil
 }
 
-// resealTables holds, per table with sealed tokens, the queries of the
-// reseal pass, spelled out so no SQL is assembled at run time.
+// resealTables holds, per table with sealed values, the queries of the
+// reseal pass, spelled out so no SQL is assembled at run time. A bulk
+// run's session reference is bound to its portal (bulkAAD), not its row.
 var resealTables = []store.ResealTable{
-	{Table: "portals", Select: `SELECT member_id, access_token, refresh_token FROM portals`, Update: map[string]string{
-		"access_token":  `UPDATE portals SET access_token = ? WHERE member_id = ? AND access_token = ?`,
-		"refresh_token": `UPDATE portals SET refresh_token = ? WHERE member_id = ? AND refresh_token = ?`,
-	}},
-	{Table: "sessions", Select: `SELECT id_lookup, access_token, refresh_token FROM sessions`, Update: map[string]string{
-		"access_token":  `UPDATE sessions SET access_token = ? WHERE id_lookup = ? AND access_token = ?`,
-		"refresh_token": `UPDATE sessions SET refresh_token = ? WHERE id_lookup = ? AND refresh_token = ?`,
-	}},
+	{Table: "portals", Columns: []string{"access_token", "refresh_token"},
+		Select: `SELECT member_id, member_id, access_token, refresh_token FROM portals`, Update: map[string]string{
+			"access_token":  `UPDATE portals SET access_token = ? WHERE member_id = ? AND access_token = ?`,
+			"refresh_token": `UPDATE portals SET refresh_token = ? WHERE member_id = ? AND refresh_token = ?`,
+		}},
+	{Table: "sessions", Columns: []string{"access_token", "refresh_token"},
+		Select: `SELECT id_lookup, id_lookup, access_token, refresh_token FROM sessions`, Update: map[string]string{
+			"access_token":  `UPDATE sessions SET access_token = ? WHERE id_lookup = ? AND access_token = ?`,
+			"refresh_token": `UPDATE sessions SET refresh_token = ? WHERE id_lookup = ? AND refresh_token = ?`,
+		}},
+	{Table: "bulk_runs", Columns: []string{"session_ref"},
+		Select: `SELECT id, member_id, session_ref FROM bulk_runs`, Update: map[string]string{
+			"session_ref": `UPDATE bulk_runs SET session_ref = ? WHERE id = ? AND session_ref = ?`,
+		}},
 }

@@ -67,6 +67,8 @@ func testNoSecretInClear(t *testing.T, b Backend) {
 	require.NoError(t, s.UpdateSessionTokens(ctx, secrets["session id"], sess.TokenVersion,
 		secret.New(secrets["session access, update"]), secret.New(secrets["session refresh,update"])))
 	mustCreateSession(t, s, secrets["second session id"], "m-sentinel-other")
+	// A bulk run keeps its admin's session id, sealed too.
+	mustBulkRun(t, s, "m-sentinel", secrets["session id"])
 
 	check := func(when string) {
 		t.Helper()
@@ -224,6 +226,7 @@ func testReseal(t *testing.T, b Backend) {
 	s := b.open(t, old)
 	p := mustSavePortal(t, s, "m-reseal")
 	sess := mustCreateSession(t, s, "sess-reseal", "m-reseal")
+	run := mustBulkRun(t, s, "m-reseal", "sess-reseal")
 	require.NoError(t, s.Close())
 
 	rotated := Keys(t, "new", "old")
@@ -232,7 +235,7 @@ func testReseal(t *testing.T, b Backend) {
 	require.True(t, ok, "backend implements store.Resealer")
 	n, err := r.ResealTokens(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 4, n, "two portal tokens and two session tokens")
+	require.Equal(t, 5, n, "two portal tokens, two session tokens and a bulk run's session reference")
 	n, err = r.ResealTokens(ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing left under the old key")
@@ -250,5 +253,8 @@ func testReseal(t *testing.T, b Backend) {
 	require.Equal(t, newHash, got.AppTokenHash)
 	gotSess := mustSession(t, s, "sess-reseal")
 	require.Equal(t, sess.AccessToken.Reveal(), gotSess.AccessToken.Reveal())
+	gotRun, err := s.BulkRun(ctx, run.ID)
+	require.NoError(t, err)
+	require.Equal(t, "sess-reseal", gotRun.SessionID, "the run still finds its admin's session")
 	require.NoError(t, s.Close())
 }

@@ -23,14 +23,28 @@ func mustBulkRun(t *testing.T, s store.Store, memberID, sid string) *store.BulkR
 	return r
 }
 
+// newBulkStore opens a store with portal m1 installed, its admin session
+// sid-1, and a queued run of that session.
+func newBulkStore(t *testing.T, open func(t *testing.T) store.Store) (store.Store, *store.BulkRun) {
+	t.Helper()
+	s := open(t)
+	mustSavePortal(t, s, "m1")
+	mustCreateSession(t, s, "sid-1", "m1")
+	return s, mustBulkRun(t, s, "m1", "sid-1")
+}
+
+// mustLease takes run id's lease for owner for a minute from now.
+func mustLease(t *testing.T, s store.Store, id int64, owner string, now time.Time) {
+	t.Helper()
+	_, err := s.LeaseBulkRun(t.Context(), id, owner, now, now.Add(time.Minute))
+	require.NoError(t, err)
+}
+
 // testBulkRunRoundTrip: a run reads back as created (the session id
 // unsealed), one active run per portal, and the latest run is the newest.
 func testBulkRunRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s, r := newBulkStore(t, open)
 	ctx := t.Context()
-	mustSavePortal(t, s, "m1")
-	mustCreateSession(t, s, "sid-1", "m1")
-	r := mustBulkRun(t, s, "m1", "sid-1")
 
 	got, err := s.BulkRun(ctx, r.ID)
 	require.NoError(t, err)
@@ -66,11 +80,8 @@ func testBulkRunRoundTrip(t *testing.T, open func(t *testing.T) store.Store) {
 // testBulkLease: one owner at a time; a lapsed lease is taken over, and a
 // stale owner can no longer claim or settle.
 func testBulkLease(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s, r := newBulkStore(t, open)
 	ctx := t.Context()
-	mustSavePortal(t, s, "m1")
-	mustCreateSession(t, s, "sid-1", "m1")
-	r := mustBulkRun(t, s, "m1", "sid-1")
 	now := time.Now()
 
 	stale, err := s.StaleBulkRuns(ctx, now)
@@ -116,14 +127,10 @@ func testBulkLease(t *testing.T, open func(t *testing.T) store.Store) {
 // testBulkClaimSettle: claims move the cursor and count skipped leads;
 // settling counts and records each lead once, however often it is tried.
 func testBulkClaimSettle(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s, r := newBulkStore(t, open)
 	ctx := t.Context()
-	mustSavePortal(t, s, "m1")
-	mustCreateSession(t, s, "sid-1", "m1")
-	r := mustBulkRun(t, s, "m1", "sid-1")
 	now := time.Now()
-	_, err := s.LeaseBulkRun(ctx, r.ID, "me", now, now.Add(time.Minute))
-	require.NoError(t, err)
+	mustLease(t, s, r.ID, "me", now)
 
 	links := []store.LeadLink{{ContactID: 5, Sort: 10, Primary: true}, {ContactID: 6, Sort: 20}}
 	claim := []store.BulkLead{
@@ -176,12 +183,9 @@ func testBulkClaimSettle(t *testing.T, open func(t *testing.T) store.Store) {
 
 // testBulkUndo: an undo starts only on a final run within its window, once.
 func testBulkUndo(t *testing.T, open func(t *testing.T) store.Store) {
-	s := open(t)
+	s, r := newBulkStore(t, open)
 	ctx := t.Context()
-	mustSavePortal(t, s, "m1")
-	mustCreateSession(t, s, "sid-1", "m1")
 	mustCreateSession(t, s, "sid-2", "m1")
-	r := mustBulkRun(t, s, "m1", "sid-1")
 	now := time.Now()
 	require.ErrorIs(t, s.SetBulkUndo(ctx, r.ID, store.UndoNone, store.UndoRunning, "", now), store.ErrConflict,
 		"a run in progress is not undone")
@@ -197,4 +201,93 @@ func testBulkUndo(t *testing.T, open func(t *testing.T) store.Store) {
 	stale, err := s.StaleBulkRuns(ctx, now)
 	require.NoError(t, err)
 	assert.Equal(t, []int64{r.ID}, stale, "an undo in progress is work to pick up")
+}
+
+// testBulkUninstall: a plain uninstall cancels the portal's run at work
+// (it has no session left) and stops its undo at work, so neither waits
+// forever nor blocks a run after a reinstall; another portal's run goes
+// on.
+func testBulkUninstall(t *testing.T, open func(t *testing.T) store.Store) {
+	s, undoing := newBulkStore(t, open)
+	ctx := t.Context()
+	now := time.Now()
+	require.NoError(t, s.SetBulkRunState(ctx, undoing.ID, []string{store.RunQueued}, store.RunDone, "", "", now))
+	require.NoError(t, s.SetBulkUndo(ctx, undoing.ID, store.UndoNone, store.UndoRunning, "", now))
+	running := mustBulkRun(t, s, "m1", "sid-1")
+	require.NoError(t, s.SetBulkRunState(ctx, running.ID, []string{store.RunQueued}, store.RunRunning, "", "", now))
+	mustSavePortal(t, s, "m2")
+	mustCreateSession(t, s, "sid-m2", "m2")
+	other := mustBulkRun(t, s, "m2", "sid-m2")
+
+	require.NoError(t, s.UninstallPortal(ctx, "m1", false, now))
+	got, err := s.BulkRun(ctx, running.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.RunCancelled, got.State)
+	assert.Equal(t, "UNINSTALLED", got.ErrorCode)
+	assert.False(t, got.Active())
+	assert.WithinDuration(t, now.Add(store.BulkUndoTTL), got.UndoUntil, time.Second, "its undo window as for any final run")
+	got, err = s.BulkRun(ctx, undoing.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.RunDone, got.State)
+	assert.Equal(t, store.UndoNone, got.UndoState, "the undo stopped, to be started again")
+	stale, err := s.StaleBulkRuns(ctx, now.Add(time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, []int64{other.ID}, stale, "only the other portal's run has work left")
+	got, err = s.BulkRun(ctx, other.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.RunQueued, got.State)
+
+	require.NoError(t, s.UninstallPortal(ctx, "m1", false, now.Add(time.Minute)), "a repeat")
+	got, err = s.BulkRun(ctx, running.ID)
+	require.NoError(t, err)
+	assert.WithinDuration(t, now, got.FinishedAt, time.Second, "a repeat changes nothing")
+}
+
+// testBulkUninstallClean: an uninstall that deletes the app's data
+// deletes the portal's runs and their leads, and nothing of another
+// portal's.
+func testBulkUninstallClean(t *testing.T, open func(t *testing.T) store.Store) {
+	s, r := newBulkStore(t, open)
+	ctx := t.Context()
+	now := time.Now()
+	mustLease(t, s, r.ID, "me", now)
+	claim := []store.BulkLead{
+		{LeadID: 10, Title: "Ten", State: store.LeadClaimed, Links: []store.LeadLink{{ContactID: 5, Sort: 10, Primary: true}}},
+		{LeadID: 11, Title: "Eleven", State: store.LeadSkipped},
+	}
+	require.NoError(t, s.ClaimBulkLeads(ctx, r.ID, "me", 11, claim))
+	mustSavePortal(t, s, "m2")
+	mustCreateSession(t, s, "sid-m2", "m2")
+	other := mustBulkRun(t, s, "m2", "sid-m2")
+	mustLease(t, s, other.ID, "me", now)
+	require.NoError(t, s.ClaimBulkLeads(ctx, other.ID, "me", 10, claim[:1]))
+
+	require.NoError(t, s.UninstallPortal(ctx, "m1", true, now))
+	_, err := s.BulkRun(ctx, r.ID)
+	require.ErrorIs(t, err, store.ErrNotFound, "the run is gone")
+	_, err = s.LatestBulkRun(ctx, "m1")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	for _, state := range []string{store.LeadClaimed, store.LeadSkipped} {
+		leads, err := s.BulkLeads(ctx, r.ID, state, 50)
+		require.NoError(t, err)
+		assert.Empty(t, leads, "its %s leads are gone", state)
+	}
+	require.ErrorIs(t, s.SettleBulkLeads(ctx, r.ID, "me", store.LeadClaimed, nil), store.ErrNotFound,
+		"a worker in the middle of a step records nothing")
+
+	got, err := s.BulkRun(ctx, other.ID)
+	require.NoError(t, err, "the other portal's run stays")
+	assert.Equal(t, other.ID, got.ID)
+	leads, err := s.BulkLeads(ctx, other.ID, store.LeadClaimed, 50)
+	require.NoError(t, err)
+	assert.Len(t, leads, 1)
+
+	// A plain uninstall first, then the clean one (Bitrix24 sends both
+	// when the admin ticks "delete data" on a second try).
+	mustCreateSession(t, s, "sid-m2b", "m2")
+	require.NoError(t, s.SetBulkRunState(ctx, other.ID, []string{store.RunQueued}, store.RunDone, "", "", now))
+	require.NoError(t, s.UninstallPortal(ctx, "m2", false, now))
+	require.NoError(t, s.UninstallPortal(ctx, "m2", true, now))
+	_, err = s.BulkRun(ctx, other.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
 }

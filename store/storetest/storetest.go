@@ -304,6 +304,8 @@ func runContract(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Bulk/Lease", testBulkLease},
 		{"Bulk/ClaimSettle", testBulkClaimSettle},
 		{"Bulk/Undo", testBulkUndo},
+		{"Bulk/Uninstall", testBulkUninstall},
+		{"Bulk/UninstallClean", testBulkUninstallClean},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
