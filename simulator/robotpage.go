@@ -16,6 +16,9 @@ type automationView struct {
 	Robots   []robotOption // registered robots, for the admin's control
 	OnStages []string      // "STAGE: code" of the robots put on stages
 	Log      []robotLogRow
+	// Pending says a run has not been answered yet: the page reloads
+	// itself until it is (an app that queues its runs answers later).
+	Pending bool
 }
 
 // robotOption is a registered robot as the designer lists it: by its
@@ -62,6 +65,7 @@ func (p *Portal) automationLocked(leadID int, lang string) automationView {
 		default:
 			row.State = "waiting for the application"
 		}
+		v.Pending = v.Pending || !r.Completed && r.Error == "" && r.Status < 300
 		var parts []string
 		for _, k := range sortedKeys(r.ReturnValues) {
 			parts = append(parts, k+"="+r.ReturnValues[k])

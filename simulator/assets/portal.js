@@ -136,3 +136,13 @@
 
   form.submit();
 })();
+
+// A robot run still waiting for the application's answer: reload the lead
+// card until it comes (apps answer runs from a queue, after the POST).
+(function () {
+  'use strict';
+  var log = document.getElementById('robot-log');
+  if (log && log.hasAttribute('data-pending')) {
+    setTimeout(function () { location.reload(); }, 1000);
+  }
+})();
