@@ -298,7 +298,7 @@ func (h *Handlers) adminAction(ctx context.Context, c *gin.Context) (*store.Sess
 	}
 	if err := securecookie.DecodeMulti(adminContextName, v, &ac, h.ctxCodecs...); err != nil {
 		if strings.Contains(err.Error(), "expired timestamp") {
-			return nil, nil, fail(http.StatusUnauthorized, "error.session_expired", err)
+			return nil, nil, fail(http.StatusUnauthorized, "error.session_expired_app", err)
 		}
 		return nil, nil, fail(http.StatusForbidden, "error.forbidden_action", err)
 	}
@@ -307,7 +307,7 @@ func (h *Handlers) adminAction(ctx context.Context, c *gin.Context) (*store.Sess
 	}
 	sess, err := h.d.Store.Session(ctx, ac.SID, h.now())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, fail(http.StatusUnauthorized, "error.session_expired", err)
+		return nil, nil, fail(http.StatusUnauthorized, "error.session_expired_app", err)
 	}
 	if err != nil {
 		return nil, nil, fail(http.StatusInternalServerError, "error.internal", err)

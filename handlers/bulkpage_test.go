@@ -165,6 +165,6 @@ func TestBulkCardSessionRefused(t *testing.T) {
 		Description: "Wrong authorization data", Times: 20})
 	res := e.press(admin, "#bulk-form", "count", nil)
 	assert.Equal(t, http.StatusUnauthorized, res.status, res.body)
-	assert.Contains(t, text(res, "#banner .alert-danger"), "Your session has expired.")
+	assert.Contains(t, text(res, "#banner .alert-danger"), "Your session has expired. Open the app again from the left menu of Bitrix24.", "the admins' page points to where it is opened, not to a lead card")
 	assert.Contains(t, text(res, "#banner .alert-title"), "The bulk run could not go ahead")
 }

@@ -57,7 +57,7 @@ func asProblem(err error) *problem {
 func (h *Handlers) adminFailed(c *gin.Context, page adminPage, loc *lang.Localizer, title string, err error) {
 	pr := asProblem(err)
 	if bitrix24.IsAuthFailure(err) || errors.Is(err, errSessionDead) {
-		pr = fail(http.StatusUnauthorized, "error.session_expired", err)
+		pr = fail(http.StatusUnauthorized, "error.session_expired_app", err)
 	}
 	h.logProblem(c, pr)
 	page.Admin = true
