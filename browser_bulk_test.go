@@ -128,8 +128,8 @@ func TestBrowserBulk(t *testing.T) {
 	for _, l := range matched {
 		links += len(l)
 	}
-	require.Greater(t, links, 3*50, "more links than three batches, so the run can be caught halfway")
-	portal.InjectFault(simulator.Fault{Method: "crm.lead.contact.delete", Delay: 12 * time.Millisecond, Times: 10 * links})
+	require.Greater(t, len(matched), 2*25, "more leads than two batches (25 each), so the run can be caught halfway")
+	portal.InjectFault(simulator.Fault{Method: "crm.lead.contact.items.delete", Delay: 30 * time.Millisecond, Times: 10 * len(matched)})
 
 	frame := openAdminPage(t, b, d, "en", "#bulk-form")
 	doStep(t, frame, "pick the stage", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#bulk-form input[name="stage"][value=%q]`, bulkStage))))
@@ -147,11 +147,11 @@ func TestBrowserBulk(t *testing.T) {
 	submitBulk(t, frame, "click Start", "#bulk-start", `!!document.getElementById("bulk-run")`)
 	assert.Equal(t, en.T("app.bulk_started"), strings.TrimSpace(readStep(t, frame, "read the banner", chromedp.TextContent(chromedp.CSS("#banner .alert-title")))))
 	assert.Equal(t, len(matched), bulkFigure(t, frame, "bulk-matched"))
-	require.Eventually(t, func() bool { return len(portal.CallsTo("crm.lead.contact.delete")) > 0 }, stepTimeout, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return len(portal.CallsTo("crm.lead.contact.items.delete")) > 0 }, stepTimeout, 5*time.Millisecond,
 		"the run's first deletes reach the portal")
 	submitBulk(t, frame, "click Pause", "#bulk-pause", `!!document.getElementById("bulk-resume")`)
 	assert.Equal(t, en.T("app.bulk_state_paused"), strings.TrimSpace(readStep(t, frame, "read the state", chromedp.TextContent(chromedp.CSS("#bulk-state")))))
-	time.Sleep(time.Second) // longer than a batch: the one in flight settles
+	time.Sleep(1500 * time.Millisecond) // longer than a batch: the one in flight settles
 
 	// A reload mid-run shows the run as the store has it.
 	frame = openAdminPage(t, b, d, "en", "#bulk-resume")
@@ -160,9 +160,9 @@ func TestBrowserBulk(t *testing.T) {
 	assert.Less(t, paused, len(matched), "the pause stopped the run before its end")
 	assert.Equal(t, len(matched), bulkFigure(t, frame, "bulk-matched"))
 	assert.Equal(t, float64(paused), readStep(t, frame, "read the bar", chromedp.Evaluate[float64](`document.getElementById("bulk-progress").value`)))
-	deletes := len(portal.CallsTo("crm.lead.contact.delete"))
+	deletes := len(portal.CallsTo("crm.lead.contact.items.delete"))
 	requireAxeClean(t, frame, axe, "en: paused")
-	assert.Equal(t, deletes, len(portal.CallsTo("crm.lead.contact.delete")), "a paused run sends nothing")
+	assert.Equal(t, deletes, len(portal.CallsTo("crm.lead.contact.items.delete")), "a paused run sends nothing")
 
 	// Resume: the poll moves the bar on from where the run stopped, to
 	// the end.

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -29,9 +28,9 @@ type listedLead struct {
 
 // links is the lead's links as the listing shows them: in their order,
 // the primary one marked, SORT 10, 20... as placeholders (crm.item.list
-// gives the order, not the SORT values). The batch that deletes them
-// reads the real values first (deleteUnits), and those are what the
-// run keeps for its undo.
+// gives the order, not the SORT values). The batch that unlinks them
+// reads the real ones first (deleteUnits), and those are what the run
+// keeps for its undo.
 func (l listedLead) links() []store.LeadLink {
 	out := make([]store.LeadLink, 0, len(l.ContactIDs))
 	for i, c := range l.ContactIDs {
@@ -40,21 +39,18 @@ func (l listedLead) links() []store.LeadLink {
 	return out
 }
 
-// bulkUnit is one lead's part of a step: the links the run found on it
-// (the snapshot), the ones still to delete, and those already gone when
-// it was read back after a lost answer.
+// bulkUnit is one lead's part of a step: the lead as claimed (its links
+// as listed), and the links it is known to have lost.
 type bulkUnit struct {
-	lead     store.BulkLead
-	toDelete []store.LeadLink
-	gone     []store.LeadLink
+	lead store.BulkLead
+	gone []store.LeadLink
 }
 
 // removeStep does one step of a run: leads claimed by a batch whose
 // answer was lost are read back first; otherwise the next leads are
-// claimed (listing more when the buffer is empty) and their links deleted
-// in one batch of up to 50 sub-calls: per lead, its links read, then one
-// crm.lead.contact.delete per link, so a contact linked after the listing
-// is never removed unseen.
+// claimed (listing more when the buffer is empty) and unlinked, 25 leads
+// per batch of 50 sub-calls: per lead, its links read and then unlinked
+// all at once (see deleteUnits).
 func (w *bulkWork) removeStep(ctx context.Context, run *store.BulkRun) (bool, error) {
 	sess, p, claimed, err := w.begin(ctx, run, store.LeadClaimed)
 	if err != nil {
@@ -136,17 +132,17 @@ func (w *bulkWork) list(ctx context.Context, run *store.BulkRun, sess *store.Ses
 	return nil
 }
 
-// claimNext takes leads from the buffer up to a batch's 50 sub-calls
-// (a read per lead and a delete per link; a lead with more goes alone, in
-// several batches), with the leads without links before and among them,
-// and claims them all with the cursor moved past them.
+// claimNext takes from the buffer the next leads that fit in one batch
+// (two sub-calls per lead with links, whatever their number), with the
+// leads without links before and among them, and claims them all with the
+// cursor moved past them.
 func (w *bulkWork) claimNext(ctx context.Context, run *store.BulkRun) ([]bulkUnit, error) {
 	var claim []store.BulkLead
 	var units []bulkUnit
-	n, taken := 0, 0
+	taken := 0
 	for _, l := range w.buffer {
 		links := l.links()
-		if len(links) > 0 && n > 0 && n+1+len(links) > bitrix24.MaxBatch {
+		if len(links) > 0 && 2*(len(units)+1) > bitrix24.MaxBatch {
 			break
 		}
 		taken++
@@ -154,8 +150,7 @@ func (w *bulkWork) claimNext(ctx context.Context, run *store.BulkRun) ([]bulkUni
 		if len(links) == 0 {
 			lead.State = store.LeadSkipped
 		} else {
-			units = append(units, bulkUnit{lead: lead, toDelete: links})
-			n += 1 + len(links)
+			units = append(units, bulkUnit{lead: lead})
 		}
 		claim = append(claim, lead)
 	}
@@ -168,8 +163,9 @@ func (w *bulkWork) claimNext(ctx context.Context, run *store.BulkRun) ([]bulkUni
 }
 
 // recheck reads back, in one batch, the links of leads claimed by a batch
-// whose answer was lost (a crash, a timeout): a snapshot link that is gone
-// was removed then, one still there is deleted now. Nothing is sent twice.
+// whose answer was lost (a crash, a timeout): a lead none of whose listed
+// links is left was unlinked then; a lead that still has one was not, and
+// is unlinked now. Nothing is sent twice.
 func (w *bulkWork) recheck(ctx context.Context, run *store.BulkRun, sess *store.Session, p *store.Portal, claimed []store.BulkLead) ([]bulkUnit, error) {
 	current, err := w.readLinks(ctx, sess, p, claimed)
 	if err != nil {
@@ -183,22 +179,19 @@ func (w *bulkWork) recheck(ctx context.Context, run *store.BulkRun, sess *store.
 			settled = append(settled, w.outcome(run, bulkUnit{lead: l}, cur.err))
 			continue
 		}
-		u := bulkUnit{lead: l}
-		for _, s := range l.Links {
-			if slices.ContainsFunc(cur.links, func(c store.LeadLink) bool { return c.ContactID == s.ContactID }) {
-				u.toDelete = append(u.toDelete, s)
-			} else {
-				u.gone = append(u.gone, s)
-			}
-		}
-		if len(u.toDelete) == 0 {
-			settled = append(settled, w.outcome(run, u, nil))
+		left := slices.ContainsFunc(l.Links, func(s store.LeadLink) bool {
+			return slices.ContainsFunc(cur.links, func(c store.LeadLink) bool { return c.ContactID == s.ContactID })
+		})
+		if !left {
+			// Unlinked by the lost batch: the listing's view of what went
+			// (the read the batch made was lost with its answer).
+			settled = append(settled, w.outcome(run, bulkUnit{lead: l, gone: l.Links}, nil))
 			continue
 		}
-		units = append(units, u)
+		units = append(units, bulkUnit{lead: l})
 	}
 	w.h.d.Logger.InfoContext(ctx, "bulk run read back leads of a lost batch", "run", run.ID,
-		"leads", len(claimed), "to_delete", len(units))
+		"leads", len(claimed), "to_unlink", len(units))
 	return units, w.h.d.Store.SettleBulkLeads(ctx, run.ID, w.owner, store.LeadClaimed, settled)
 }
 
@@ -242,127 +235,56 @@ func linksOf(items []leadItem) []store.LeadLink {
 	return out
 }
 
-// deleteUnits deletes the units' links, up to 50 sub-calls per batch,
-// and settles every lead whose outcome is known; a lead with an unknown
-// outcome (a sub-call failed transiently) stays claimed, to be read back
-// next step.
+// deleteUnits unlinks the units' leads, 25 per batch, and settles every
+// lead whose outcome is known; a lead whose batch lost its answer stays
+// claimed, to be read back next step.
 //
-// Each lead's deletes follow a crm.lead.contact.items.get of it in the
-// same batch (Bitrix24 runs a batch's sub-calls in order), so the undo
-// puts back each link's real SORT and primary flag as they were just
-// before the delete. That costs one sub-call per lead and no request: a
-// separate read batch per step would double the requests, the portal's
-// scarce budget, while this lowers the links per batch only from 50 to
-// 50·k/(k+1) for leads of k links. The listing's placeholders remain
-// only for a link whose batch's answer was lost and which was gone when
-// read back.
+// Per lead the batch runs crm.lead.contact.items.get and then
+// crm.lead.contact.items.delete, as the tab's button does: Bitrix24 runs a
+// batch's sub-calls in order, so the read sees exactly what the delete
+// takes (a contact linked after the listing included, never unseen), with
+// each link's real SORT and primary flag for the undo. Two sub-calls per
+// lead whatever its links, so a batch unlinks 25 leads' links: about 50
+// links per request for leads of two contacts, more for larger ones.
 func (w *bulkWork) deleteUnits(ctx context.Context, run *store.BulkRun, sess *store.Session, p *store.Portal, units []bulkUnit) error {
-	type ref struct{ unit, link int } // link -1: the lead's read
-	var all []ref
-	for ui, u := range units {
-		all = append(all, ref{ui, -1})
-		for li := range u.toDelete {
-			all = append(all, ref{ui, li})
-		}
-	}
-	results := make([][]error, len(units))
-	for i, u := range units {
-		results[i] = make([]error, len(u.toDelete))
-	}
-	read := make([][]store.LeadLink, len(units))
+	var settled []store.BulkLead
 	var failed error
-	for chunk := range slices.Chunk(all, bitrix24.MaxBatch) {
-		cmds := make([]bitrix24.Cmd, 0, len(chunk))
-		for _, r := range chunk {
-			u := units[r.unit]
+	for chunk := range slices.Chunk(units, bitrix24.MaxBatch/2) {
+		cmds := make([]bitrix24.Cmd, 0, 2*len(chunk))
+		for _, u := range chunk {
+			id := url.Values{"id": {strconv.FormatInt(u.lead.LeadID, 10)}}
 			lead := strconv.FormatInt(u.lead.LeadID, 10)
-			if r.link < 0 {
-				cmds = append(cmds, bitrix24.Cmd{Key: "g" + lead, Method: "crm.lead.contact.items.get", Params: url.Values{"id": {lead}}})
-				continue
-			}
-			l := u.toDelete[r.link]
-			cmds = append(cmds, bitrix24.Cmd{Key: fmt.Sprintf("d%d_%d", u.lead.LeadID, l.ContactID), Method: "crm.lead.contact.delete",
-				Params: url.Values{"id": {lead}, "fields[CONTACT_ID]": {strconv.FormatInt(l.ContactID, 10)}}})
+			cmds = append(cmds,
+				bitrix24.Cmd{Key: "g" + lead, Method: "crm.lead.contact.items.get", Params: id},
+				bitrix24.Cmd{Key: "d" + lead, Method: "crm.lead.contact.items.delete", Params: id})
 		}
 		res, err := w.h.batchAsUser(ctx, sess, p, false, cmds)
-		for i, r := range chunk {
-			switch {
-			case r.link < 0:
-				var items []leadItem
-				if err == nil && res.Decode(cmds[i].Key, &items) == nil {
-					read[r.unit] = linksOf(items)
-				}
-			case err != nil:
-				results[r.unit][r.link] = errors.Join(errUnknownOutcome, err)
-			default:
-				results[r.unit][r.link] = answeredTrue(res, cmds[i].Key, "crm.lead.contact.delete")
-			}
-		}
 		if err != nil {
-			failed = err
+			failed = err // the chunk's leads stay claimed; later chunks wait
 			break
 		}
-	}
-	var settled []store.BulkLead
-	for i, u := range units {
-		if l, ok := w.settled(run, u.asRead(read[i]), results[i]); ok {
-			settled = append(settled, l)
+		for _, u := range chunk {
+			lead := strconv.FormatInt(u.lead.LeadID, 10)
+			derr := answeredTrue(res, "d"+lead, "crm.lead.contact.items.delete")
+			switch {
+			case derr == nil:
+				gone := u.lead.Links
+				var items []leadItem
+				if res.Decode("g"+lead, &items) == nil {
+					gone = linksOf(items)
+				}
+				settled = append(settled, w.outcome(run, bulkUnit{lead: u.lead, gone: gone}, nil))
+			case transient(derr), errors.Is(derr, bitrix24.ErrBadResponse):
+				// Whether it ran is unknown: read back next step.
+			default:
+				settled = append(settled, w.outcome(run, bulkUnit{lead: u.lead}, derr))
+			}
 		}
 	}
 	if err := w.h.d.Store.SettleBulkLeads(ctx, run.ID, w.owner, store.LeadClaimed, settled); err != nil {
 		return err
 	}
 	return failed
-}
-
-// asRead is the unit with its links' SORT and primary flag as read just
-// before their delete; a link the read did not return keeps its own.
-func (u bulkUnit) asRead(read []store.LeadLink) bulkUnit {
-	withRead := func(links []store.LeadLink) []store.LeadLink {
-		out := slices.Clone(links)
-		for i, l := range out {
-			if j := slices.IndexFunc(read, func(r store.LeadLink) bool { return r.ContactID == l.ContactID }); j >= 0 {
-				out[i].Sort, out[i].Primary = read[j].Sort, read[j].Primary
-			}
-		}
-		return out
-	}
-	u.toDelete, u.gone = withRead(u.toDelete), withRead(u.gone)
-	return u
-}
-
-// errUnknownOutcome marks a link whose delete may or may not have run.
-var errUnknownOutcome = errors.New("outcome unknown")
-
-// settled is a unit's outcome from its links' results, unless one of them
-// is unknown (the lead then stays claimed).
-func (w *bulkWork) settled(run *store.BulkRun, u bulkUnit, results []error) (store.BulkLead, bool) {
-	removed := slices.Clone(u.gone)
-	var refusal error
-	for i, err := range results {
-		switch {
-		case err == nil:
-			removed = append(removed, u.toDelete[i])
-		case errors.Is(err, errUnknownOutcome), transient(err), errors.Is(err, bitrix24.ErrBadResponse):
-			return store.BulkLead{}, false
-		case errors.Is(err, bitrix24.ErrNotFound) && len(results) > 1:
-			// This link was gone already (unlinked by someone else).
-		default:
-			refusal = cmpErr(refusal, err)
-		}
-	}
-	if refusal == nil && len(removed) == 0 {
-		refusal = bitrix24.ErrNotFound
-	}
-	return w.outcome(run, bulkUnit{lead: u.lead, gone: removed}, refusal), true
-}
-
-// cmpErr is a, or b when a is nil.
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // outcome is a lead settled: done with the links removed (u.gone), or

@@ -55,13 +55,13 @@ func (e *testEnv) bulkRun(id int64) *store.BulkRun {
 	return r
 }
 
-// linkDeletes counts the successful crm.lead.contact.delete sub-calls per
-// lead and contact since call mark.
-func linkDeletes(p *simulator.Portal, mark int) map[string]int {
+// leadDeletes counts the successful crm.lead.contact.items.delete
+// sub-calls per lead since call mark.
+func leadDeletes(p *simulator.Portal, mark int) map[string]int {
 	out := map[string]int{}
 	for _, c := range p.Calls()[mark:] {
-		if c.Method == "crm.lead.contact.delete" && c.HTTPStatus == http.StatusOK {
-			out[c.Params.Get("id")+"/"+c.Params.Get("fields[CONTACT_ID]")]++
+		if c.Method == "crm.lead.contact.items.delete" && c.HTTPStatus == http.StatusOK {
+			out[c.Params.Get("id")]++
 		}
 	}
 	return out
@@ -108,10 +108,10 @@ func TestBulkRunRemovesEveryLinkOnce(t *testing.T) {
 	for id := 1; id <= 2100; id++ {
 		require.Empty(t, e.portal.LeadContacts(id), "lead %d", id)
 	}
-	deletes := linkDeletes(e.portal, mark)
-	assert.Len(t, deletes, links)
+	deletes := leadDeletes(e.portal, mark)
+	assert.Len(t, deletes, withLinks)
 	for k, n := range deletes {
-		require.Equal(t, 1, n, "link %s deleted once", k)
+		require.Equal(t, 1, n, "lead %s unlinked once", k)
 	}
 	n, limited, first, last := requestsSince(e.portal, mark)
 	assert.False(t, limited, "the portal never answered QUERY_LIMIT_EXCEEDED")
@@ -130,7 +130,7 @@ func TestBulkRunRemovesEveryLinkOnce(t *testing.T) {
 func TestBulkRunRecordsARefusal(t *testing.T) {
 	e := newInstalledEnv(t)
 	e.portal.SeedLeads(simulator.BulkOptions{Leads: 120, Seed: 3, WithContacts: 1})
-	e.portal.InjectFault(simulator.Fault{Method: "crm.lead.contact.delete", Status: 400, Code: "ACCESS_DENIED", Description: "Access denied"})
+	e.portal.InjectFault(simulator.Fault{Method: "crm.lead.contact.items.delete", Status: 400, Code: "ACCESS_DENIED", Description: "Access denied"})
 	mark := len(e.portal.Calls())
 	run := e.newBulkRun(store.BulkFilter{}, 130)
 	require.NoError(t, e.h.WorkBulkRun(context.Background(), run.ID))
@@ -145,7 +145,7 @@ func TestBulkRunRecordsARefusal(t *testing.T) {
 	assert.NotEmpty(t, e.portal.LeadContacts(int(lead)), "the refused lead keeps its contacts")
 	tries, denied := 0, 0
 	for _, c := range e.portal.Calls()[mark:] {
-		if c.Method == "crm.lead.contact.delete" && c.Params.Get("id") == strconv.FormatInt(lead, 10) {
+		if c.Method == "crm.lead.contact.items.delete" && c.Params.Get("id") == strconv.FormatInt(lead, 10) {
 			tries++
 			if c.Error == "ACCESS_DENIED" {
 				denied++
@@ -153,7 +153,8 @@ func TestBulkRunRecordsARefusal(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, denied, "the refusal is never retried")
-	assert.Equal(t, len(refused[0].Links)+1, tries, "its other links were removed once, and kept for the undo")
+	assert.Equal(t, 1, tries, "the refused lead is not tried again")
+	assert.Empty(t, refused[0].Links, "nothing of it was unlinked")
 	var found bool
 	all, err := e.st.History(context.Background(), e.portal.MemberID(), 1000)
 	require.NoError(t, err)
@@ -193,8 +194,8 @@ func TestBulkRunLostAnswerIsReadBack(t *testing.T) {
 	require.NoError(t, e.h.WorkBulkRun(context.Background(), run.ID))
 	got := e.bulkRun(run.ID)
 	assert.Equal(t, store.RunDone, got.State)
-	for k, n := range linkDeletes(e.portal, mark) {
-		require.Equal(t, 1, n, "link %s deleted once", k)
+	for k, n := range leadDeletes(e.portal, mark) {
+		require.Equal(t, 1, n, "lead %s unlinked once", k)
 	}
 	assert.NotEmpty(t, e.portal.CallsTo("crm.lead.contact.items.get"), "the lost batch's leads were read back")
 	seen := map[int64]int{}
@@ -246,8 +247,8 @@ func TestBulkRunPauseResumeCancel(t *testing.T) {
 	require.NoError(t, e.h.WorkBulkRun(ctx, run.ID))
 	done := e.bulkRun(run.ID)
 	assert.Equal(t, store.RunDone, done.State)
-	for k, n := range linkDeletes(e.portal, mark) {
-		require.Equal(t, 1, n, "link %s deleted once", k)
+	for k, n := range leadDeletes(e.portal, mark) {
+		require.Equal(t, 1, n, "lead %s unlinked once", k)
 	}
 	for id, l := range e.leadsByStage() {
 		if l == "NEW" || l == "JUNK" {
