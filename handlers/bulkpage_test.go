@@ -168,3 +168,19 @@ func TestBulkCardSessionRefused(t *testing.T) {
 	assert.Contains(t, text(res, "#banner .alert-danger"), "Your session has expired. Open the app again from the left menu of Bitrix24.", "the admins' page points to where it is opened, not to a lead card")
 	assert.Contains(t, text(res, "#banner .alert-title"), "The bulk run could not go ahead")
 }
+
+// A refusal of Bitrix24 met by a bulk button is explained as the tab
+// explains it, with its code: not an internal error.
+func TestBulkCardExplainsARefusal(t *testing.T) {
+	e := newInstalledEnv(t, func(e *testEnv) { e.bulk = &fakeQueue{} })
+	admin := e.openApp(simulator.SeedAdmin, "en")
+	require.Equal(t, http.StatusOK, admin.status, admin.body)
+	e.portal.InjectFault(simulator.Fault{Method: "batch", Status: http.StatusServiceUnavailable, Code: "OVERLOAD_LIMIT",
+		Description: "REST API is blocked due to overload.", Times: 20})
+	res := e.press(admin, "#bulk-form", "count", nil)
+	assert.Equal(t, http.StatusServiceUnavailable, res.status, res.body)
+	assert.Contains(t, text(res, "#banner .alert-title"), "The bulk run could not go ahead")
+	assert.Contains(t, res.doc.Find("#banner").Text(), "OVERLOAD_LIMIT", "the Bitrix24 code is shown")
+	assert.NotContains(t, text(res, "#banner .alert-danger"), "Something went wrong")
+}
+

@@ -53,11 +53,22 @@ func asProblem(err error) *problem {
 // adminFailed renders the admins' page after its action failed (a
 // re-bind, a bulk run's button), with a banner titled title: a session
 // Bitrix24 no longer accepts asks the admin to reopen the page, as on
-// every other page; any other failure says what its problem says.
+// every other page; a refusal or fault of Bitrix24 is explained as the
+// tab explains it (upstream.go), with its code; any other failure says
+// what its problem says.
 func (h *Handlers) adminFailed(c *gin.Context, page adminPage, loc *lang.Localizer, title string, err error) {
-	pr := asProblem(err)
-	if bitrix24.IsAuthFailure(err) || errors.Is(err, errSessionDead) {
+	var pr, asPr *problem
+	var be *bitrix24.Error
+	switch {
+	case bitrix24.IsAuthFailure(err) || errors.Is(err, errSessionDead):
 		pr = fail(http.StatusUnauthorized, "error.session_expired_app", err)
+	case errors.As(err, &asPr):
+		pr = asPr
+	case errors.As(err, &be) || explain(err) != unknownUpstream:
+		pr = fail(upstreamStatus(err), upstreamKey(err), err)
+		pr.code = upstreamCode(err)
+	default:
+		pr = asProblem(err)
 	}
 	h.logProblem(c, pr)
 	page.Admin = true
