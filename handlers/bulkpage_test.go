@@ -183,4 +183,3 @@ func TestBulkCardExplainsARefusal(t *testing.T) {
 	assert.Contains(t, res.doc.Find("#banner").Text(), "OVERLOAD_LIMIT", "the Bitrix24 code is shown")
 	assert.NotContains(t, text(res, "#banner .alert-danger"), "Something went wrong")
 }
-
