@@ -287,6 +287,20 @@ func (h *Handlers) fillAdmin(page *adminPage, loc *lang.Localizer, p *store.Port
 	return nil
 }
 
+// withAdmin adapts an action posted from the admins' page: adminAction
+// authenticates it, and fn does the work within the request's deadline.
+func (h *Handlers) withAdmin(fn func(ctx context.Context, c *gin.Context, sess *store.Session, p *store.Portal) error) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
+		defer cancel()
+		sess, p, err := h.adminAction(ctx, c)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, c, sess, p)
+	}
+}
+
 // adminAction is the prologue of every action posted from the admins'
 // page: the signed admin context, bound to this browser, naming a live
 // admin session of an installed portal. It sets the frame's origin.
@@ -330,13 +344,7 @@ func (h *Handlers) adminAction(ctx context.Context, c *gin.Context) (*store.Sess
 // page, with the clicking admin's own token (Bitrix24 lets only admins
 // bind; an expired token is refreshed as for a removal). It reuses the
 // installer's bind, so what is right is kept and what is stale replaced.
-func (h *Handlers) rebind(c *gin.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
-	defer cancel()
-	sess, p, err := h.adminAction(ctx, c)
-	if err != nil {
-		return err
-	}
+func (h *Handlers) rebind(ctx context.Context, c *gin.Context, sess *store.Session, p *store.Portal) error {
 	loc := h.d.Lang.For(sess.Lang)
 	page := adminPage{base: h.base(loc)}
 

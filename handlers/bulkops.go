@@ -19,13 +19,7 @@ import (
 // never acts on a newer run). Every change takes effect at the run's next
 // batch; resume and undo act with the clicking admin's own session from
 // then on. The page is then drawn again, as after a re-bind.
-func (h *Handlers) bulk(c *gin.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
-	defer cancel()
-	sess, p, err := h.adminAction(ctx, c)
-	if err != nil {
-		return err
-	}
+func (h *Handlers) bulk(ctx context.Context, c *gin.Context, sess *store.Session, p *store.Portal) error {
 	loc := h.d.Lang.For(sess.Lang)
 	form := c.Request.PostForm
 	f, err := bulkFilterOf(form)

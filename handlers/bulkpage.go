@@ -168,13 +168,7 @@ func bulkFilterOf(form url.Values) (store.BulkFilter, error) {
 }
 
 // bulkStatus answers the page's poll with the latest run, as JSON.
-func (h *Handlers) bulkStatus(c *gin.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
-	defer cancel()
-	sess, p, err := h.adminAction(ctx, c)
-	if err != nil {
-		return err
-	}
+func (h *Handlers) bulkStatus(ctx context.Context, c *gin.Context, sess *store.Session, p *store.Portal) error {
 	r, err := h.d.Store.LatestBulkRun(ctx, p.MemberID)
 	if errors.Is(err, store.ErrNotFound) {
 		c.JSON(http.StatusOK, gin.H{})

@@ -45,7 +45,7 @@ type bulkWork struct {
 	// userID and userName are the acting admin's (see actor).
 	userID   int64
 	userName string
-	// sleep waits between retries (tests shorten it).
+	// sleep waits between retries.
 	sleep func(ctx context.Context, d time.Duration) error
 }
 

@@ -64,9 +64,9 @@ func (h *Handlers) Engine() *gin.Engine {
 
 	// The app's main page, framed from the portal's left menu.
 	post(m.Handler, form, h.limitInbound(routeFrame), h.page(h.appPage))
-	post(m.Handler+"/rebind", form, h.page(h.rebind))
-	post(m.Handler+"/bulk", form, h.page(h.bulk))
-	post(m.Handler+"/bulk/status", form, h.page(h.bulkStatus))
+	post(m.Handler+"/rebind", form, h.page(h.withAdmin(h.rebind)))
+	post(m.Handler+"/bulk", form, h.page(h.withAdmin(h.bulk)))
+	post(m.Handler+"/bulk/status", form, h.page(h.withAdmin(h.bulkStatus)))
 
 	for _, ev := range m.EventList() {
 		switch ev.Name {
