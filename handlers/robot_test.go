@@ -259,6 +259,8 @@ func TestAdminPageShowsTheRuleAndRebindBringsItBack(t *testing.T) {
 	admin := e.openApp(simulator.SeedAdmin, "en")
 	require.Equal(t, http.StatusOK, admin.status, admin.body)
 	assert.Equal(t, "Automation rule “Remove all contacts” leadcontacts_remove_all bound", row(admin))
+	assert.Equal(t, "Where the app appears in Bitrix24", strings.TrimSpace(admin.doc.Find("#placements-heading").Text()))
+	assert.Contains(t, admin.doc.Find("p.count").First().Text(), "where the app appears, bulk runs")
 
 	// As after an update, which drops an app's robots, when the admin
 	// closed the installer: the rule is gone.
