@@ -149,18 +149,26 @@ func listCommands(leadID int64) []bitrix24.Cmd {
 	}
 }
 
-// fillList puts a listCommands result on the page; it returns the links.
-func (h *Handlers) fillList(page *tabPage, loc *lang.Localizer, p *store.Portal, res *bitrix24.BatchResult) ([]leadItem, error) {
+// leadTitle is the lead's title from a listCommands result (crm.item.get),
+// or the lead's own error (NOT_FOUND, ACCESS_DENIED).
+func leadTitle(res *bitrix24.BatchResult) (string, error) {
 	var lead struct {
 		Item struct {
 			Title string `json:"title"`
 		} `json:"item"`
 	}
-	if err := res.Decode("lead", &lead); err != nil {
+	err := res.Decode("lead", &lead)
+	return lead.Item.Title, err
+}
+
+// fillList puts a listCommands result on the page; it returns the links.
+func (h *Handlers) fillList(page *tabPage, loc *lang.Localizer, p *store.Portal, res *bitrix24.BatchResult) ([]leadItem, error) {
+	title, err := leadTitle(res)
+	if err != nil {
 		return nil, err
 	}
-	if lead.Item.Title != "" {
-		page.LeadTitle = lead.Item.Title
+	if title != "" {
+		page.LeadTitle = title
 	}
 	var items []leadItem
 	if err := res.Decode("items", &items); err != nil {

@@ -233,15 +233,8 @@ func (h *Handlers) runRobot(ctx context.Context, rc robotCall, last bool) error 
 	loc := h.d.Lang.For(p.Lang)
 	sess := &store.Session{MemberID: p.MemberID, UserID: rc.UserID, LeadID: rc.LeadID, Lang: p.Lang,
 		UserName: profileName(res), ContactNames: contactNames(res), AccessToken: rc.AccessToken}
-	var lead struct {
-		Item struct {
-			Title string `json:"title"`
-		} `json:"item"`
-	}
 	var r removal
-	err = res.Decode("lead", &lead)
-	if err == nil {
-		sess.LeadTitle = lead.Item.Title
+	if sess.LeadTitle, err = leadTitle(res); err == nil {
 		r, err = h.removeOnce(ctx, sess, p)
 	}
 	if err != nil && retryable(err) && !last {
@@ -319,7 +312,7 @@ func (h *Handlers) answerRobot(ctx context.Context, p *store.Portal, rc robotCal
 			return h.d.REST.Call(ctx, endpoint, token, "bizproc.event.send", params, &ok)
 		})
 	}
-	err := errors.New("no user token")
+	var err error
 	if !rc.AccessToken.IsZero() {
 		err = send(rc.AccessToken)
 	}
