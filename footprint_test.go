@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,20 +33,24 @@ import (
 
 // buildApp builds the app's binary once per benchmark run, as the release
 // image does (.ci/image): static, stripped.
-var buildApp = sync.OnceValues(func() (string, error) {
+var buildApp = sync.OnceValues(func() (string, error) { return build(".", "leadcontacts") })
+
+// build builds the command in pkg, as name, as the release image builds
+// the app.
+func build(pkg, name string) (string, error) {
 	dir, err := os.MkdirTemp("", "leadcontacts-bin-")
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "leadcontacts")
-	cmd := exec.Command("go", "build", "-tags=nomsgpack", "-trimpath", "-ldflags=-s -w", "-o", bin, ".") // #nosec G204 -- fixed arguments
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-tags=nomsgpack", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg) // #nosec G204 -- fixed arguments
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
-})
+}
 
 // startBinary runs the app's binary with a's environment and returns when
 // /readyz first answers 200, with the time that took since exec.
@@ -130,7 +135,7 @@ func BenchmarkPeakRSS64(b *testing.B) {
 		a.env[k] = os.Getenv(k)
 	}
 	cmd, _ := a.startBinary(b)
-	idle := vmHWM(b, cmd.Process.Pid)
+	idle, idleFile := procMemory(b, cmd.Process.Pid)
 	var workers []worker
 	for range portals {
 		p, err := a.sim.AddPortal(simulator.PortalOptions{Seed: true, Enterprise: true})
@@ -173,9 +178,62 @@ func BenchmarkPeakRSS64(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	peak := vmHWM(b, cmd.Process.Pid)
+	peak, _ := procMemory(b, cmd.Process.Pid)
 	stopBinary(b, cmd)
 	b.ReportMetric(float64(idle)/(1<<20), "idle-MiB")
+	b.ReportMetric(float64(idleFile)/(1<<20), "idle-file-MiB")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+}
+
+// BenchmarkFloorRSS is the stack's share of BenchmarkPeakRSS64: the
+// libraries the app must use, initialised and serving a templated page,
+// without the app (testdata/floor). It reports the resident set idle and
+// after b.N rounds of 64 concurrent requests, and how much of it is the
+// binary's file-backed pages.
+func BenchmarkFloorRSS(b *testing.B) {
+	bin, err := build("./testdata/floor", "floor")
+	require.NoError(b, err)
+	addr := freeAddr(b)
+	cmd := exec.Command(bin, addr, filepath.Join(b.TempDir(), "floor.db")) // #nosec G204 -- the binary just built
+	require.NoError(b, cmd.Start())
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	get := func(path string) error {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: status %d", path, resp.StatusCode)
+		}
+		return nil
+	}
+	for deadline := time.Now().Add(20 * time.Second); get("/") != nil; time.Sleep(time.Millisecond) {
+		require.True(b, time.Now().Before(deadline), "the floor program did not start")
+	}
+	require.NoError(b, get("/metrics"))
+	idle, idleFile := procMemory(b, cmd.Process.Pid)
+	b.ResetTimer()
+	for range b.N {
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for range 64 {
+			wg.Go(func() { errs <- get("/") })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(b, err)
+		}
+	}
+	b.StopTimer()
+	peak, _ := procMemory(b, cmd.Process.Pid)
+	b.ReportMetric(float64(idle)/(1<<20), "idle-MiB")
+	b.ReportMetric(float64(idleFile)/(1<<20), "idle-file-MiB")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
 }
 
@@ -196,20 +254,28 @@ func (w worker) click(a *appProc, tab appPage) (appPage, error) {
 	return postPage(w.client, a.base+action, url.Values{"ctx": {ctx}}, "Sec-Fetch-Site", "same-origin", "Origin", a.base)
 }
 
-// vmHWM reads a process's peak resident set size, in bytes.
-func vmHWM(b *testing.B, pid int) int64 {
+// procMemory reads a process's peak resident set size (VmHWM) and the
+// part of its current resident set that is file-backed (RssFile: the
+// binary's pages), in bytes.
+func procMemory(b *testing.B, pid int) (peak, file int64) {
 	b.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid)) // #nosec G304 -- procfs of our child
 	require.NoError(b, err)
 	defer f.Close()
+	kB := func(rest string) int64 {
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		require.NoError(b, err)
+		return kb << 10
+	}
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			require.NoError(b, err)
-			return kb << 10
+			peak = kB(rest)
+		}
+		if rest, ok := strings.CutPrefix(s.Text(), "RssFile:"); ok {
+			file = kB(rest)
 		}
 	}
-	b.Fatal("no VmHWM in /proc status")
-	return 0
+	require.NotZero(b, peak, "no VmHWM in /proc status")
+	return peak, file
 }
