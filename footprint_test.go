@@ -23,11 +23,11 @@ import (
 
 // The app's footprint as a process of its own: how long the binary takes
 // from exec to its first ready answer, and its peak resident memory under
-// 64 concurrent requests. Benchmarks, not tests: their figures go to
-// docs/performance.md (issue 11).
+// 64 concurrent requests, next to the floor of its stack without it.
+// Benchmarks, not tests: their figures go to docs/performance.md (issue 11).
 //
 //	go test -run '^$' -bench ColdStart -benchtime 20x .
-//	go test -run '^$' -bench PeakRSS -benchtime 10x .
+//	go test -run '^$' -bench 'PeakRSS|FloorRSS' -benchtime 10x .
 //
 // (the portals' Enterprise budget, 250 and 5/s, holds ten rounds).
 
