@@ -13,23 +13,34 @@ import (
 // opens our CRM_LEAD_DETAIL_TAB on a lead card. It fails when the install is
 // not finished, no such placement is bound, or the user cannot see the lead.
 func (p *Portal) OpenLeadTab(userID, leadID int, lang string) (Frame, error) {
-	return p.openLeadTab(userID, leadID, 0, lang)
+	return p.openLead(leadTab, userID, leadID, 0, lang)
 }
 
-// leadTabOptions is the lead tab's PLACEMENT_OPTIONS: the ID as a string
-// and, recorded from RefererUriExtractor.php, the card's path (JSON-encoded
-// by PHP with escaped slashes). Older servers send the ID alone.
-func (p *Portal) leadTabOptions(leadID int) map[string]string {
+// leadPlacement is a placement opened on one lead: the lead card's tab or
+// the lead list's row menu.
+type leadPlacement struct {
+	code string // CRM_LEAD_DETAIL_TAB, CRM_LEAD_LIST_MENU
+	uri  func(id string) string
+}
+
+// leadTab is the lead card's tab; the URI recorded from
+// RefererUriExtractor.php is the card's path.
+var leadTab = leadPlacement{"CRM_LEAD_DETAIL_TAB", func(id string) string { return "/crm/lead/details/" + id + "/" }}
+
+// options is the placement's PLACEMENT_OPTIONS: the ID as a string and
+// the page's path (JSON-encoded by PHP with escaped slashes); older
+// servers send the ID alone.
+func (lp leadPlacement) options(p *Portal, leadID int) map[string]string {
 	id := strconv.Itoa(leadID)
 	opts := map[string]string{"ID": id}
 	if !p.legacy {
-		opts["URI"] = "/crm/lead/details/" + id + "/"
+		opts["URI"] = lp.uri(id)
 	}
 	return opts
 }
 
-// openLeadTab opens the n-th CRM_LEAD_DETAIL_TAB bound, if the user may.
-func (p *Portal) openLeadTab(userID, leadID, n int, lang string) (Frame, error) {
+// openLead opens the n-th binding of lp on a lead, if the user may.
+func (p *Portal) openLead(lp leadPlacement, userID, leadID, n int, lang string) (Frame, error) {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	// SILENT (docs disagree): placement-bind.md lets admins see widgets of an
@@ -39,20 +50,19 @@ func (p *Portal) openLeadTab(userID, leadID, n int, lang string) (Frame, error) 
 		return Frame{}, errors.New("simulator: app install is not finished; placements are hidden")
 	}
 	u, ok := p.users[userID]
-	if !ok {
+	switch {
+	case !ok:
 		return Frame{}, fmt.Errorf("simulator: no user %d", userID)
-	}
-	if _, ok := p.leads[leadID]; !ok {
+	case p.leads[leadID] == nil:
 		return Frame{}, fmt.Errorf("simulator: no lead %d", leadID)
-	}
-	if !u.canRead() {
+	case !u.canRead():
 		return Frame{}, fmt.Errorf("simulator: user %d cannot read lead %d", userID, leadID)
 	}
-	tabs := p.bindingsLocked("CRM_LEAD_DETAIL_TAB")
-	if n >= len(tabs) {
-		return Frame{}, errors.New("simulator: no CRM_LEAD_DETAIL_TAB placement is bound")
+	bound := p.bindingsLocked(lp.code)
+	if n < 0 || n >= len(bound) {
+		return Frame{}, fmt.Errorf("simulator: no %s placement is bound", lp.code)
 	}
-	return p.frameLocked(userID, framePlacement, tabs[n].Handler, tabs[n].Placement, p.leadTabOptions(leadID), lang), nil
+	return p.frameLocked(userID, framePlacement, bound[n].Handler, bound[n].Placement, lp.options(p, leadID), lang), nil
 }
 
 func (p *Portal) bindingsLocked(placement string) []PlacementBinding {

@@ -1,8 +1,6 @@
 package simulator
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -12,46 +10,17 @@ import (
 // leadListPath is the lead list page, where CRM_LEAD_LIST_MENU opens.
 const leadListPath = "/crm/lead/list/"
 
-// leadListMenuOptions is CRM_LEAD_LIST_MENU's PLACEMENT_OPTIONS
-// (testdata/recorded/frame_lead_list_menu.json, widgets/crm/list-menu.md):
-// the lead's ID as a string and the list page's path (the Referer, as for
-// the tab); older servers send the ID alone.
-func (p *Portal) leadListMenuOptions(leadID int) map[string]string {
-	opts := map[string]string{"ID": strconv.Itoa(leadID)}
-	if !p.legacy {
-		opts["URI"] = leadListPath
-	}
-	return opts
-}
+// leadListMenu is CRM_LEAD_LIST_MENU (testdata/recorded/frame_lead_list_menu.json,
+// widgets/crm/list-menu.md): its URI is the list page's path (the
+// Referer, as for the tab).
+var leadListMenu = leadPlacement{"CRM_LEAD_LIST_MENU", func(string) string { return leadListPath }}
 
 // OpenLeadListMenu builds the POST Bitrix24 sends into the slider when the
 // user picks our item in a lead row's menu (Bitrix24 Market submenu) on
 // the lead list. It fails like OpenLeadTab: install not finished, no such
 // placement bound, or a user who cannot see the lead.
 func (p *Portal) OpenLeadListMenu(userID, leadID int, lang string) (Frame, error) {
-	return p.openLeadListMenu(userID, leadID, 0, lang)
-}
-
-func (p *Portal) openLeadListMenu(userID, leadID, n int, lang string) (Frame, error) {
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	if p.state != installed {
-		return Frame{}, errors.New("simulator: app install is not finished; placements are hidden")
-	}
-	u, ok := p.users[userID]
-	switch {
-	case !ok:
-		return Frame{}, fmt.Errorf("simulator: no user %d", userID)
-	case p.leads[leadID] == nil:
-		return Frame{}, fmt.Errorf("simulator: no lead %d", leadID)
-	case !u.canRead():
-		return Frame{}, fmt.Errorf("simulator: user %d cannot read lead %d", userID, leadID)
-	}
-	items := p.bindingsLocked("CRM_LEAD_LIST_MENU")
-	if n < 0 || n >= len(items) {
-		return Frame{}, errors.New("simulator: no CRM_LEAD_LIST_MENU placement is bound")
-	}
-	return p.frameLocked(userID, framePlacement, items[n].Handler, items[n].Placement, p.leadListMenuOptions(leadID), lang), nil
+	return p.openLead(leadListMenu, userID, leadID, 0, lang)
 }
 
 // leadListPage is the lead list: filters, pages of 50, a row menu with
@@ -151,10 +120,10 @@ func (p *Portal) leadList(w http.ResponseWriter, r *http.Request, base pageBase)
 	if menuID, err := strconv.Atoi(q.Get("menu")); err == nil {
 		n, _ := strconv.Atoi(q.Get("app"))
 		pg.SliderOpen = true
-		if f, err := p.openLeadListMenu(base.User.ID, menuID, n, base.Lang); err != nil {
+		if f, err := p.openLead(leadListMenu, base.User.ID, menuID, n, base.Lang); err != nil {
 			pg.Error = strings.TrimPrefix(err.Error(), "simulator: ")
 		} else {
-			p.frameFields(&pg.framePage, f, "placement", "CRM_LEAD_LIST_MENU", p.leadListMenuOptions(menuID), menuID)
+			p.frameFields(&pg.framePage, f, "placement", leadListMenu.code, leadListMenu.options(p, menuID), menuID)
 		}
 	}
 	return "leadlist", pg, http.StatusOK

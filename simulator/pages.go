@@ -299,10 +299,10 @@ func (p *Portal) leadCard(w http.ResponseWriter, r *http.Request, base pageBase)
 		if rest, cut := strings.CutPrefix(active, "app-"); cut {
 			n, _ = strconv.Atoi(rest)
 		}
-		if f, err := p.openLeadTab(base.User.ID, id, n, lang); err != nil {
+		if f, err := p.openLead(leadTab, base.User.ID, id, n, lang); err != nil {
 			pg.Error = strings.TrimPrefix(err.Error(), "simulator: ")
 		} else {
-			p.frameFields(&pg, f, "placement", "CRM_LEAD_DETAIL_TAB", p.leadTabOptions(id), id)
+			p.frameFields(&pg, f, "placement", leadTab.code, leadTab.options(p, id), id)
 		}
 	}
 	return "lead", pg, http.StatusOK
