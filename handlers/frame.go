@@ -201,7 +201,7 @@ type frameUser struct {
 // verifyFrame authenticates a frame against stored state and runs its one
 // batch, cmds, which must hold "app" (app.info) and "me" (profile): the
 // portal must be installed, the application token match (older portals:
-// see verifyAppToken), and the posted AUTH_ID be accepted by the stored
+// see appPortal), and the posted AUTH_ID be accepted by the stored
 // endpoint (never the posted DOMAIN or SERVER_ENDPOINT) as a token of the
 // app recorded at install. A refused AUTH_ID is remembered, so the same
 // junk costs no second request, and the batch leaves the portal's last
@@ -216,11 +216,8 @@ func (h *Handlers) verifyFrame(ctx context.Context, f Frame, cmds []bitrix24.Cmd
 // verified, before the batch.
 func (h *Handlers) verifyFrameWith(ctx context.Context, f Frame, build func(p *store.Portal) ([]bitrix24.Cmd, error)) (*store.Portal, *bitrix24.BatchResult, frameUser, error) {
 	var me frameUser
-	p, err := h.activePortal(ctx, f.MemberID)
+	p, err := h.appPortal(ctx, f.MemberID, f.AppToken)
 	if err != nil {
-		return nil, nil, me, err
-	}
-	if err := h.verifyAppToken(ctx, f.AppToken, p); err != nil {
 		return nil, nil, me, err
 	}
 	cmds, err := build(p)

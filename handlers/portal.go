@@ -144,19 +144,24 @@ func verifyAppInfo(res *bitrix24.BatchResult, p *store.Portal) error {
 	return nil
 }
 
-// verifyAppToken checks the APPLICATION_TOKEN a frame carries against the
-// portal's stored hash, in constant time (an empty token never matches).
-// A hash made under a previous APP_SECRET is renewed on the way, since the
-// raw token is never stored and this is the only time it is at hand.
-func (h *Handlers) verifyAppToken(ctx context.Context, token secret.String, p *store.Portal) error {
+// appPortal is the installed portal memberID, if token is the
+// APPLICATION_TOKEN a frame or a rule's run carries for it: checked against
+// the stored hash in constant time (an empty token never matches). A hash
+// made under a previous APP_SECRET is renewed on the way, since the raw
+// token is never stored and this is the only time it is at hand.
+func (h *Handlers) appPortal(ctx context.Context, memberID string, token secret.String) (*store.Portal, error) {
+	p, err := h.activePortal(ctx, memberID)
+	if err != nil {
+		return nil, err
+	}
 	if token.IsZero() && p.AppTokenHash == "" && p.AppCode != "" {
 		// An older on-premise portal, installed from a frame without an
 		// application token: its frames have none either, and the frame's
 		// batch proves itself (verifyAppInfo). docs/security.md.
-		return nil
+		return p, nil
 	}
 	if !h.d.Keys.Verify(token, p.AppTokenHash) {
-		return fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("application token mismatch for member %q", p.MemberID))
+		return nil, fail(http.StatusForbidden, "error.not_from_bitrix", fmt.Errorf("application token mismatch for member %q", p.MemberID))
 	}
 	if !h.d.Keys.HashIsCurrent(p.AppTokenHash) {
 		fresh := h.d.Keys.Hash(token)
@@ -166,5 +171,5 @@ func (h *Handlers) verifyAppToken(ctx context.Context, token secret.String, p *s
 			p.AppTokenHash = fresh
 		}
 	}
-	return nil
+	return p, nil
 }

@@ -126,11 +126,7 @@ func (h *Handlers) onRobot(rb manifest.Robot) func(*gin.Context) error {
 		}
 		ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.RequestTimeout)
 		defer cancel()
-		p, err := h.activePortal(ctx, rc.MemberID)
-		if err != nil {
-			return err
-		}
-		if err := h.verifyAppToken(ctx, rc.AppToken, p); err != nil {
+		if _, err := h.appPortal(ctx, rc.MemberID, rc.AppToken); err != nil {
 			return err
 		}
 		if h.d.Robots != nil {
@@ -279,11 +275,8 @@ func robotResult(loc *lang.Localizer, r removal, err error) robotOutcome {
 // stored portal and the application token vouch for such a call, so it
 // changes nothing but the rule's own log.
 func (h *Handlers) robotWithoutUser(ctx context.Context, rc robotCall) error {
-	p, err := h.activePortal(ctx, rc.MemberID)
+	p, err := h.appPortal(ctx, rc.MemberID, rc.AppToken)
 	if err != nil {
-		return err
-	}
-	if err := h.verifyAppToken(ctx, rc.AppToken, p); err != nil {
 		return err
 	}
 	loc := h.d.Lang.For(p.Lang)
