@@ -197,31 +197,28 @@ func (h *Handlers) readList(ctx context.Context, sess *store.Session, p *store.P
 
 // view renders the tab again for an open session: Cancel on the no-JS
 // confirmation page and "Back to the list" on a failure page return here.
-// When the list cannot be read, the page keeps the one it showed, and
-// "Back to the list" is the way to try again.
-func (h *Handlers) view(c *gin.Context, a *action) error {
-	page := a.page
-	if err := h.readList(a.ctx, a.sess, a.p, &page, a.loc); err != nil {
-		a.keepList(&page)
-		h.renderTab(c, upstreamStatus(err), "tab", page)
-		return nil
-	}
-	h.renderTab(c, http.StatusOK, "tab", page)
-	return nil
-}
+func (h *Handlers) view(c *gin.Context, a *action) error { return h.showList(c, a, "tab", false) }
 
 // confirm is the confirmation as a page of its own, for browsers without
 // JavaScript: the tab's form posts here, and only this page's "Yes"
 // posts to the removal. It reads the current links, so the question names
 // the number that will really be unlinked.
 func (h *Handlers) confirm(c *gin.Context, a *action) error {
-	page := a.page
-	if err := h.readList(a.ctx, a.sess, a.p, &page, a.loc); err != nil {
-		page.Retry = retryable(err)
-		a.keepList(&page)
-		h.renderTab(c, upstreamStatus(err), "tab", page)
+	return h.showList(c, a, "confirm", true)
+}
+
+// showList reads the lead's links afresh and renders them as page. When
+// the list cannot be read, the tab keeps the one it showed, "Back to the
+// list" is the way to try again, and offerRetry adds the removal's "Try
+// again" when the failure may pass.
+func (h *Handlers) showList(c *gin.Context, a *action, page string, offerRetry bool) error {
+	p := a.page
+	if err := h.readList(a.ctx, a.sess, a.p, &p, a.loc); err != nil {
+		p.Retry = offerRetry && retryable(err)
+		a.keepList(&p)
+		h.renderTab(c, upstreamStatus(err), "tab", p)
 		return nil
 	}
-	h.renderTab(c, http.StatusOK, "confirm", page)
+	h.renderTab(c, http.StatusOK, page, p)
 	return nil
 }
