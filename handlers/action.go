@@ -212,13 +212,13 @@ func (h *Handlers) confirm(c *gin.Context, a *action) error {
 // list" is the way to try again, and offerRetry adds the removal's "Try
 // again" when the failure may pass.
 func (h *Handlers) showList(c *gin.Context, a *action, page string, offerRetry bool) error {
-	p := a.page
-	if err := h.readList(a.ctx, a.sess, a.p, &p, a.loc); err != nil {
-		p.Retry = offerRetry && retryable(err)
-		a.keepList(&p)
-		h.renderTab(c, upstreamStatus(err), "tab", p)
+	pg := a.page
+	if err := h.readList(a.ctx, a.sess, a.p, &pg, a.loc); err != nil {
+		pg.Retry = offerRetry && retryable(err)
+		a.keepList(&pg)
+		h.renderTab(c, upstreamStatus(err), "tab", pg)
 		return nil
 	}
-	h.renderTab(c, http.StatusOK, page, p)
+	h.renderTab(c, http.StatusOK, page, pg)
 	return nil
 }
